@@ -1,0 +1,124 @@
+/**
+ * The validated, normalized system manifest. `loadManifest` (load.ts) is the only producer: every
+ * component receives this frozen shape and never parses `rampart.yaml` itself a second way.
+ */
+
+export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+export type HttpMethod = (typeof HTTP_METHODS)[number];
+
+/** Who a rate limit counts: the client IP, the token subject, the token's client_id, or a request header. */
+export type RateLimitKey = { kind: 'ip' } | { kind: 'subject' } | { kind: 'client' } | { kind: 'header'; name: string };
+
+export interface RateLimit {
+  /** Requests admitted per period. */
+  limit: number;
+  /** Period length in milliseconds. */
+  periodMs: number;
+  key: RateLimitKey;
+  /** The text as written (`100/min per ip`), for summaries and the RateLimit-Policy field. */
+  source: string;
+}
+
+/**
+ * A path pattern: literal segments, `*` for exactly one segment, and a trailing `**` for zero or more
+ * segments. Patterns are canonical paths themselves (see core/canonical-path.ts).
+ */
+export interface PathPattern {
+  source: string;
+  segments: readonly string[];
+}
+
+export type RouteAuth =
+  | { kind: 'none' }
+  | {
+      kind: 'token';
+      /** Scopes the access token must carry. */
+      scopes: readonly string[];
+      /** `all`: every scope listed; `any`: at least one. */
+      scopeMatch: 'all' | 'any';
+      /** Roles (the token's `roles` claim) of which the caller needs at least one; empty: no role needed. */
+      roles: readonly string[];
+    };
+
+export interface Route {
+  /** Stable, bounded identifier: the metric label and the audit resource. */
+  id: string;
+  service: string;
+  path: PathPattern;
+  methods: readonly HttpMethod[];
+  auth: RouteAuth;
+  rateLimit: RateLimit | null;
+  /** Where the route was declared, for messages at run time. */
+  where: SourceLocation;
+}
+
+export interface Call {
+  service: string;
+  methods: readonly HttpMethod[];
+  paths: readonly PathPattern[];
+}
+
+export interface Service {
+  name: string;
+  /** Absolute path of the service's entry file. */
+  run: string;
+  routes: readonly Route[];
+  calls: readonly Call[];
+  secrets: readonly string[];
+  /** Plain, non-secret settings passed to the service's environment. */
+  env: Readonly<Record<string, string>>;
+}
+
+export type TlsConfig = { mode: 'off' } | { mode: 'files'; cert: string; key: string };
+
+export type RateLimitStore = { store: 'memory' } | { store: 'redis'; url: string; onStoreDown: 'deny' | 'local' };
+
+export interface GatewayConfig {
+  listen: { host: string; port: number };
+  /** Loopback admin listener (health, metrics); port 0 lets the launcher choose. */
+  admin: { port: number };
+  tls: TlsConfig;
+  /** CIDRs whose X-Forwarded-For / Forwarded headers are believed. */
+  trustedProxies: readonly string[];
+  rateLimit: RateLimitStore;
+}
+
+export type IdentityConfig =
+  | { mode: 'builtin'; port: number; issuer: string; audience: string }
+  | { mode: 'external'; issuer: string; jwksUri: string | null; audience: string };
+
+export interface SecretDeclaration {
+  name: string;
+  description: string;
+}
+
+export interface Manifest {
+  /** Absolute path of the manifest file. */
+  file: string;
+  /** Directory of the manifest; relative paths in it resolve from here. */
+  dir: string;
+  trustDomain: string;
+  gateway: GatewayConfig;
+  identity: IdentityConfig;
+  secrets: Readonly<Record<string, SecretDeclaration>>;
+  services: Readonly<Record<string, Service>>;
+  /** Every route of every service, in declaration order. */
+  routes: readonly Route[];
+}
+
+export interface SourceLocation {
+  file: string;
+  /** 1-based. */
+  line: number;
+  /** 1-based. */
+  column: number;
+}
+
+/** One problem found in a manifest. `code` is stable (tests match on it); the rest is for people. */
+export interface ConfigIssue extends SourceLocation {
+  code: string;
+  /** Dotted path to the offending value, e.g. `services.orders.routes[1].rateLimit`. */
+  path: string;
+  message: string;
+  hint?: string;
+}

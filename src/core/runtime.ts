@@ -1,0 +1,67 @@
+import { RampartError } from './errors.ts';
+
+/**
+ * The contract between the launcher and the processes it starts. The launcher passes exactly one
+ * variable, `RAMPART_RUNTIME`, holding this JSON; a process gets only what it needs (least privilege:
+ * a service learns its own ports and data directory, never another's).
+ */
+export interface RuntimeBase {
+  /** Name shown in logs: `gateway`, `control`, `identity`, or the service name. */
+  name: string;
+  /** Absolute path of the process's own writable data directory. */
+  dataDir: string;
+  /** Loopback port of the admin listener (`/healthz`, `/readyz`, `/metrics`). */
+  adminPort: number;
+  /** Absolute path of the manifest, for components that enforce part of it. */
+  manifestFile: string;
+}
+
+export interface ServiceRuntime extends RuntimeBase {
+  kind: 'service';
+  /** Loopback port the service serves its API on. */
+  port: number;
+  /** Token verification settings for end-user tokens forwarded by the gateway. */
+  identity: { issuer: string; audience: string; jwksUri: string | null };
+  /** Loopback base URLs of the services this one may call (from the manifest's `calls`). */
+  peers: Record<string, string>;
+}
+
+export interface GatewayRuntime extends RuntimeBase {
+  kind: 'gateway';
+  /** Loopback base URL of every service, by name. */
+  upstreams: Record<string, string>;
+}
+
+export interface ComponentRuntime extends RuntimeBase {
+  kind: 'control' | 'identity';
+  /** Public port (identity's issuer listener); 0 when the component has none. */
+  port: number;
+}
+
+export type Runtime = ServiceRuntime | GatewayRuntime | ComponentRuntime;
+
+export const RUNTIME_ENV = 'RAMPART_RUNTIME';
+
+/**
+ * Reads this process's runtime from the environment. Fails with CORE_ERR_RUNTIME when the process was
+ * not started by the launcher (or a test that plays its part) or the kind does not match.
+ */
+export function readRuntime<K extends Runtime['kind']>(
+  kind: K,
+  env: NodeJS.ProcessEnv = process.env,
+): Extract<Runtime, { kind: K }> {
+  const raw = env[RUNTIME_ENV];
+  if (!raw) {
+    throw new RampartError('CORE_ERR_RUNTIME', `${RUNTIME_ENV} is not set: start this process with \`rampart start\``);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch (cause) {
+    throw new RampartError('CORE_ERR_RUNTIME', `${RUNTIME_ENV} is not valid JSON`, { cause });
+  }
+  if (typeof parsed !== 'object' || parsed === null || (parsed as { kind?: unknown }).kind !== kind) {
+    throw new RampartError('CORE_ERR_RUNTIME', `${RUNTIME_ENV} does not describe a ${kind} process`);
+  }
+  return parsed as Extract<Runtime, { kind: K }>;
+}
