@@ -32,11 +32,18 @@ export interface GatewayRuntime extends RuntimeBase {
   upstreams: Record<string, string>;
 }
 
-export interface ComponentRuntime extends RuntimeBase {
-  kind: 'control' | 'identity';
-  /** Public port (identity's issuer listener); 0 when the component has none. */
+export interface ControlRuntime extends RuntimeBase {
+  kind: 'control';
+}
+
+export interface IdentityRuntime extends RuntimeBase {
+  kind: 'identity';
+  /** The issuer's public port on loopback. */
   port: number;
 }
+
+/** The control plane and the identity provider. */
+export type ComponentRuntime = ControlRuntime | IdentityRuntime;
 
 export type Runtime = ServiceRuntime | GatewayRuntime | ComponentRuntime;
 

@@ -1,0 +1,44 @@
+import { stdout } from 'node:process';
+
+/** A subcommand: resolves to the process exit code (0 ok, 1 failure, 2 usage or configuration error). */
+type Command = (args: string[]) => Promise<number>;
+
+const io = () => ({ stdout: process.stdout, stderr: process.stderr, cwd: process.cwd(), color: stdout.isTTY === true });
+
+/** Subcommands, loaded on demand so `rampart check` does not pay for the launcher's imports. */
+const COMMANDS: Record<string, { summary: string; run: Command }> = {
+  start: {
+    summary: 'run every component and service of a manifest (default ./rampart.yaml)',
+    run: async (args) => (await import('./start.ts')).runStart(args, io()),
+  },
+  check: {
+    summary: 'validate a manifest and print a summary of the system',
+    run: async (args) => (await import('./check.ts')).runCheck(args, io()),
+  },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length));
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  return `Usage: rampart <command> [options]\n\nCommands:\n${lines.join('\n')}\n\nrampart <command> --help for a command's options.\n`;
+}
+
+/** The CLI entry point; returns the exit code instead of exiting so it can be tested in-process. */
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-v') {
+    const { default: pkg } = await import('../../package.json', { with: { type: 'json' } });
+    process.stdout.write(`${pkg.version}\n`);
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`rampart: unknown command "${name}"\n\n${usage()}`);
+    return 2;
+  }
+  return command.run(rest);
+}

@@ -1,0 +1,62 @@
+import { type AccessTokenVerifier, createAccessTokenVerifier } from '../../core/access-token.ts';
+import { RampartError } from '../../core/errors.ts';
+import { deny } from '../deny.ts';
+import type { GatewayDeps, Stage } from '../stage.ts';
+
+const REALM = 'Bearer realm="rampart"';
+
+/**
+ * Authentication: routes that need a token get a verified RFC 9068 access token from the Authorization
+ * header only (RFC 6750 §2.1; tokens in the query string leak into logs and are never read). Failures
+ * answer 401 with RFC 6750 `WWW-Authenticate` and no detail; the reason goes to logs and the decision.
+ */
+export function createAuthenticate(deps: GatewayDeps, verify?: AccessTokenVerifier): Stage {
+  const { identity } = deps.manifest;
+  const verifier =
+    verify ??
+    createAccessTokenVerifier({
+      issuer: identity.issuer,
+      audience: identity.audience,
+      jwksUri: identity.mode === 'external' ? identity.jwksUri : `${identity.issuer}/jwks`,
+    });
+
+  return {
+    name: 'authenticate',
+    request: async (ctx) => {
+      if (!ctx.route || ctx.route.route.auth.kind === 'none') return;
+      const header = ctx.req.headers.authorization;
+      if (header === undefined) {
+        // RFC 6750 §3.1: no credentials, so no error code in the challenge.
+        throw deny(401, 'GW_ERR_NO_TOKEN', { reason: 'no_token', headers: { 'www-authenticate': REALM } });
+      }
+      const token = bearerToken(header);
+      if (token === null) {
+        throw deny(401, 'GW_ERR_INVALID_TOKEN', {
+          reason: 'not_bearer',
+          headers: { 'www-authenticate': `${REALM}, error="invalid_request"` },
+        });
+      }
+      try {
+        ctx.identity = await verifier(token);
+      } catch (err) {
+        const reason = String((err as RampartError).detail?.['reason'] ?? 'invalid');
+        if (err instanceof RampartError && err.status === 503) {
+          throw deny(503, 'GW_ERR_KEYS_UNAVAILABLE', { reason }, err);
+        }
+        throw deny(
+          401,
+          'GW_ERR_INVALID_TOKEN',
+          { reason, headers: { 'www-authenticate': `${REALM}, error="invalid_token"` } },
+          err,
+        );
+      }
+    },
+  };
+}
+
+/** RFC 6750 §2.1: `Bearer` (case-insensitive scheme), one space, a b64token. Anything else is not a bearer token. */
+function bearerToken(header: string): string | null {
+  if (header.length < 8 || header.slice(0, 7).toLowerCase() !== 'bearer ') return null;
+  const token = header.slice(7);
+  return /^[A-Za-z0-9\-._~+/]+=*$/.test(token) ? token : null;
+}

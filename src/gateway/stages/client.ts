@@ -1,0 +1,64 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { BlockList, isIPv6 } from 'node:net';
+import type { Stage } from '../stage.ts';
+
+/** Accepted inbound request ids: what common proxies mint (UUIDs, hex, base64url), bounded in length. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
+/** W3C Trace Context §3.2: version 00, non-zero trace and parent ids. */
+const TRACEPARENT = /^00-(?!0{32})([0-9a-f]{32})-(?!0{16})[0-9a-f]{16}-([0-9a-f]{2})$/;
+
+/**
+ * Client identity: who is on the other end. The address is the socket's, unless the socket belongs to a
+ * trusted proxy, in which case X-Forwarded-For is read right to left, skipping trusted hops, and the
+ * first untrusted address is the client (the rightmost-untrusted rule: every hop left of it is
+ * client-supplied and could be forged). Request ids from trusted proxies are kept; otherwise minted.
+ */
+export function createClientIdentity(deps: { manifest: { gateway: { trustedProxies: readonly string[] } } }): Stage {
+  const trusted = new BlockList();
+  for (const cidr of deps.manifest.gateway.trustedProxies) {
+    const [address, bits] = cidr.split('/') as [string, string | undefined];
+    const type = isIPv6(address) ? 'ipv6' : 'ipv4';
+    trusted.addSubnet(address, bits === undefined ? (type === 'ipv6' ? 128 : 32) : Number(bits), type);
+  }
+  const anyTrusted = deps.manifest.gateway.trustedProxies.length > 0;
+  const isTrusted = (ip: string) => anyTrusted && trusted.check(ip, isIPv6(ip) ? 'ipv6' : 'ipv4');
+
+  return {
+    name: 'client',
+    request: (ctx) => {
+      const { req } = ctx;
+      const peer = normalizeIp(req.socket.remoteAddress ?? '');
+      const fromProxy = isTrusted(peer);
+      const forwarded = req.headers['x-forwarded-for'];
+      ctx.clientIp = fromProxy
+        ? clientFromForwarded(Array.isArray(forwarded) ? forwarded.join(',') : forwarded, peer, isTrusted)
+        : peer;
+
+      const inboundId = req.headers['x-request-id'];
+      ctx.requestId =
+        fromProxy && typeof inboundId === 'string' && REQUEST_ID.test(inboundId) ? inboundId : randomUUID();
+
+      const parent = req.headers.traceparent;
+      const match = typeof parent === 'string' ? TRACEPARENT.exec(parent) : null;
+      const traceId = match ? match[1]! : randomBytes(16).toString('hex');
+      const flags = match ? match[2]! : '01';
+      ctx.traceparent = `00-${traceId}-${randomBytes(8).toString('hex')}-${flags}`;
+    },
+  };
+}
+
+function clientFromForwarded(header: string | undefined, peer: string, isTrusted: (ip: string) => boolean): string {
+  if (!header) return peer;
+  const hops = header.split(',');
+  for (let i = hops.length - 1; i >= 0; i--) {
+    const hop = normalizeIp(hops[i]!.trim());
+    if (hop === '' || !/^[0-9a-fA-F:.]+$/.test(hop)) return peer; // garbage: believe nothing further left
+    if (!isTrusted(hop)) return hop;
+  }
+  return peer;
+}
+
+/** `::ffff:1.2.3.4` (an IPv4 client on a dual-stack socket) is 1.2.3.4. */
+function normalizeIp(ip: string): string {
+  return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
+}

@@ -1,0 +1,9 @@
+/**
+ * `rampart/sdk`: what a service imports. `service()` gives a service its runtime: an HTTP app (fastify)
+ * bound to loopback, its own SQLite database, a logger, metrics, token verification of the end user,
+ * and a client for the peers the manifest lets it call.
+ */
+
+export type { TokenIdentity } from '../core/access-token.ts';
+export { RampartError } from '../core/errors.ts';
+export { type CallInit, type CallResponse, type RampartService, type ServiceOptions, service } from './service.ts';

@@ -1,0 +1,185 @@
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import { Counter, type Registry } from 'prom-client';
+import { request as undiciRequest } from 'undici';
+import { type AccessTokenVerifier, createAccessTokenVerifier, type TokenIdentity } from '../core/access-token.ts';
+import { startAdminServer } from '../core/admin-server.ts';
+import { newErrorId, RampartError } from '../core/errors.ts';
+import { onShutdown } from '../core/lifecycle.ts';
+import { createLogger, type Logger } from '../core/logger.ts';
+import { createMetrics } from '../core/metrics.ts';
+import { readRuntime, type ServiceRuntime } from '../core/runtime.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The end user's verified access token, or null when the request carried none. */
+    user: TokenIdentity | null;
+  }
+}
+
+export interface ServiceOptions {
+  /** Overrides the runtime read from the environment (tests). */
+  runtime?: ServiceRuntime;
+  /** Overrides token verification (tests with their own keys use the real verifier with their JWKS instead). */
+  verifier?: AccessTokenVerifier;
+}
+
+export interface CallInit {
+  method?: string;
+  /** Serialized as JSON. */
+  json?: unknown;
+  /** The inbound request this call is made for: its user token, request id and trace are propagated. */
+  from?: FastifyRequest;
+  timeoutMs?: number;
+}
+
+export interface CallResponse {
+  status: number;
+  json<T = unknown>(): Promise<T>;
+}
+
+export interface RampartService {
+  readonly name: string;
+  readonly app: FastifyInstance;
+  readonly logger: Logger;
+  readonly metrics: Registry;
+  readonly dataDir: string;
+  /** The service's SQLite database in its own data directory (WAL, synchronous=FULL), opened once. */
+  database(): DatabaseSync;
+  /** The request's verified user; throws a 401 error when the request carried no token. */
+  user(req: FastifyRequest): TokenIdentity;
+  /** Calls a service this one may call (the manifest's `calls`). */
+  call(peer: string, path: string, init?: CallInit): Promise<CallResponse>;
+  /** Starts serving on the loopback port the launcher assigned; resolves once ready. */
+  start(): Promise<void>;
+  /** Stops serving and closes the database. */
+  close(): Promise<void>;
+}
+
+/**
+ * Creates the runtime of the service this process runs. Call once at start, register routes on `app`,
+ * then `await start()`.
+ */
+export function service(options: ServiceOptions = {}): RampartService {
+  const runtime = options.runtime ?? readRuntime('service');
+  const logger = createLogger({ name: runtime.name });
+  const registry = createMetrics(runtime.name);
+  const verify =
+    options.verifier ??
+    createAccessTokenVerifier({
+      issuer: runtime.identity.issuer,
+      audience: runtime.identity.audience,
+      jwksUri: runtime.identity.jwksUri,
+    });
+  const requests = new Counter({
+    name: 'rampart_service_requests_total',
+    help: 'Requests served, by route pattern, method and status class.',
+    labelNames: ['route', 'method', 'status_class'],
+    registers: [registry],
+  });
+
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    disableRequestLogging: true,
+    requestIdHeader: 'x-request-id',
+    bodyLimit: 1_048_576,
+    return503OnClosing: true,
+  });
+  app.decorateRequest('user', null);
+
+  // Defense in depth: the gateway verified the token already; the service verifies it again.
+  app.addHook('onRequest', async (req) => {
+    const header = req.headers.authorization;
+    if (header === undefined) return;
+    if (!/^bearer /i.test(header)) throw new RampartError('SDK_ERR_INVALID_TOKEN', 'invalid token', { status: 401 });
+    req.user = await verify(header.slice(7));
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    requests.inc({
+      route: req.routeOptions.url ?? 'unmatched',
+      method: req.method,
+      status_class: `${Math.floor(reply.statusCode / 100)}xx`,
+    });
+  });
+  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, req, reply) => {
+    const errorId = newErrorId();
+    const status = err instanceof RampartError ? err.status : (err.statusCode ?? 500);
+    if (status >= 500) req.log.error({ err, errorId }, 'request failed');
+    else req.log.info({ errorId, code: (err as RampartError).code, status }, 'request refused');
+    if (status === 401) reply.header('www-authenticate', 'Bearer realm="rampart", error="invalid_token"');
+    const message = status < 500 && (err.validation || err instanceof RampartError) ? err.message : undefined;
+    return reply
+      .status(status)
+      .send({ error: message ?? (status >= 500 ? 'internal_error' : 'bad_request'), error_id: errorId });
+  });
+
+  let db: DatabaseSync | null = null;
+  let admin: Awaited<ReturnType<typeof startAdminServer>> | null = null;
+
+  const svc: RampartService = {
+    name: runtime.name,
+    app,
+    logger,
+    metrics: registry,
+    dataDir: runtime.dataDir,
+    database() {
+      if (!db) {
+        db = new DatabaseSync(join(runtime.dataDir, `${runtime.name}.db`));
+        // WAL for concurrent readers; FULL so an acknowledged write survives a crash or power loss.
+        db.exec(
+          'PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;',
+        );
+      }
+      return db;
+    },
+    user(req) {
+      if (!req.user) throw new RampartError('SDK_ERR_NO_TOKEN', 'authentication required', { status: 401 });
+      return req.user;
+    },
+    async call(peer, path, init = {}) {
+      const base = runtime.peers[peer];
+      if (!base) {
+        throw new RampartError('SDK_ERR_CALL_NOT_ALLOWED', `the manifest does not let ${runtime.name} call ${peer}`, {
+          status: 500,
+        });
+      }
+      const headers: Record<string, string> = {};
+      const from = init.from;
+      if (from?.headers.authorization) headers.authorization = from.headers.authorization;
+      if (from) headers['x-request-id'] = String(from.id);
+      const traceparent = from?.headers.traceparent;
+      if (typeof traceparent === 'string') headers.traceparent = traceparent;
+      if (init.json !== undefined) headers['content-type'] = 'application/json';
+      const res = await undiciRequest(new URL(path, base), {
+        method: (init.method ?? (init.json === undefined ? 'GET' : 'POST')) as 'GET',
+        headers,
+        body: init.json === undefined ? null : JSON.stringify(init.json),
+        headersTimeout: init.timeoutMs ?? 10_000,
+        bodyTimeout: init.timeoutMs ?? 10_000,
+      });
+      return { status: res.statusCode, json: async <T>() => (await res.body.json()) as T };
+    },
+    async start() {
+      await app.listen({ host: '127.0.0.1', port: runtime.port });
+      admin = await startAdminServer({
+        port: runtime.adminPort,
+        registry,
+        logger,
+        readiness: { listening: () => app.server.listening },
+      });
+      logger.info({ port: runtime.port }, 'service listening');
+      onShutdown(logger, async () => {
+        admin?.drain();
+        await svc.close();
+      });
+    },
+    async close() {
+      await app.close();
+      await admin?.close();
+      db?.close();
+      db = null;
+    },
+  };
+  return svc;
+}
