@@ -5,28 +5,40 @@ import { RampartError } from './errors.ts';
  * is matched, what is authorized and what is forwarded are the same string (the Istio CVE-2021-31920
  * class of bugs comes from two components reading one path two ways).
  *
- * Rules, applied to the path part of an origin-form request target (the query is returned untouched):
- * - the path starts with a single `/`; a leading `//` is rejected (scheme-relative confusion);
- * - raw characters are RFC 3986 `pchar` or `/` only: controls, space, `"<>\^`{|}`, `[` `]`, `#`, a raw
- *   backslash and every byte above 0x7E are rejected (non-ASCII, and `\` which some servers read as `/`);
- * - `;` is rejected: servlet containers strip `;params`, so `/admin;x` could reach `/admin` unmatched;
- * - percent-escapes must be well formed; escapes of unreserved characters (RFC 3986 §2.3) are decoded,
- *   every other escape is kept with upper-case hex (§6.2.2.1);
- * - escapes of `/` (%2F), `\` (%5C), `;` (%3B is kept, it is data) — `/`, `\`, NUL and every other
- *   control character are rejected when encoded, because upstreams disagree on decoding them;
- * - dot segments are removed (§5.2.4) after decoding, and a path that climbs above the root is rejected;
- * - empty segments (`/a//b`) are rejected; one trailing `/` is removed, so `/a/` and `/a` are one path.
+ * Rules, applied to the path part of an origin-form request target (canonicalizeTarget splits off the
+ * query), with the error code each violation throws (all status 400):
+ * - the path starts with `/` (PATH_ERR_NOT_ABSOLUTE); a leading `//` is rejected (PATH_ERR_EMPTY_SEGMENT):
+ *   scheme-relative confusion;
+ * - raw characters are only RFC 3986 unreserved (`A-Z a-z 0-9 - . _ ~`), `! $ & ' ( ) * + , = : @`, `/`
+ *   and the `%` of an escape: `pchar` minus `;`. Non-ASCII is rejected (PATH_ERR_NON_ASCII), and so are
+ *   controls, space, `"` `#` `<` `>` `?` `[` `\` `]` `^` `{` `|` `}`, the backtick and `;`
+ *   (PATH_ERR_CHARACTER): `\` because some servers read it as `/`, `;` because servlet containers strip
+ *   `;params`, so `/admin;x` could reach `/admin` unmatched;
+ * - every `%` starts a well-formed escape `%XX` (PATH_ERR_ENCODING). Escapes of unreserved characters
+ *   (§2.3) are decoded, so `%2e` is a dot and `%41` is `A`; every other escape is kept, with upper-case
+ *   hex (§6.2.2.1), and stays data: `%3B` is a `;` inside a segment, never a delimiter, and `%25` is a
+ *   literal `%` (`%252e` is not a dot), and overlong UTF-8 such as `%C0%AE` is never turned into `.`;
+ * - escapes of `/` (%2F), `\` (%5C), NUL and every other control (%00-%1F, %7F) are rejected
+ *   (PATH_ERR_ENCODED_DELIMITER), because upstreams disagree on decoding them;
+ * - dot segments are removed (§5.2.4) after decoding; a `..` that would climb above the root is
+ *   rejected (PATH_ERR_TRAVERSAL), never clamped;
+ * - empty segments (`/a//b`) are rejected (PATH_ERR_EMPTY_SEGMENT); one trailing `/` is removed, so
+ *   `/a/`, `/a/.` and `/a` are one path. Case is preserved: `/Admin` and `/admin` are different paths.
+ *
+ * The result is a fixed point: canonicalizePath(canonicalizePath(p)) === canonicalizePath(p).
  */
 export function canonicalizePath(path: string): string {
   if (path.length === 0 || path.charCodeAt(0) !== SLASH) throw pathError('PATH_ERR_NOT_ABSOLUTE', path);
   if (path.length > 1 && path.charCodeAt(1) === SLASH) throw pathError('PATH_ERR_EMPTY_SEGMENT', path);
 
-  // Fast path: nothing to decode, no dots to resolve, no doubled or trailing slash.
+  // Fast path: nothing to decode, no dot segment to resolve, no doubled or trailing slash. A dot
+  // matters only at the start of a segment (`.` and `..` are whole segments): `/app.js` stays fast.
   let simple = true;
   for (let i = 0; i < path.length; i++) {
     const c = path.charCodeAt(i);
     if (c >= 128 || CLASS[c] === REJECT) throw pathError(c >= 128 ? 'PATH_ERR_NON_ASCII' : 'PATH_ERR_CHARACTER', path);
-    if (c === PERCENT || c === DOT || (c === SLASH && path.charCodeAt(i + 1) === SLASH)) simple = false;
+    if (c === PERCENT || (c === DOT && path.charCodeAt(i - 1) === SLASH)) simple = false;
+    else if (c === SLASH && path.charCodeAt(i + 1) === SLASH) simple = false;
   }
   if (simple && (path.length === 1 || path.charCodeAt(path.length - 1) !== SLASH)) return path;
 
@@ -53,8 +65,12 @@ export function canonicalizePath(path: string): string {
 }
 
 /**
- * Splits an origin-form request target into its canonical path and raw query (without `?`).
- * Fragments are never part of a request target (RFC 9112 §3.2.1); one is rejected.
+ * Splits an origin-form request target at its first `?` into the canonical path and the raw query
+ * (without the `?`; empty when there is none). The query is neither decoded nor normalized; it is
+ * rejected (PATH_ERR_QUERY) if it holds a control, space, non-ASCII, `"` `<` `>` `\` `^` `{` `|` `}`, the
+ * backtick, or `#`: fragments are never part of a request target (RFC 9112 §3.2.1). A `?` or `/`
+ * inside the query is data (RFC 3986 §3.4). Absolute-form and asterisk-form targets are not
+ * origin-form: PATH_ERR_NOT_ABSOLUTE.
  */
 export function canonicalizeTarget(target: string): { path: string; query: string } {
   const q = target.indexOf('?');

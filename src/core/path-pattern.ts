@@ -12,7 +12,10 @@ export interface CompiledPattern {
   /** True when the pattern ends in `**`. */
   readonly rest: boolean;
   /**
-   * Sort key: more specific patterns first. Literal segments beat `*`, `*` beats `**`, longer beats shorter.
+   * Sort key, compared from the left, higher first: a literal segment (3) beats `*` (2), which beats the
+   * end of a pattern without `**` (1), which beats `**` (0). So with a common prefix a literal beats `*`,
+   * `*` beats `**`, longer beats shorter, and `/a` beats `/a/**`; a pattern always sorts before every
+   * pattern that matches a strict superset of its paths.
    */
   readonly specificity: readonly number[];
 }
@@ -40,11 +43,14 @@ export function compilePattern(source: string): CompiledPattern {
   });
   const rest = segments.at(-1) === '**';
   const fixed = rest ? segments.slice(0, -1) : segments;
-  const specificity = [...fixed.map((s) => (s === '*' ? 1 : 2)), rest ? 0 : 3];
+  const specificity = [...fixed.map((s) => (s === '*' ? 2 : 3)), rest ? 0 : 1];
   return { source, segments: fixed, rest, specificity };
 }
 
-/** Whether a canonical path (see canonicalizePath) matches the pattern. */
+/**
+ * Whether a canonical path (see canonicalizePath) matches the pattern. The path must already be canonical:
+ * matching a raw request path here would bring back the two-readings bug canonicalization exists to stop.
+ */
 export function matchPattern(pattern: CompiledPattern, path: string): boolean {
   let pos = 1; // just after the leading slash; past the end once every segment is consumed
   for (const segment of pattern.segments) {
