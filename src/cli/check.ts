@@ -1,0 +1,212 @@
+import { relative, resolve } from 'node:path';
+import { parseArgs, styleText } from 'node:util';
+import { ConfigError } from '../config/config-error.ts';
+import { DEFAULTS } from '../config/defaults.ts';
+import { formatIssues } from '../config/format.ts';
+import { loadManifest } from '../config/load.ts';
+import type { Manifest, Route, RouteAuth } from '../config/model.ts';
+
+export interface CheckIo {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  cwd: string;
+  color: boolean;
+}
+
+const USAGE = `Usage: rampart check [file]
+
+Validates a manifest (default ./${DEFAULTS.manifestFile}) and prints a summary of the system:
+gateway, identity, routes, who may call whom, and which service reads which secret.
+Exit codes: 0 valid, 2 invalid manifest or usage, 1 unexpected error.
+`;
+
+/**
+ * `rampart check [file]`: prints a summary and returns 0 for a valid manifest; prints every issue and
+ * returns 2 for an invalid one. Never prints a stack trace: an unexpected error is one line and exit 1.
+ */
+export async function runCheck(args: string[], io: CheckIo): Promise<number> {
+  let positionals: string[];
+  let help: boolean | undefined;
+  try {
+    ({
+      positionals,
+      values: { help },
+    } = parseArgs({
+      args,
+      allowPositionals: true,
+      options: { help: { type: 'boolean', short: 'h' } },
+    }));
+  } catch (err) {
+    io.stderr.write(`rampart check: ${oneLine(err)}\n\n${USAGE}`);
+    return 2;
+  }
+  if (help) {
+    io.stdout.write(USAGE);
+    return 0;
+  }
+  if (positionals.length > 1) {
+    io.stderr.write(`rampart check: one manifest at a time\n\n${USAGE}`);
+    return 2;
+  }
+  const file = resolve(io.cwd, positionals[0] ?? DEFAULTS.manifestFile);
+  const shown = relative(io.cwd, file) || file;
+  try {
+    const manifest = loadManifest(file);
+    io.stdout.write(summarize(manifest, io));
+    return 0;
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      const n = err.issues.length;
+      io.stderr.write(formatIssues(err.issues, { color: io.color, cwd: io.cwd }));
+      io.stderr.write(`\n${n} problem${n === 1 ? '' : 's'} in ${shown}\n`);
+      return 2;
+    }
+    io.stderr.write(`rampart check: unexpected error while checking ${shown}: ${oneLine(err)}\n`);
+    return 1;
+  }
+}
+
+function oneLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return clean(text.split('\n')[0] ?? '');
+}
+
+/** Text from the manifest, with control characters (terminal escapes) made visible. */
+function clean(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+function summarize(m: Manifest, io: CheckIo): string {
+  const bold = (t: string) => (io.color ? styleText('bold', t, { validateStream: false }) : t);
+  const ok = (t: string) => (io.color ? styleText('green', t, { validateStream: false }) : t);
+  const rel = (p: string) => relative(io.cwd, p) || p;
+  const out: string[] = [];
+
+  out.push(ok(`${rel(m.file)} is valid`), '');
+  const g = m.gateway;
+  const scheme = g.tls.mode === 'off' ? 'http' : 'https';
+  const host = g.listen.host.includes(':') ? `[${g.listen.host}]` : g.listen.host;
+  const tls = g.tls.mode === 'off' ? 'TLS off (loopback only)' : `TLS cert ${rel(g.tls.cert)}, key ${rel(g.tls.key)}`;
+  const store =
+    g.rateLimit.store === 'memory'
+      ? 'memory'
+      : `redis ${redactUrl(g.rateLimit.url)} (when down: ${g.rateLimit.onStoreDown})`;
+  const id = m.identity;
+  const identity =
+    id.mode === 'builtin'
+      ? `builtin provider on port ${id.port}, issuer ${id.issuer}`
+      : `external issuer ${id.issuer}${id.jwksUri ? `, JWKS ${id.jwksUri}` : ''}`;
+  out.push(
+    ...table([
+      ['trust domain', m.trustDomain],
+      ['gateway', `${scheme}://${host}:${g.listen.port}  ${tls}`],
+      ['', `admin port ${g.admin.port === 0 ? '0 (launcher picks)' : g.admin.port}`],
+      ['', `trusted proxies: ${g.trustedProxies.length === 0 ? 'none' : g.trustedProxies.join(', ')}`],
+      ['', `rate-limit store: ${store}`],
+      ['identity', identity],
+      ['', `audience ${id.audience}`],
+    ]),
+    '',
+  );
+
+  out.push(bold(`Routes (${m.routes.length})`));
+  if (m.routes.length === 0) out.push('  none: nothing is reachable through the gateway');
+  else {
+    out.push(
+      ...table(
+        [
+          ['METHODS', 'PATH', 'SERVICE', 'AUTH', 'RATE LIMIT', 'ID'],
+          ...m.routes.map((r: Route) => [
+            r.methods.join(','),
+            r.path.source,
+            r.service,
+            describeAuth(r.auth),
+            r.rateLimit?.source ?? '-',
+            r.id,
+          ]),
+        ],
+        '  ',
+      ),
+    );
+  }
+  out.push('');
+
+  const calls = Object.values(m.services).flatMap((s) => s.calls.map((c) => ({ from: s.name, ...c })));
+  out.push(bold(`Calls (${calls.length})`));
+  if (calls.length === 0) out.push('  none: no service may call another');
+  else {
+    out.push(
+      ...table(
+        calls.map((c) => [`${c.from} -> ${c.service}`, c.methods.join(','), c.paths.map((p) => p.source).join(' ')]),
+        '  ',
+      ),
+    );
+  }
+  out.push('');
+
+  const secrets = Object.values(m.secrets);
+  out.push(bold(`Secrets (${secrets.length})`));
+  if (secrets.length === 0) out.push('  none');
+  else {
+    const readers = (name: string) =>
+      Object.values(m.services)
+        .filter((s) => s.secrets.includes(name))
+        .map((s) => s.name)
+        .join(', ');
+    out.push(
+      ...table(
+        secrets.map((s) => [s.name, `read by ${readers(s.name)}`, clean(s.description)]),
+        '  ',
+      ),
+    );
+  }
+  out.push('');
+
+  const services = Object.values(m.services);
+  out.push(bold(`Services (${services.length})`));
+  out.push(
+    ...table(
+      services.map((s) => [
+        s.name,
+        rel(s.run),
+        s.routes.length === 0 ? 'no routes: reachable only by calls' : `${s.routes.length} route(s)`,
+        Object.keys(s.env).length === 0 ? '' : `env ${Object.keys(s.env).join(', ')}`,
+      ]),
+      '  ',
+    ),
+  );
+  return `${out.join('\n')}\n`;
+}
+
+function describeAuth(auth: RouteAuth): string {
+  if (auth.kind === 'none') return 'public';
+  const parts = ['token'];
+  if (auth.scopes.length > 0) {
+    parts.push(
+      auth.scopes.length === 1 ? `scope ${auth.scopes[0]}` : `${auth.scopeMatch} of scopes ${auth.scopes.join(' ')}`,
+    );
+  }
+  if (auth.roles.length > 0)
+    parts.push(auth.roles.length === 1 ? `role ${auth.roles[0]}` : `a role of ${auth.roles.join(' ')}`);
+  return parts.join(', ');
+}
+
+/** A Redis URL without its password (it may carry one; a summary is no place for it). */
+function redactUrl(text: string): string {
+  const url = URL.parse(text);
+  if (url === null) return text;
+  if (url.password !== '') url.password = '***';
+  return url.toString();
+}
+
+/** Left-aligned columns separated by two spaces; trailing blanks trimmed. */
+function table(rows: string[][], indent = ''): string[] {
+  const widths: number[] = [];
+  for (const row of rows) {
+    for (const [i, cell] of row.entries()) widths[i] = Math.max(widths[i] ?? 0, cell.length);
+  }
+  return rows.map((row) =>
+    `${indent}${row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')}`.trimEnd(),
+  );
+}

@@ -1,0 +1,65 @@
+/** A location inside the manifest's data: map keys and list indexes from the root. */
+export type ConfigPath = readonly (string | number)[];
+
+const PLAIN_KEY = /^[A-Za-z0-9_$][A-Za-z0-9_$:-]*$/;
+
+/**
+ * The dotted form people read: `services.orders.routes[1].rateLimit`. Keys that would be ambiguous
+ * there (dots, brackets, spaces, empty) are written as `["a.b"]`.
+ */
+export function formatPath(path: ConfigPath): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else if (PLAIN_KEY.test(part)) out += out === '' ? part : `.${part}`;
+    else out += `[${JSON.stringify(part)}]`;
+  }
+  return out;
+}
+
+/**
+ * Converts an Ajv `instancePath` (a JSON Pointer, RFC 6901) to a path, using the data to tell list
+ * indexes from map keys that look like numbers.
+ */
+export function pointerToPath(pointer: string, data: unknown): ConfigPath {
+  if (pointer === '') return [];
+  const out: (string | number)[] = [];
+  let node = data;
+  for (const raw of pointer.slice(1).split('/')) {
+    const key = raw.replaceAll('~1', '/').replaceAll('~0', '~');
+    if (Array.isArray(node)) {
+      const index = Number(key);
+      out.push(index);
+      node = node[index];
+    } else {
+      out.push(key);
+      node = node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[key] : undefined;
+    }
+  }
+  return out;
+}
+
+/**
+ * A user-supplied value as it may appear in a message: JSON-quoted (so control characters and terminal
+ * escapes print as `\u001b`, never raw) and cut to a readable length.
+ */
+export function show(value: unknown): string {
+  let text: string;
+  if (typeof value === 'string') text = JSON.stringify(value);
+  else if (value === undefined) text = 'nothing';
+  else {
+    try {
+      text = JSON.stringify(value) ?? String(value);
+    } catch {
+      text = String(value);
+    }
+  }
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+/** A key or allowed word in backticks, with control characters escaped. */
+export function code(word: string | number): string {
+  const text = String(word);
+  const safe = JSON.stringify(text).slice(1, -1);
+  return `\`${safe.length > 80 ? `${safe.slice(0, 77)}...` : safe}\``;
+}

@@ -1,0 +1,140 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { ConfigError, sortIssues } from './config-error.ts';
+import { formatPath } from './config-path.ts';
+import { crossCheck } from './cross-checks.ts';
+import { deepFreeze } from './freeze.ts';
+import { ISSUE } from './issue-codes.ts';
+import type { ConfigIssue, Manifest, Route, Service } from './model.ts';
+import { type Draft, normalize } from './normalize.ts';
+import { type DraftIssue, schemaIssues } from './schema-issues.ts';
+import { type ManifestSource, parseYaml } from './yaml-source.ts';
+
+export interface ParseOptions {
+  /**
+   * Check that `run`, TLS certificate and key files exist (default true). Tests that build a manifest
+   * from inline text without files may turn it off.
+   */
+  checkFiles?: boolean;
+}
+
+/**
+ * Reads, validates and normalizes a manifest file. Returns a deeply frozen {@link Manifest}, or throws a
+ * {@link ConfigError} listing every issue in the file (a missing or unreadable file is one `CFG_ERR_FILE`).
+ */
+export function loadManifest(file: string, options: ParseOptions = {}): Manifest {
+  const absolute = resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(absolute, 'utf8');
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new ConfigError([
+      {
+        code: ISSUE.FILE,
+        file: absolute,
+        line: 1,
+        column: 1,
+        path: '',
+        message: reason === 'ENOENT' ? 'manifest file not found' : `cannot read the manifest file (${reason})`,
+        hint: reason === 'ENOENT' ? 'run `rampart check <file>` with the path of your rampart.yaml' : undefined,
+      },
+    ]);
+  }
+  return parseManifest(text, absolute, options);
+}
+
+/**
+ * Validates and normalizes manifest text as if read from `file` (relative paths in it resolve from the
+ * file's directory). The steps, in order:
+ * 1. parse YAML keeping positions (syntax errors and duplicate keys stop here);
+ * 2. validate against the JSON Schema (schema.ts), one issue per mistake;
+ * 3. normalize: defaults, files, path patterns, rate limits, CIDRs, URLs;
+ * 4. cross-check the parts against each other;
+ * then either throw every issue, sorted by position, or return the frozen manifest.
+ */
+export function parseManifest(text: string, file: string, options: ParseOptions = {}): Manifest {
+  const absolute = resolve(file);
+  const dir = dirname(absolute);
+  const { source, issues: yamlIssues } = parseYaml(text, absolute);
+  if (yamlIssues.length > 0) throw new ConfigError(sortIssues(yamlIssues));
+
+  const fromSchema = schemaIssues(source.data);
+  const found: DraftIssue[] = [];
+  const draft = normalize(source, dir, { checkFiles: options.checkFiles ?? true }, found);
+  crossCheck(draft, source, found);
+
+  // Where the code parsed a value the schema also rejected (a rate limit, a pattern, a CIDR...), the
+  // code's message is the precise one: keep it and drop the schema's.
+  const precise = new Set(found.map((i) => `${i.code} ${formatPath(i.path)}`));
+  const issues = [...fromSchema.filter((i) => !precise.has(`${i.code} ${formatPath(i.path)}`)), ...found];
+  if (issues.length > 0) throw new ConfigError(sortIssues(dedupe(issues.map((i) => place(i, source)))));
+  return deepFreeze(build(draft));
+}
+
+function place(issue: DraftIssue, source: ManifestSource): ConfigIssue {
+  const at = issue.where === 'key' ? source.keyAt(issue.path) : source.at(issue.path);
+  return {
+    code: issue.code,
+    file: at.file,
+    line: at.line,
+    column: at.column,
+    path: formatPath(issue.path),
+    message: issue.message,
+    ...(issue.hint ? { hint: issue.hint } : {}),
+  };
+}
+
+function dedupe(issues: ConfigIssue[]): ConfigIssue[] {
+  const seen = new Set<string>();
+  return issues.filter((i) => {
+    const key = `${i.code} ${i.path} ${i.line} ${i.column} ${i.message}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+/** Assembles the manifest from a draft that produced no issues (so every part is present). */
+function build(draft: Draft): Manifest {
+  const services: Record<string, Service> = {};
+  const routes: Route[] = [];
+  for (const s of draft.services) {
+    const serviceRoutes = s.routes.map(
+      (r): Route => ({
+        id: r.id!,
+        service: r.service,
+        path: { source: r.path!.source, segments: r.path!.segments },
+        methods: r.methods,
+        auth: r.auth!,
+        rateLimit: r.rateLimit!,
+        where: r.where,
+      }),
+    );
+    routes.push(...serviceRoutes);
+    services[s.name] = {
+      name: s.name,
+      run: s.run!,
+      routes: serviceRoutes,
+      calls: s.calls.map((c) => ({ service: c.service!, methods: c.methods, paths: c.paths })),
+      secrets: s.secrets.map((x) => x.name),
+      env: s.env,
+    };
+  }
+  return {
+    file: draft.file,
+    dir: draft.dir,
+    trustDomain: draft.trustDomain!,
+    gateway: {
+      listen: draft.listen,
+      admin: draft.admin,
+      tls: draft.tls!,
+      trustedProxies: draft.trustedProxies,
+      rateLimit: draft.rateLimit!,
+    },
+    identity: draft.identity!,
+    secrets: Object.fromEntries(draft.secrets),
+    services,
+    routes,
+  };
+}

@@ -1,0 +1,371 @@
+import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { RampartError } from '../core/errors.ts';
+import { type CompiledPattern, compilePattern } from '../core/path-pattern.ts';
+import { type ConfigPath, code, show } from './config-path.ts';
+import { DEFAULTS, defaultAudience, defaultIssuer, defaultRouteId } from './defaults.ts';
+import { ISSUE } from './issue-codes.ts';
+import {
+  HTTP_METHODS,
+  type HttpMethod,
+  type IdentityConfig,
+  type PathPattern,
+  type RateLimit,
+  type RateLimitStore,
+  type RouteAuth,
+  type SecretDeclaration,
+  type SourceLocation,
+  type TlsConfig,
+} from './model.ts';
+import { checkHost, isLoopbackHost, parseCidr } from './net.ts';
+import { parseRateLimit } from './rate-limit.ts';
+import type { DraftIssue } from './schema-issues.ts';
+import type { ManifestSource } from './yaml-source.ts';
+
+/**
+ * The manifest's pieces, normalized as far as each piece is valid. Built even when the schema found
+ * problems, so that every mistake in the file is reported in one run: a field that is the wrong shape is
+ * left undefined here (the schema already reported it) and the checks that need it skip it.
+ */
+export interface Draft {
+  file: string;
+  dir: string;
+  trustDomain: string | undefined;
+  listen: { host: string; port: number };
+  admin: { port: number };
+  tls: TlsConfig | undefined;
+  trustedProxies: string[];
+  rateLimit: RateLimitStore | undefined;
+  identity: IdentityConfig | undefined;
+  secrets: Map<string, SecretDeclaration>;
+  services: DraftService[];
+}
+
+export interface DraftService {
+  name: string;
+  at: ConfigPath;
+  run: string | undefined;
+  env: Record<string, string>;
+  routes: DraftRoute[];
+  calls: DraftCall[];
+  secrets: { name: string; at: ConfigPath }[];
+}
+
+export interface DraftRoute {
+  service: string;
+  at: ConfigPath;
+  id: string | undefined;
+  path: (PathPattern & { compiled: CompiledPattern }) | undefined;
+  /** The valid methods listed (invalid ones were reported by the schema). */
+  methods: HttpMethod[];
+  auth: RouteAuth | undefined;
+  /** null: no rate limit; undefined: malformed. */
+  rateLimit: RateLimit | null | undefined;
+  where: SourceLocation;
+}
+
+export interface DraftCall {
+  at: ConfigPath;
+  service: string | undefined;
+  methods: HttpMethod[];
+  paths: PathPattern[];
+}
+
+export interface NormalizeOptions {
+  /** Check that `run`, TLS certificate and key files exist. */
+  checkFiles: boolean;
+}
+
+/** Applies defaults, resolves files, parses patterns, rate limits and CIDRs; pushes what is wrong to `issues`. */
+export function normalize(source: ManifestSource, dir: string, options: NormalizeOptions, issues: DraftIssue[]): Draft {
+  const report = (issue: DraftIssue) => issues.push(issue);
+  const root = record(source.data) ?? {};
+  const gateway = record(root['gateway']) ?? {};
+  const listen = record(gateway['listen']) ?? {};
+  const admin = record(gateway['admin']) ?? {};
+  const trustDomain = string(root['trustDomain']);
+
+  const host = string(listen['host']) ?? DEFAULTS.listenHost;
+  const hostProblem = checkHost(host);
+  if (hostProblem !== undefined) {
+    report({
+      code: ISSUE.HOST,
+      path: ['gateway', 'listen', 'host'],
+      where: 'value',
+      message: hostProblem,
+      hint: 'use an IP address (127.0.0.1, ::1, 0.0.0.0) or a host name',
+    });
+  }
+
+  const file = (path: ConfigPath, value: string): string => {
+    const absolute = resolve(dir, value);
+    if (options.checkFiles && !statSync(absolute, { throwIfNoEntry: false })?.isFile()) {
+      const isRun = path.at(-1) === 'run';
+      report({
+        code: isRun ? ISSUE.RUN_MISSING : ISSUE.TLS_FILE,
+        path,
+        where: 'value',
+        message: `file ${show(value)} not found (looked for ${absolute})`,
+        hint: isRun
+          ? "the path is relative to the manifest's directory"
+          : "paths are relative to the manifest's directory; the file must be a PEM file",
+      });
+    }
+    return absolute;
+  };
+
+  let tls: TlsConfig | undefined;
+  const tlsValue = gateway['tls'];
+  if (tlsValue === 'off') tls = { mode: 'off' };
+  else if (record(tlsValue)) {
+    const t = record(tlsValue)!;
+    const cert = string(t['cert']);
+    const key = string(t['key']);
+    if (cert && key) {
+      tls = {
+        mode: 'files',
+        cert: file(['gateway', 'tls', 'cert'], cert),
+        key: file(['gateway', 'tls', 'key'], key),
+      };
+    }
+  }
+
+  const trustedProxies: string[] = [];
+  list(gateway['trustedProxies']).forEach((entry, i) => {
+    if (typeof entry !== 'string') return;
+    const parsed = parseCidr(entry);
+    if (parsed.ok) trustedProxies.push(parsed.value);
+    else {
+      report({
+        code: ISSUE.CIDR,
+        path: ['gateway', 'trustedProxies', i],
+        where: 'value',
+        message: `invalid CIDR ${show(entry)}: ${parsed.reason}`,
+        hint: parsed.hint ?? 'write an IPv4 or IPv6 network such as 10.0.0.0/8 or fd00::/8, or one address',
+      });
+    }
+  });
+
+  let rateLimit: RateLimitStore | undefined = { store: 'memory' };
+  const store = record(gateway['rateLimit']);
+  if (store?.['store'] === 'redis') {
+    const url = string(store['url']);
+    const onStoreDown = store['onStoreDown'] ?? DEFAULTS.onStoreDown;
+    if (url !== undefined && checkUrl(['gateway', 'rateLimit', 'url'], url, ['redis:', 'rediss:'], report)) {
+      rateLimit = { store: 'redis', url, onStoreDown: onStoreDown === 'local' ? 'local' : 'deny' };
+    } else rateLimit = undefined;
+  }
+
+  const identity = normalizeIdentity(record(root['identity']), trustDomain, report);
+
+  const secrets = new Map<string, SecretDeclaration>();
+  for (const [name, value] of Object.entries(record(root['secrets']) ?? {})) {
+    const description = string(record(value)?.['description']) ?? DEFAULTS.secretDescription;
+    secrets.set(name, { name, description });
+  }
+
+  const services: DraftService[] = [];
+  for (const [name, value] of Object.entries(record(root['services']) ?? {})) {
+    const at = ['services', name];
+    const svc = record(value) ?? {};
+    const run = string(svc['run']);
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(record(svc['env']) ?? {})) if (typeof v === 'string') env[k] = v;
+    services.push({
+      name,
+      at,
+      run: run === undefined || run === '' ? undefined : file([...at, 'run'], run),
+      env,
+      routes: list(svc['routes']).map((r, i) => normalizeRoute(name, [...at, 'routes', i], r, i, source, report)),
+      calls: list(svc['calls']).map((c, i) => normalizeCall([...at, 'calls', i], c, report)),
+      secrets: list(svc['secrets']).flatMap((s, i) =>
+        typeof s === 'string' ? [{ name: s, at: [...at, 'secrets', i] }] : [],
+      ),
+    });
+  }
+
+  return {
+    file: source.file,
+    dir,
+    trustDomain,
+    listen: { host, port: integer(listen['port']) ?? DEFAULTS.listenPort },
+    admin: { port: integer(admin['port']) ?? DEFAULTS.adminPort },
+    tls,
+    trustedProxies,
+    rateLimit,
+    identity,
+    secrets,
+    services,
+  };
+}
+
+function normalizeIdentity(
+  identity: Record<string, unknown> | undefined,
+  trustDomain: string | undefined,
+  report: (issue: DraftIssue) => void,
+): IdentityConfig | undefined {
+  if (!identity) return undefined;
+  const written = string(identity['audience']);
+  const audience = written ?? (trustDomain ? defaultAudience(trustDomain) : undefined);
+  const builtin = record(identity['builtin']);
+  const external = record(identity['external']);
+  if (builtin && !external) {
+    const port = integer(builtin['port']) ?? DEFAULTS.identityPort;
+    const issuer = string(builtin['issuer']) ?? defaultIssuer(port);
+    const ok = checkUrl(['identity', 'builtin', 'issuer'], issuer, ['https:', 'http:'], report, true);
+    return ok && audience ? { mode: 'builtin', port, issuer, audience } : undefined;
+  }
+  if (external && !builtin) {
+    const issuer = string(external['issuer']);
+    const jwksUri = string(external['jwksUri']) ?? null;
+    const issuerOk =
+      issuer !== undefined && checkUrl(['identity', 'external', 'issuer'], issuer, ['https:'], report, true);
+    const jwksOk = jwksUri === null || checkUrl(['identity', 'external', 'jwksUri'], jwksUri, ['https:'], report, true);
+    return issuerOk && jwksOk && audience ? { mode: 'external', issuer, jwksUri, audience } : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Checks a URL's syntax and scheme. With `loopbackHttp`, plain http is also accepted for loopback hosts
+ * (a local IdP during development); anything that leaves the machine needs https. Issuers carry no query
+ * or fragment (OpenID Connect Discovery §4.3 compares them exactly; RFC 8414 §2 forbids both).
+ */
+function checkUrl(
+  path: ConfigPath,
+  text: string,
+  schemes: string[],
+  report: (issue: DraftIssue) => void,
+  loopbackHttp = false,
+): boolean {
+  const fail = (message: string, hint: string) => {
+    report({ code: ISSUE.URL, path, where: 'value', message, hint });
+    return false;
+  };
+  const url = URL.parse(text);
+  if (url === null || url.hostname === '') return fail(`invalid URL ${show(text)}`, `write e.g. ${schemes[0]}//host`);
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const allowed = schemes.includes(url.protocol) || (loopbackHttp && url.protocol === 'http:' && isLoopbackHost(host));
+  if (!allowed) {
+    return fail(
+      `${show(text)} uses ${url.protocol.slice(0, -1)}`,
+      loopbackHttp
+        ? 'use https (plain http only for loopback hosts during development)'
+        : `use ${schemes.map((s) => s.slice(0, -1)).join(' or ')}`,
+    );
+  }
+  if (path.at(-1) === 'issuer' && (url.search !== '' || url.hash !== '')) {
+    return fail(`issuer ${show(text)} has a query or fragment`, 'an issuer is scheme, host, port and path only');
+  }
+  return true;
+}
+
+function normalizeRoute(
+  service: string,
+  at: ConfigPath,
+  value: unknown,
+  index: number,
+  source: ManifestSource,
+  report: (issue: DraftIssue) => void,
+): DraftRoute {
+  const r = record(value) ?? {};
+  const pathText = string(r['path']);
+  const rateText = r['rateLimit'];
+  let rateLimit: RateLimit | null | undefined = null;
+  if (typeof rateText === 'string') {
+    const parsed = parseRateLimit(rateText);
+    if (parsed.ok) rateLimit = parsed.value;
+    else {
+      rateLimit = undefined;
+      report({
+        code: ISSUE.RATE,
+        path: [...at, 'rateLimit'],
+        where: 'value',
+        message: `invalid rate limit ${show(rateText)}: ${parsed.reason}`,
+        hint: parsed.hint,
+      });
+    }
+  } else if (rateText !== undefined) rateLimit = undefined;
+
+  const auth = r['auth'];
+  let routeAuth: RouteAuth | undefined;
+  if (auth === undefined) routeAuth = { kind: 'token', scopes: [], scopeMatch: DEFAULTS.scopeMatch, roles: [] };
+  else if (auth === 'none') routeAuth = { kind: 'none' };
+  else if (record(auth)) {
+    const a = record(auth)!;
+    routeAuth = {
+      kind: 'token',
+      scopes: list(a['scopes']).filter((s): s is string => typeof s === 'string'),
+      scopeMatch: a['scopeMatch'] === 'any' ? 'any' : DEFAULTS.scopeMatch,
+      roles: list(a['roles']).filter((s): s is string => typeof s === 'string'),
+    };
+  }
+
+  const id = r['id'] === undefined ? defaultRouteId(service, index) : string(r['id']);
+  return {
+    service,
+    at,
+    id,
+    path: pathText === undefined ? undefined : pattern([...at, 'path'], pathText, report),
+    methods: methods(r['methods']),
+    auth: routeAuth,
+    rateLimit,
+    where: source.at(at),
+  };
+}
+
+function normalizeCall(at: ConfigPath, value: unknown, report: (issue: DraftIssue) => void): DraftCall {
+  const c = record(value) ?? {};
+  const paths: PathPattern[] = [];
+  list(c['paths']).forEach((p, i) => {
+    if (typeof p !== 'string') return;
+    const compiled = pattern([...at, 'paths', i], p, report);
+    if (compiled) paths.push({ source: compiled.source, segments: compiled.segments });
+  });
+  return { at, service: string(c['service']), methods: methods(c['methods']), paths };
+}
+
+function pattern(
+  path: ConfigPath,
+  text: string,
+  report: (issue: DraftIssue) => void,
+): (PathPattern & { compiled: CompiledPattern }) | undefined {
+  try {
+    const compiled = compilePattern(text);
+    // Segments as written, a final `**` included, so the pattern is self-describing.
+    const segments = text === '/' ? [] : text.slice(1).split('/');
+    return { source: text, segments, compiled };
+  } catch (err) {
+    if (!(err instanceof RampartError)) throw err;
+    report({
+      code: ISSUE.PATTERN,
+      path,
+      where: 'value',
+      message: `invalid path pattern ${show(text)}: ${String(err.detail?.['reason'] ?? err.message)}`,
+      hint: `patterns are canonical paths: literal segments, ${code('*')} for one segment, a final ${code('**')} for the rest`,
+    });
+    return undefined;
+  }
+}
+
+function methods(value: unknown): HttpMethod[] {
+  return list(value).filter((m): m is HttpMethod => (HTTP_METHODS as readonly unknown[]).includes(m));
+}
+
+function record(value: unknown): Record<string, unknown> | undefined {
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : undefined;
+}
+
+function list(value: unknown): unknown[] {
+  return Array.isArray(value) ? value : [];
+}
+
+function string(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+function integer(value: unknown): number | undefined {
+  return Number.isInteger(value) ? (value as number) : undefined;
+}
