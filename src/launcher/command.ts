@@ -1,0 +1,69 @@
+import { realpathSync } from 'node:fs';
+import { RampartError } from '../core/errors.ts';
+import { computeReadAllowList, isInside, listDirectory } from './allow-list.ts';
+import type { PlannedProcess } from './plan.ts';
+
+/** True when this module runs from the TypeScript sources (a checkout), false from the built dist/. */
+export const FROM_SOURCE = import.meta.url.endsWith('.ts');
+
+/** The preload every child gets (sqlite-preload.ts), in the flavour this launcher runs as. */
+export const SQLITE_PRELOAD = new URL(`./sqlite-preload${FROM_SOURCE ? '.ts' : '.js'}`, import.meta.url).href;
+
+export interface ChildCommandOptions {
+  /** What every process may read before the carve-out (see allow-list.ts `readableRoots`). */
+  roots: readonly string[];
+  /** `<manifest dir>/.rampart`. */
+  dataRoot: string;
+  /** Pass `--conditions=rampart-source` so `rampart/sdk` resolves to the TypeScript sources. */
+  fromSource: boolean;
+  /** URL of the preload module. */
+  preload?: string;
+  list?: (dir: string) => readonly string[];
+}
+
+export interface ChildCommand {
+  /** Node's arguments, the entry file last. */
+  args: string[];
+  /** Paths the allow-list had to leave out (names with `*`). */
+  skipped: string[];
+}
+
+/**
+ * The Node arguments that start one process with least privilege: the permission model on, reads
+ * limited to the project and the rampart package minus every other process's data directory, writes
+ * to its own data directory only; no child processes, workers, addons, WASI or inspector (the model
+ * denies them unless allowed, and nothing here allows them); `node:sqlite` guarded by the preload.
+ * Throws LAUNCH_ERR_ENTRY when the entry file is outside what the process may read.
+ */
+export function childCommand(plan: PlannedProcess, options: ChildCommandOptions): ChildCommand {
+  const own = plan.runtime.dataDir;
+  const { allow, skipped } = computeReadAllowList({
+    roots: options.roots,
+    hidden: options.dataRoot,
+    own,
+    list: options.list ?? listDirectory,
+  });
+  let entry: string;
+  try {
+    entry = realpathSync(plan.entry);
+  } catch (cause) {
+    throw new RampartError('LAUNCH_ERR_ENTRY', `${plan.name}: cannot find its entry file ${plan.entry}`, { cause });
+  }
+  if (!allow.some((path) => isInside(entry, path)) || isInside(entry, options.dataRoot)) {
+    throw new RampartError(
+      'LAUNCH_ERR_ENTRY',
+      `${plan.name}: its entry file ${plan.entry} is outside the project; a process may read only the project and the rampart package`,
+    );
+  }
+  return {
+    args: [
+      ...(options.fromSource ? ['--conditions=rampart-source'] : []),
+      '--permission',
+      ...allow.map((path) => `--allow-fs-read=${path}`),
+      `--allow-fs-write=${own}`,
+      `--import=${options.preload ?? SQLITE_PRELOAD}`,
+      entry,
+    ],
+    skipped,
+  };
+}

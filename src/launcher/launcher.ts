@@ -1,0 +1,497 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { realpathSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Writable } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Manifest } from '../config/model.ts';
+import { RampartError } from '../core/errors.ts';
+import { rampartPackageRoot, readableRoots } from './allow-list.ts';
+import { childEnv } from './child-env.ts';
+import { childCommand, FROM_SOURCE } from './command.ts';
+import { prepareDataDirs } from './data-dirs.ts';
+import { type LogFormat, LogOutput } from './log-output.ts';
+import { type Component, identitySettings, type PlannedProcess, planProcesses, startOrder } from './plan.ts';
+import { freePort } from './ports.ts';
+import { waitReady } from './readiness.ts';
+import {
+  type CrashHistory,
+  DEFAULT_RESTART_POLICY,
+  NO_CRASHES,
+  onCrash,
+  type RestartPolicy,
+} from './restart-policy.ts';
+
+/** Defaults, each with its reason. */
+export const LAUNCHER_DEFAULTS = {
+  /** A cold Node start with type stripping and a fastify app takes ~0.5 s; 30 s covers a slow laptop. */
+  readyTimeoutMs: 30_000,
+  /** Short enough that `rampart start` feels instant, long enough not to busy-wait. */
+  readyIntervalMs: 100,
+  /** Time each process gets to drain on SIGTERM before SIGKILL (Kubernetes' default is 30 s). */
+  stopGraceMs: 10_000,
+  /** stderr lines kept per process, shown when the launcher gives up on it. */
+  tailLines: 20,
+} as const;
+
+export interface LauncherOptions {
+  stdout: Writable;
+  stderr: Writable;
+  logFormat?: LogFormat;
+  color?: boolean;
+  /** Entry files of the components (default: src/<component>/main.ts of this package). Tests substitute fixtures. */
+  entries?: Partial<Record<Component, string>>;
+  restartPolicy?: Partial<RestartPolicy>;
+  readyTimeoutMs?: number;
+  readyIntervalMs?: number;
+  stopGraceMs?: number;
+  /** The environment children pick PATH, HOME, ... from. Default: process.env. */
+  parentEnv?: NodeJS.ProcessEnv;
+  /** Run children with `--conditions=rampart-source`. Default: whether this launcher runs from source. */
+  fromSource?: boolean;
+  /** Node executable. Default: process.execPath. */
+  execPath?: string;
+  random?: () => number;
+  now?: () => number;
+}
+
+/** A process the launcher runs, as tests and the banner see it. */
+export interface ProcessInfo {
+  name: string;
+  kind: PlannedProcess['kind'];
+  pid: number | null;
+  adminPort: number;
+  dataDir: string;
+  /** Times it was restarted after a crash. */
+  restarts: number;
+  ready: boolean;
+}
+
+interface Supervised {
+  plan: PlannedProcess;
+  args: string[];
+  env: Record<string, string>;
+  child: ChildProcess | null;
+  /** Settles when the current child has exited and its output has been read. */
+  exited: Promise<void>;
+  startedAt: number;
+  history: CrashHistory;
+  restartTimer: NodeJS.Timeout | null;
+  restarts: number;
+  ready: boolean;
+  tail: string[];
+}
+
+/** Why the launcher stopped on its own: the process it gave up on and its last stderr lines. */
+export interface LaunchFailure {
+  process: string;
+  reason: string;
+  stderr: string[];
+}
+
+/**
+ * Runs a whole system from its manifest, each component and service as its own OS process with least
+ * privilege: its own data directory, the Node permission model, a minimal environment and one
+ * variable, `RAMPART_RUNTIME` (core/runtime.ts). Starts them in order, each when the one before is
+ * ready; restarts crashed ones with backoff and gives up on one that keeps crashing; stops them in
+ * reverse order.
+ *
+ * ```ts
+ * const launcher = new Launcher(manifest, { stdout, stderr });
+ * await launcher.start();          // rejects (after stopping what started) if something never got ready
+ * process.on('SIGINT', () => launcher.stop());
+ * process.exitCode = await launcher.done;   // 0 after stop(), 1 after giving up
+ * ```
+ */
+export class Launcher {
+  /** Resolves with the exit code once every process is gone: 0 after `stop()`, 1 after a failure. */
+  readonly done: Promise<number>;
+  /** Set when the launcher gave up on a process or could not start one. */
+  failure: LaunchFailure | null = null;
+
+  readonly #manifest: Manifest;
+  readonly #options: LauncherOptions;
+  readonly #policy: RestartPolicy;
+  readonly #names: string[];
+  readonly #dataRoot: string;
+  readonly #output: LogOutput;
+  readonly #now: () => number;
+  readonly #abort = new AbortController();
+  readonly #processes = new Map<string, Supervised>();
+  #resolveDone: (code: number) => void = () => {};
+  #shutdown: Promise<void> | null = null;
+  #forced: (() => void) | null = null;
+  #forcedPromise: Promise<void>;
+  #started = false;
+  #running = false;
+
+  constructor(manifest: Manifest, options: LauncherOptions) {
+    this.#manifest = manifest;
+    this.#options = options;
+    this.#policy = { ...DEFAULT_RESTART_POLICY, ...options.restartPolicy };
+    this.#names = startOrder(manifest);
+    this.#dataRoot = join(manifest.dir, '.rampart');
+    this.#now = options.now ?? Date.now;
+    this.#output = new LogOutput({
+      stdout: options.stdout,
+      stderr: options.stderr,
+      format: options.logFormat ?? 'pretty',
+      color: options.color ?? false,
+      names: this.#names,
+    });
+    this.done = new Promise((resolve) => {
+      this.#resolveDone = resolve;
+    });
+    this.#forcedPromise = new Promise((resolve) => {
+      this.#forced = resolve;
+    });
+  }
+
+  /** The processes, in start order. */
+  processes(): ProcessInfo[] {
+    return [...this.#processes.values()].map((p) => ({
+      name: p.plan.name,
+      kind: p.plan.kind,
+      pid: p.child?.pid ?? null,
+      adminPort: p.plan.runtime.adminPort,
+      dataDir: p.plan.runtime.dataDir,
+      restarts: p.restarts,
+      ready: p.ready,
+    }));
+  }
+
+  /** The planned processes with their runtimes (after `start()` has begun). */
+  plans(): PlannedProcess[] {
+    return [...this.#processes.values()].map((p) => p.plan);
+  }
+
+  /**
+   * Prepares the data directories and ports, then starts every process in order, each once the one
+   * before answers `/readyz` with 200. Rejects with LAUNCH_ERR_* (after stopping whatever started)
+   * when a process is not ready in time, is given up on, or the launcher is stopped meanwhile.
+   */
+  async start(): Promise<void> {
+    if (this.#started) throw new RampartError('LAUNCH_ERR_STATE', 'the launcher was started already');
+    this.#started = true;
+    try {
+      await this.#prepare();
+      for (const proc of this.#processes.values()) {
+        this.#spawn(proc);
+        await this.#awaitReady(proc);
+      }
+    } catch (err) {
+      if (!this.#shutdown) {
+        this.#fail(
+          err instanceof RampartError && err.code === 'LAUNCH_ERR_NOT_READY' && this.failure
+            ? this.failure
+            : { process: 'rampart', reason: err instanceof Error ? err.message : String(err), stderr: [] },
+        );
+      }
+      await this.#shutdown;
+      if (this.failure) throw new RampartError('LAUNCH_ERR_START', this.failure.reason, { cause: err });
+      throw new RampartError('LAUNCH_ERR_STOPPED', 'stopped before every process was ready', { cause: err });
+    }
+    this.#running = true;
+    this.#output.banner(...this.#bannerParts());
+  }
+
+  /** Stops every process gracefully, in reverse start order; resolves when all are gone. */
+  stop(): Promise<void> {
+    return this.#stopAll(0);
+  }
+
+  /** Kills every process group at once with SIGKILL (a second Ctrl-C). `done` still resolves. */
+  kill(): void {
+    this.#forced?.();
+    for (const proc of this.#processes.values()) {
+      if (proc.child?.pid !== undefined && proc.child.exitCode === null && proc.child.signalCode === null) {
+        killGroup(proc.child.pid, 'SIGKILL');
+      }
+    }
+    void this.#stopAll(0);
+  }
+
+  async #prepare(): Promise<void> {
+    const manifest = this.#manifest;
+    prepareDataDirs(this.#dataRoot, this.#names);
+    const dataRoot = realpathSync(this.#dataRoot);
+
+    const reserved = new Set<number>([manifest.gateway.listen.port, manifest.gateway.admin.port]);
+    if (manifest.identity.mode === 'builtin') reserved.add(manifest.identity.port);
+    const allocate = async () => {
+      for (;;) {
+        const port = await freePort();
+        if (!reserved.has(port)) {
+          reserved.add(port);
+          return port;
+        }
+      }
+    };
+    const admin: Record<string, number> = {};
+    for (const name of this.#names) {
+      admin[name] =
+        name === 'gateway' && manifest.gateway.admin.port !== 0 ? manifest.gateway.admin.port : await allocate();
+    }
+    const service: Record<string, number> = {};
+    for (const name of Object.keys(manifest.services)) service[name] = await allocate();
+    const control = await allocate();
+
+    const root = rampartPackageRoot();
+    const entries: Record<Component, string> = {
+      control: join(root, componentEntry('control')),
+      identity: join(root, componentEntry('identity')),
+      gateway: join(root, componentEntry('gateway')),
+      ...this.#options.entries,
+    };
+    const plans = planProcesses(manifest, {
+      ports: { admin, service, control },
+      dataRoot,
+      entries,
+      manifestFile: realpathIfExists(manifest.file),
+    });
+    const roots = readableRoots(manifest.dir, root);
+    const parentEnv = this.#options.parentEnv ?? process.env;
+    for (const plan of plans) {
+      const { args, skipped } = childCommand(plan, {
+        roots,
+        dataRoot,
+        fromSource: this.#options.fromSource ?? FROM_SOURCE,
+      });
+      if (skipped.length > 0) {
+        this.#output.warn(`${plan.name} cannot read paths whose names contain "*" (Node reads them as wildcards)`, {
+          skipped,
+        });
+      }
+      this.#processes.set(plan.name, {
+        plan,
+        args,
+        env: childEnv(plan.runtime, plan.env, parentEnv),
+        child: null,
+        exited: Promise.resolve(),
+        startedAt: 0,
+        history: NO_CRASHES,
+        restartTimer: null,
+        restarts: 0,
+        ready: false,
+        tail: [],
+      });
+    }
+  }
+
+  #spawn(proc: Supervised): void {
+    const { plan } = proc;
+    proc.ready = false;
+    proc.startedAt = this.#now();
+    const child = spawn(this.#options.execPath ?? process.execPath, proc.args, {
+      cwd: plan.runtime.dataDir,
+      env: proc.env,
+      // stdin: a pipe the launcher never writes to nor closes; the child sees it close when the
+      // launcher dies, however it dies (parent-watch.ts).
+      stdio: ['pipe', 'pipe', 'pipe'],
+      // Its own process group (and session): signals reach the whole group, grandchildren included,
+      // and a terminal's Ctrl-C reaches only the launcher, which stops everything in order.
+      detached: true,
+    });
+    proc.child = child;
+    child.stdin?.on('error', () => {});
+    const remember = (line: string) => {
+      proc.tail.push(line);
+      if (proc.tail.length > LAUNCHER_DEFAULTS.tailLines) proc.tail.shift();
+    };
+    if (child.stdout) this.#output.attach(plan.name, child.stdout, 'stdout');
+    if (child.stderr) this.#output.attach(plan.name, child.stderr, 'stderr', remember);
+    const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
+
+    proc.exited = new Promise<void>((resolve) => {
+      let settled = false;
+      const finish = async (code: number | null, signal: NodeJS.Signals | null, error?: Error) => {
+        if (settled) return;
+        settled = true;
+        // Whatever the process left behind in its group goes with it.
+        if (child.pid !== undefined) killGroup(child.pid, 'SIGKILL');
+        await Promise.race([closed, delay(1_000)]);
+        child.stdin?.destroy();
+        resolve();
+        this.#onExit(proc, child, code, signal, error);
+      };
+      child.once('exit', (code, signal) => void finish(code, signal));
+      child.once('error', (error) => void finish(null, null, error));
+    });
+  }
+
+  #onExit(proc: Supervised, child: ChildProcess, code: number | null, signal: string | null, error?: Error): void {
+    if (proc.child !== child) return;
+    proc.ready = false;
+    if (this.#shutdown) return;
+    const name = proc.plan.name;
+    const how = error
+      ? `could not start (${error.message})`
+      : signal
+        ? `was killed by ${signal}`
+        : `exited with code ${code}`;
+    const decision = onCrash(proc.history, proc.startedAt, this.#now(), this.#policy, this.#options.random);
+    proc.history = decision.history;
+    if (decision.action === 'give-up') {
+      const crashes = decision.history.crashes.length;
+      const window = Math.round(this.#policy.windowMs / 1000);
+      this.#fail({
+        process: name,
+        reason: `${name} ${how}; it crashed ${crashes} times within ${window}s, giving up`,
+        stderr: [...proc.tail],
+      });
+      return;
+    }
+    this.#output.warn(`${name} ${how}; restarting in ${decision.delayMs} ms`, { process: name });
+    proc.restartTimer = setTimeout(() => {
+      proc.restartTimer = null;
+      if (this.#shutdown) return;
+      proc.restarts += 1;
+      this.#spawn(proc);
+      // During start() the start loop is already waiting for this process; afterwards, say when it is back.
+      if (this.#running) {
+        this.#awaitReady(proc).then(
+          () => this.#output.info(`${name} is ready again`, { process: name }),
+          () => {},
+        );
+      }
+    }, decision.delayMs);
+  }
+
+  /** Reports a failure (the process, why, its last stderr lines) and stops everything with exit code 1. */
+  #fail(failure: LaunchFailure): void {
+    this.failure = failure;
+    this.#output.error(failure.reason, { process: failure.process });
+    if (failure.stderr.length > 0) {
+      this.#output.error(
+        `last stderr lines of ${failure.process}:\n${failure.stderr.map((line) => `  ${line}`).join('\n')}`,
+        { process: failure.process },
+      );
+    }
+    void this.#stopAll(1);
+  }
+
+  async #awaitReady(proc: Supervised): Promise<void> {
+    const url = `http://127.0.0.1:${proc.plan.runtime.adminPort}/readyz`;
+    const timeoutMs = this.#options.readyTimeoutMs ?? LAUNCHER_DEFAULTS.readyTimeoutMs;
+    let ready: boolean;
+    try {
+      ready = await waitReady(url, {
+        intervalMs: this.#options.readyIntervalMs ?? LAUNCHER_DEFAULTS.readyIntervalMs,
+        timeoutMs,
+        signal: this.#abort.signal,
+      });
+    } catch (cause) {
+      throw new RampartError('LAUNCH_ERR_STOPPED', `stopped while waiting for ${proc.plan.name}`, { cause });
+    }
+    if (!ready) {
+      this.failure = {
+        process: proc.plan.name,
+        reason: `${proc.plan.name} was not ready within ${timeoutMs / 1000}s (${url} never answered 200)`,
+        stderr: [...proc.tail],
+      };
+      throw new RampartError('LAUNCH_ERR_NOT_READY', this.failure.reason);
+    }
+    proc.ready = true;
+  }
+
+  #stopAll(code: number): Promise<void> {
+    if (this.#shutdown) return this.#shutdown;
+    this.#abort.abort(new RampartError('LAUNCH_ERR_STOPPED', 'stopping'));
+    this.#shutdown = (async () => {
+      for (const proc of this.#processes.values()) {
+        if (proc.restartTimer) clearTimeout(proc.restartTimer);
+        proc.restartTimer = null;
+      }
+      const grace = this.#options.stopGraceMs ?? LAUNCHER_DEFAULTS.stopGraceMs;
+      for (const proc of [...this.#processes.values()].reverse()) {
+        await this.#stopOne(proc, grace);
+      }
+      this.#output.info(code === 0 ? 'stopped' : 'stopped after a failure');
+      this.#output.close();
+      this.#resolveDone(code);
+    })();
+    return this.#shutdown;
+  }
+
+  async #stopOne(proc: Supervised, graceMs: number): Promise<void> {
+    const child = proc.child;
+    if (!child || child.pid === undefined) return;
+    if (child.exitCode === null && child.signalCode === null) {
+      killGroup(child.pid, 'SIGTERM');
+      const timer = delay(graceMs, 'timeout' as const, { ref: false });
+      const outcome = await Promise.race([proc.exited.then(() => 'exited' as const), timer, this.#forcedPromise]);
+      if (outcome !== 'exited') {
+        if (outcome === 'timeout') {
+          this.#output.warn(`${proc.plan.name} did not stop within ${graceMs / 1000}s; killing it`, {
+            process: proc.plan.name,
+          });
+        }
+        killGroup(child.pid, 'SIGKILL');
+      }
+    }
+    await proc.exited;
+  }
+
+  #bannerParts(): [string, Record<string, unknown>] {
+    const manifest = this.#manifest;
+    const { host, port } = manifest.gateway.listen;
+    const scheme = manifest.gateway.tls.mode === 'off' ? 'http' : 'https';
+    const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+    const gateway = `${scheme}://${shownHost}:${port}`;
+    const issuer = identitySettings(manifest).issuer;
+    const admin: Record<string, string> = {};
+    for (const proc of this.#processes.values()) {
+      admin[proc.plan.name] = `http://127.0.0.1:${proc.plan.runtime.adminPort}`;
+    }
+    const route = manifest.routes.find((r) => r.auth.kind === 'none' && r.methods.includes('GET'));
+    const example = route ? `curl ${gateway}${examplePath(route.path.segments)}` : null;
+    const width = Math.max(...Object.keys(admin).map((name) => name.length));
+    const lines = [
+      '',
+      `Rampart is running: ${this.#processes.size} processes ready.`,
+      '',
+      `  gateway   ${gateway}`,
+      `  issuer    ${issuer}${manifest.identity.mode === 'external' ? ' (external)' : ''}`,
+      '',
+      '  health and metrics (loopback only):',
+      ...Object.entries(admin).map(([name, url]) => `    ${name.padEnd(width)}  ${url}/readyz  ${url}/metrics`),
+      '',
+      'Next:',
+      ...(example ? [`  ${example}`] : []),
+      `  rampart check ${manifest.file}`,
+      '',
+      'Ctrl-C stops everything.',
+      '',
+    ];
+    return [lines.join('\n'), { gateway, issuer, admin, processes: this.processes() }];
+  }
+}
+
+function realpathIfExists(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}
+
+/** The component entry file inside the package, in the flavour this launcher runs as. */
+function componentEntry(component: Component): string {
+  return FROM_SOURCE ? join('src', component, 'main.ts') : join('dist', component, 'main.js');
+}
+
+/** A concrete path for a route pattern, for the example curl: `*` → `1`, a trailing `**` dropped. */
+export function examplePath(segments: readonly string[]): string {
+  const parts = segments.filter((s) => s !== '**').map((s) => (s === '*' ? '1' : s));
+  return `/${parts.join('/')}`;
+}
+
+/** Sends `signal` to a process group; false when the group is gone already. */
+export function killGroup(pid: number, signal: NodeJS.Signals): boolean {
+  try {
+    process.kill(-pid, signal);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    throw err;
+  }
+}
