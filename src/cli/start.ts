@@ -63,10 +63,6 @@ export async function runStart(args: string[], io: StartIo, hooks: StartHooks = 
       io.stderr.write(formatIssues(err.issues, { color: io.color, cwd: io.cwd }));
       return 2;
     }
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      io.stderr.write(`rampart start: no manifest at ${file}\n`);
-      return 2;
-    }
     throw err;
   }
 
@@ -78,6 +74,7 @@ export async function runStart(args: string[], io: StartIo, hooks: StartHooks = 
       logFormat: parsed.logFormat,
       color: io.color && !env['NO_COLOR'],
       parentEnv: env,
+      cwd: io.cwd,
       ...hooks.launcher,
     });
   } catch (err) {

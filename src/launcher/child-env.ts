@@ -19,6 +19,18 @@ export function isReservedEnvName(name: string): boolean {
   return /^(NODE_|RAMPART_|LD_|DYLD_)/.test(name) || name === RUNTIME_ENV;
 }
 
+/** Throws LAUNCH_ERR_ENV, naming the key, when a service's manifest `env` holds a reserved name. */
+export function checkManifestEnv(service: string, manifestEnv: Readonly<Record<string, string>>): void {
+  for (const name of Object.keys(manifestEnv)) {
+    if (isReservedEnvName(name)) {
+      throw new RampartError(
+        'LAUNCH_ERR_ENV',
+        `services.${service}.env.${name}: the launcher does not pass ${name}; it would change how the process is started or loaded`,
+      );
+    }
+  }
+}
+
 /**
  * The complete environment of a child: the inherited allow-list, the service's manifest `env`
  * entries, and `RAMPART_RUNTIME`. Throws LAUNCH_ERR_ENV for a reserved manifest key.
@@ -28,20 +40,13 @@ export function childEnv(
   manifestEnv: Readonly<Record<string, string>>,
   parentEnv: NodeJS.ProcessEnv,
 ): Record<string, string> {
+  checkManifestEnv(runtime.name, manifestEnv);
   const env: Record<string, string> = {};
   for (const name of INHERITED_ENV) {
     const value = parentEnv[name];
     if (value !== undefined) env[name] = value;
   }
-  for (const [name, value] of Object.entries(manifestEnv)) {
-    if (isReservedEnvName(name)) {
-      throw new RampartError(
-        'LAUNCH_ERR_ENV',
-        `services.${runtime.name}.env.${name}: the launcher does not pass ${name}; it would change how the process is started or loaded`,
-      );
-    }
-    env[name] = value;
-  }
+  Object.assign(env, manifestEnv);
   env[RUNTIME_ENV] = JSON.stringify(runtime);
   return env;
 }

@@ -1,12 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { realpathSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import type { Writable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Manifest } from '../config/model.ts';
 import { RampartError } from '../core/errors.ts';
 import { rampartPackageRoot, readableRoots } from './allow-list.ts';
-import { childEnv } from './child-env.ts';
+import { checkManifestEnv, childEnv } from './child-env.ts';
 import { childCommand, FROM_SOURCE } from './command.ts';
 import { prepareDataDirs } from './data-dirs.ts';
 import { type LogFormat, LogOutput } from './log-output.ts';
@@ -48,6 +48,8 @@ export interface LauncherOptions {
   parentEnv?: NodeJS.ProcessEnv;
   /** Run children with `--conditions=rampart-source`. Default: whether this launcher runs from source. */
   fromSource?: boolean;
+  /** Directory paths in messages are shown relative to. Default: process.cwd(). */
+  cwd?: string;
   /** Node executable. Default: process.execPath. */
   execPath?: string;
   random?: () => number;
@@ -129,6 +131,7 @@ export class Launcher {
     this.#options = options;
     this.#policy = { ...DEFAULT_RESTART_POLICY, ...options.restartPolicy };
     this.#names = startOrder(manifest);
+    for (const service of Object.values(manifest.services)) checkManifestEnv(service.name, service.env);
     this.#dataRoot = join(manifest.dir, '.rampart');
     this.#now = options.now ?? Date.now;
     this.#output = new LogOutput({
@@ -359,13 +362,7 @@ export class Launcher {
   /** Reports a failure (the process, why, its last stderr lines) and stops everything with exit code 1. */
   #fail(failure: LaunchFailure): void {
     this.failure = failure;
-    this.#output.error(failure.reason, { process: failure.process });
-    if (failure.stderr.length > 0) {
-      this.#output.error(
-        `last stderr lines of ${failure.process}:\n${failure.stderr.map((line) => `  ${line}`).join('\n')}`,
-        { process: failure.process },
-      );
-    }
+    this.#output.failure(failure.process, failure.reason, failure.stderr);
     void this.#stopAll(1);
   }
 
@@ -457,7 +454,7 @@ export class Launcher {
       '',
       'Next:',
       ...(example ? [`  ${example}`] : []),
-      `  rampart check ${manifest.file}`,
+      `  rampart check ${relative(this.#options.cwd ?? process.cwd(), manifest.file) || manifest.file}`,
       '',
       'Ctrl-C stops everything.',
       '',

@@ -62,6 +62,21 @@ export class LogOutput {
     this.#own('error', msg, fields, 'stderr');
   }
 
+  /**
+   * Why the launcher is giving up, with the last stderr lines of the process concerned. In `json`
+   * format one record carrying `process` and `stderr`.
+   */
+  failure(process: string, reason: string, stderr: readonly string[]): void {
+    if (this.#options.format === 'json') {
+      this.#write('stderr', launcherRecord('error', reason, { process, stderr }));
+      return;
+    }
+    this.#own('error', reason, {}, 'stderr');
+    if (stderr.length === 0) return;
+    this.#own('error', `last stderr lines of ${process}:`, {}, 'stderr');
+    for (const line of stderr) this.#write('stderr', this.#render(process, `  ${line}`));
+  }
+
   /** Text for people (the banner); in `json` format it becomes one record with `fields`. */
   banner(text: string, fields: Record<string, unknown>): void {
     if (this.#options.format === 'json') this.#write('stdout', launcherRecord('info', 'ready', fields));
