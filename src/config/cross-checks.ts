@@ -26,7 +26,7 @@ type Report = (issue: DraftIssue) => void;
 
 /** Plain HTTP only where nobody else can listen in: a loopback host. */
 function checkTls(draft: Draft, report: Report): void {
-  if (draft.tls?.mode !== 'off' || isLoopbackHost(draft.listen.host)) return;
+  if (draft.tls?.mode !== 'off' || !draft.listenHostOk || isLoopbackHost(draft.listen.host)) return;
   report({
     code: ISSUE.TLS,
     path: ['gateway', 'tls'],
@@ -157,6 +157,7 @@ function checkCalls(draft: Draft, report: Report): void {
 
 /** Every secret a service reads is declared, and every declared secret is read by someone. */
 function checkSecrets(draft: Draft, report: Report): void {
+  if (!draft.secretsOk) return;
   const declared = [...draft.secrets.keys()];
   const used = new Set<string>();
   for (const service of draft.services) {

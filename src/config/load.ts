@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { RampartError } from '../core/errors.ts';
 import { ConfigError, sortIssues } from './config-error.ts';
 import { formatPath } from './config-path.ts';
 import { crossCheck } from './cross-checks.ts';
@@ -95,6 +96,17 @@ function dedupe(issues: ConfigIssue[]): ConfigIssue[] {
   });
 }
 
+/**
+ * A part of a draft that produced no issues, which must therefore be present. Fails closed if it is not
+ * (a bug in validation): a manifest with a hole in it must never reach the gateway.
+ */
+function must<T>(value: T | undefined, what: string): T {
+  if (value === undefined) {
+    throw new RampartError('CFG_ERR_INTERNAL', `manifest validation let an invalid ${what} through`);
+  }
+  return value;
+}
+
 /** Assembles the manifest from a draft that produced no issues (so every part is present). */
 function build(draft: Draft): Manifest {
   const services: Record<string, Service> = {};
@@ -102,21 +114,21 @@ function build(draft: Draft): Manifest {
   for (const s of draft.services) {
     const serviceRoutes = s.routes.map(
       (r): Route => ({
-        id: r.id!,
+        id: must(r.id, 'route id'),
         service: r.service,
-        path: { source: r.path!.source, segments: r.path!.segments },
+        path: { source: must(r.path, 'route path').source, segments: must(r.path, 'route path').segments },
         methods: r.methods,
-        auth: r.auth!,
-        rateLimit: r.rateLimit!,
+        auth: must(r.auth, 'route auth'),
+        rateLimit: must(r.rateLimit, 'rate limit'),
         where: r.where,
       }),
     );
     routes.push(...serviceRoutes);
     services[s.name] = {
       name: s.name,
-      run: s.run!,
+      run: must(s.run, 'run file'),
       routes: serviceRoutes,
-      calls: s.calls.map((c) => ({ service: c.service!, methods: c.methods, paths: c.paths })),
+      calls: s.calls.map((c) => ({ service: must(c.service, 'call'), methods: c.methods, paths: c.paths })),
       secrets: s.secrets.map((x) => x.name),
       env: s.env,
     };
@@ -124,15 +136,15 @@ function build(draft: Draft): Manifest {
   return {
     file: draft.file,
     dir: draft.dir,
-    trustDomain: draft.trustDomain!,
+    trustDomain: must(draft.trustDomain, 'trust domain'),
     gateway: {
       listen: draft.listen,
       admin: draft.admin,
-      tls: draft.tls!,
+      tls: must(draft.tls, 'TLS setting'),
       trustedProxies: draft.trustedProxies,
-      rateLimit: draft.rateLimit!,
+      rateLimit: must(draft.rateLimit, 'rate-limit store'),
     },
-    identity: draft.identity!,
+    identity: must(draft.identity, 'identity'),
     secrets: Object.fromEntries(draft.secrets),
     services,
     routes,

@@ -32,12 +32,16 @@ export interface Draft {
   dir: string;
   trustDomain: string | undefined;
   listen: { host: string; port: number };
+  /** False when `listen.host` is malformed (already reported; checks about the host skip it). */
+  listenHostOk: boolean;
   admin: { port: number };
   tls: TlsConfig | undefined;
   trustedProxies: string[];
   rateLimit: RateLimitStore | undefined;
   identity: IdentityConfig | undefined;
   secrets: Map<string, SecretDeclaration>;
+  /** False when top-level `secrets` is not a map (already reported; references to it are not checked). */
+  secretsOk: boolean;
   services: DraftService[];
 }
 
@@ -189,12 +193,14 @@ export function normalize(source: ManifestSource, dir: string, options: Normaliz
     dir,
     trustDomain,
     listen: { host, port: integer(listen['port']) ?? DEFAULTS.listenPort },
+    listenHostOk: hostProblem === undefined && (listen['host'] === undefined || typeof listen['host'] === 'string'),
     admin: { port: integer(admin['port']) ?? DEFAULTS.adminPort },
     tls,
     trustedProxies,
     rateLimit,
     identity,
     secrets,
+    secretsOk: root['secrets'] === undefined || record(root['secrets']) !== undefined,
     services,
   };
 }
@@ -210,7 +216,9 @@ function normalizeIdentity(
   const builtin = record(identity['builtin']);
   const external = record(identity['external']);
   if (builtin && !external) {
-    const port = integer(builtin['port']) ?? DEFAULTS.identityPort;
+    const port = builtin['port'] === undefined ? DEFAULTS.identityPort : integer(builtin['port']);
+    // An invalid port is reported by the schema; the default issuer built from it would only add noise.
+    if (port === undefined || port < 1 || port > 65535) return undefined;
     const issuer = string(builtin['issuer']) ?? defaultIssuer(port);
     const ok = checkUrl(['identity', 'builtin', 'issuer'], issuer, ['https:', 'http:'], report, true);
     return ok && audience ? { mode: 'builtin', port, issuer, audience } : undefined;

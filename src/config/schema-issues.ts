@@ -28,8 +28,11 @@ export function schemaIssues(data: unknown): DraftIssue[] {
   const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, strictRequired: false });
   const validate = ajv.compile(manifestSchema);
   if (validate(data)) return [];
-  const { kept, synthetic } = collapse(validate.errors ?? [], data);
-  return [...synthetic, ...kept.map((error) => translate(error, data))];
+  const errors = validate.errors ?? [];
+  const { kept, synthetic } = collapse(errors, data);
+  const issues = [...synthetic, ...kept.map((error) => translate(error, data))];
+  // Fail closed: an invalid document always yields issues, even if collapsing were ever wrong.
+  return issues.length > 0 ? issues : errors.map((error) => translate(error, data));
 }
 
 function collapse(errors: ErrorObject[], data: unknown): { kept: ErrorObject[]; synthetic: DraftIssue[] } {
@@ -43,7 +46,14 @@ function collapse(errors: ErrorObject[], data: unknown): { kept: ErrorObject[]; 
     if (removed.has(composite)) continue;
     removed.add(composite);
     const prefix = `${composite.schemaPath}/`;
-    const inner = errors.filter((e) => !removed.has(e) && e.schemaPath.startsWith(prefix));
+    // One schema location validates many values (every route's `auth`): an error belongs to this
+    // composite only if both its schema path and its instance path are inside it.
+    const inner = errors.filter(
+      (e) =>
+        !removed.has(e) &&
+        e.schemaPath.startsWith(prefix) &&
+        (e.instancePath === composite.instancePath || e.instancePath.startsWith(`${composite.instancePath}/`)),
+    );
     const drop = (keep: (e: ErrorObject) => boolean = () => false) => {
       for (const e of inner) if (!keep(e)) removed.add(e);
     };
@@ -53,6 +63,12 @@ function collapse(errors: ErrorObject[], data: unknown): { kept: ErrorObject[]; 
     const branchOf = (e: ErrorObject) => Number(e.schemaPath.slice(prefix.length).split('/')[0]);
     const requiredOnly = branches.every((b) => Object.keys(b).length === 1 && Array.isArray(b['required']));
     const alternatives = requiredOnly ? branches.map((b) => String((b['required'] as string[])[0])) : [];
+
+    // `required` says nothing about a value that is not a map: its type error is the whole story.
+    if (requiredOnly && jsonType(value) !== 'object') {
+      drop();
+      continue;
+    }
 
     const passing = (composite.params as { passingSchemas?: number[] | null }).passingSchemas;
     if (Array.isArray(passing)) {
@@ -79,6 +95,14 @@ function collapse(errors: ErrorObject[], data: unknown): { kept: ErrorObject[]; 
 
     if (requiredOnly) {
       drop();
+      // `bulitin: {}` is one mistake: the unknown-key issue (with its suggestion) says it all.
+      const misspelt = errors.some(
+        (e) =>
+          e.keyword === 'additionalProperties' &&
+          e.instancePath === composite.instancePath &&
+          closest(String((e.params as { additionalProperty: string }).additionalProperty), alternatives) !== undefined,
+      );
+      if (misspelt) continue;
       synthetic.push({
         code: ISSUE.REQUIRED,
         path,
@@ -132,6 +156,12 @@ function collapse(errors: ErrorObject[], data: unknown): { kept: ErrorObject[]; 
     const pool = meant.length > 0 ? meant : fitting;
     const chosen = pool.reduce((best, i) => (errorsOf(i).length < errorsOf(best).length ? i : best), pool[0]!);
     drop((e) => branchOf(e) === chosen);
+  }
+
+  // A value of the wrong type fails its enum too; the type error alone says what is wrong.
+  const mistyped = new Set(errors.filter((e) => !removed.has(e) && e.keyword === 'type').map((e) => e.instancePath));
+  for (const e of errors) {
+    if (e.keyword !== 'type' && e.propertyName === undefined && mistyped.has(e.instancePath)) removed.add(e);
   }
 
   // `rnu: x` instead of `run: x` is one mistake: report the unknown key (its hint names `run`), not also
