@@ -50,7 +50,7 @@ describe('rampart check', () => {
       '/charges',
       'payment-provider-key',
       'read by payments',
-      'https://localhost:8444',
+      'http://127.0.0.1:8444',
     ]) {
       assert.ok(r.stdout.includes(expected), `summary lacks ${expected}:\n${r.stdout}`);
     }

@@ -57,7 +57,7 @@ describe('defaults', () => {
   });
 
   test('the derived defaults', () => {
-    assert.equal(defaultIssuer(8444), 'https://localhost:8444');
+    assert.equal(defaultIssuer(8444), 'http://127.0.0.1:8444');
     assert.equal(defaultAudience('shop.local'), 'https://shop.local');
     assert.equal(defaultRouteId('orders', 3), 'orders.3');
   });

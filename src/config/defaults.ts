@@ -39,12 +39,13 @@ export const DEFAULTS = Object.freeze({
 } as const);
 
 /**
- * Issuer of the builtin identity provider on `port`. `localhost` because the builtin provider runs on
- * this machine; the issuer is compared byte for byte (OpenID Connect Discovery §4.3, RFC 9068 §4), so
- * set `identity.builtin.issuer` when clients reach it under another name.
+ * Issuer of the builtin identity provider on `port`: the loopback address the launcher binds it to, over
+ * plain HTTP because that is what the process serves today (TLS for it arrives with the identity
+ * provider). The issuer is compared byte for byte (OpenID Connect Discovery §4.3, RFC 9068 §4), so set
+ * `identity.builtin.issuer` when clients reach it under another name.
  */
 export function defaultIssuer(port: number): string {
-  return `https://localhost:${port}`;
+  return `http://127.0.0.1:${port}`;
 }
 
 /**

@@ -150,7 +150,7 @@ describe('the valid manifest', () => {
     assert.deepEqual(m.identity, {
       mode: 'builtin',
       port: 8444,
-      issuer: 'https://localhost:8444',
+      issuer: 'http://127.0.0.1:8444',
       audience: 'https://shop.local',
     });
     const [open, create] = m.services['catalog']!.routes;

@@ -25,6 +25,7 @@ export interface RateLimit {
  */
 export interface PathPattern {
   source: string;
+  /** The segments as written, a final `**` included (`/orders/**` → `['orders', '**']`; `/` → `[]`). */
   segments: readonly string[];
 }
 

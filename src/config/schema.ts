@@ -1,4 +1,4 @@
-import { DEFAULTS } from './defaults.ts';
+import { DEFAULTS, defaultIssuer } from './defaults.ts';
 import { HTTP_METHODS } from './model.ts';
 import { RATE_LIMIT_EXAMPLE, RATE_LIMIT_REGEX_SOURCE, RATE_LIMIT_SYNTAX } from './rate-limit.ts';
 
@@ -395,7 +395,8 @@ const identity: Json = {
         port: port('Port', 'TCP port of the builtin provider (part of its issuer URL).', DEFAULTS.identityPort, 1),
         issuer: kind('url', {
           title: 'Issuer',
-          description: 'Issuer URL as clients reach the provider. Default `https://localhost:<port>`.',
+          // Derived from defaults.ts so the published help cannot drift from the code.
+          description: `Issuer URL as clients reach the provider. Default \`${defaultIssuer(0).replace(/:0$/, ':<port>')}\`.`,
           type: 'string',
           pattern: '^https?://',
         }),
