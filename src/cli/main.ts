@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { stdout } from 'node:process';
 
 /** A subcommand: resolves to the process exit code (0 ok, 1 failure, 2 usage or configuration error). */
@@ -31,7 +32,8 @@ export async function main(argv: string[]): Promise<number> {
     return name === undefined ? 2 : 0;
   }
   if (name === '--version' || name === '-v') {
-    const { default: pkg } = await import('../../package.json', { with: { type: 'json' } });
+    // Two levels up from src/cli and from dist/cli alike.
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
     process.stdout.write(`${pkg.version}\n`);
     return 0;
   }

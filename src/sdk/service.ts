@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
 import { request as undiciRequest } from 'undici';
 import { type AccessTokenVerifier, createAccessTokenVerifier, type TokenIdentity } from '../core/access-token.ts';
@@ -81,7 +81,8 @@ export function service(options: ServiceOptions = {}): RampartService {
 
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // Per-request lines would double the gateway's access log; errors are logged by the error handler.
+    logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: 'x-request-id',
     bodyLimit: 1_048_576,
     return503OnClosing: true,

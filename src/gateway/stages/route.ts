@@ -14,8 +14,7 @@ export function createRouting(deps: GatewayDeps): Stage {
         return;
       }
       if (found.kind === 'method') {
-        const allow = found.allow.includes('GET') ? [...found.allow, 'HEAD'] : found.allow;
-        throw deny(405, 'GW_ERR_METHOD', { reason: 'method_not_allowed', headers: { allow: allow.join(', ') } });
+        throw deny(405, 'GW_ERR_METHOD', { reason: 'method_not_allowed', headers: { allow: found.allow.join(', ') } });
       }
       throw deny(404, 'GW_ERR_NO_ROUTE', { reason: 'no_route' });
     },

@@ -1,0 +1,294 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { type EchoUpstream, rawExchange, startEchoUpstream, statuses } from '../../test/helpers/http.ts';
+import { startTestIssuer, type TestIssuer } from '../../test/helpers/issuer.ts';
+import { parseManifest } from '../config/load.ts';
+import { createMetrics } from '../core/metrics.ts';
+import { createMemoryDecisionSink } from './decision-sink.ts';
+import { createGateway, type Gateway } from './gateway.ts';
+import { createGatewayMetrics } from './metrics.ts';
+
+const AUDIENCE = 'https://api.test';
+const SELF = fileURLToPath(import.meta.url);
+
+function manifestText(issuer: TestIssuer): string {
+  return `
+trustDomain: test.local
+gateway:
+  listen: { host: 127.0.0.1, port: 18080 }
+  tls: off
+identity:
+  external: { issuer: "${issuer.issuer}", jwksUri: "${issuer.jwksUri}" }
+  audience: ${AUDIENCE}
+services:
+  echo:
+    run: ${SELF}
+    routes:
+      - { id: public, path: /public/**, methods: [GET, POST], auth: none }
+      - { id: orders, path: /orders/**, methods: [GET], auth: { scopes: [orders] } }
+      - { id: admin, path: /admin, methods: [POST], auth: { scopes: [catalog:write], roles: [admin] } }
+      - { id: limited, path: /limited, methods: [GET], auth: none, rateLimit: 3/min per ip }
+      - { id: per-user, path: /per-user, methods: [GET], auth: { scopes: [orders] }, rateLimit: 2/min per subject }
+  down:
+    run: ${SELF}
+    routes:
+      - { id: down, path: /down, methods: [GET], auth: none }
+`;
+}
+
+describe('gateway', () => {
+  let issuer: TestIssuer;
+  let upstream: EchoUpstream;
+  let gateway: Gateway;
+  let base: string;
+  let port: number;
+  const decisions = createMemoryDecisionSink();
+
+  before(async () => {
+    issuer = await startTestIssuer(AUDIENCE);
+    upstream = await startEchoUpstream();
+    const manifest = parseManifest(manifestText(issuer), '/tmp/gateway-test/rampart.yaml');
+    const registry = createMetrics('gateway-test');
+    gateway = createGateway({
+      manifest,
+      // `down` points at a port nothing listens on.
+      upstreams: { echo: upstream.url, down: 'http://127.0.0.1:1' },
+      logger: pino({ level: 'silent' }),
+      registry,
+      metrics: createGatewayMetrics(registry),
+      decisions,
+      now: Date.now,
+    });
+    port = await gateway.listen('127.0.0.1', 0);
+    base = `http://127.0.0.1:${port}`;
+  });
+  after(async () => {
+    await gateway.close(100);
+    await upstream.close();
+    await issuer.close();
+  });
+
+  const get = (path: string, headers: Record<string, string> = {}) => fetch(`${base}${path}`, { headers });
+  const seenCount = () => upstream.seen.length;
+
+  test('the pipeline is the documented table, proxy last', () => {
+    assert.deepEqual(gateway.stageNames, [
+      'hardening',
+      'hygiene',
+      'client',
+      'route',
+      'ratelimit-pre-auth',
+      'authenticate',
+      'authorize',
+      'ratelimit-post-auth',
+      'proxy',
+    ]);
+  });
+
+  test('proxies a public route with gateway-owned headers and hardened response headers', async () => {
+    const res = await get('/public/a?x=1', {
+      'x-rampart-caller': 'spoofed',
+      'x-forwarded-for': '6.6.6.6',
+      'x-request-id': 'client-chosen-id-123',
+    });
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { url: '/public/a?x=1' });
+    const seen = upstream.seen.at(-1)!;
+    assert.equal(seen.headers['x-rampart-caller'], undefined);
+    assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1');
+    assert.notEqual(seen.headers['x-request-id'], 'client-chosen-id-123');
+    assert.match(String(seen.headers.traceparent), /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    assert.equal(res.headers.get('server'), null);
+    assert.equal(res.headers.get('x-powered-by'), null);
+    assert.equal(res.headers.get('x-hop'), null, 'fields named in Connection are hop-by-hop');
+    assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
+    assert.equal(res.headers.get('strict-transport-security'), null, 'no HSTS over plain HTTP');
+  });
+
+  test('keeps the trace id of a valid inbound traceparent', async () => {
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    await get('/public/t', { traceparent: `00-${traceId}-00f067aa0ba902b7-01` });
+    assert.match(String(upstream.seen.at(-1)!.headers.traceparent), new RegExp(`^00-${traceId}-(?!00f067aa0ba902b7)`));
+  });
+
+  test('unrouted paths are 404 and wrong methods 405 with Allow, each a decision event', async () => {
+    const before = seenCount();
+    const events = decisions.events.length;
+    const missing = await get('/nowhere');
+    assert.equal(missing.status, 404);
+    const body = (await missing.json()) as { error: string; error_id: string };
+    assert.equal(body.error, 'not_found');
+    assert.match(body.error_id, /^[A-Za-z0-9_-]{12}$/);
+    const wrong = await fetch(`${base}/orders/1`, { method: 'DELETE' });
+    assert.equal(wrong.status, 405);
+    assert.equal(wrong.headers.get('allow'), 'GET, HEAD');
+    assert.equal(seenCount(), before);
+    assert.deepEqual(
+      decisions.events.slice(events).map((e) => [e.stage, e.reason, e.status]),
+      [
+        ['route', 'no_route', 404],
+        ['route', 'method_not_allowed', 405],
+      ],
+    );
+    assert.equal(decisions.events.at(-1)!.errorId.length, 12);
+  });
+
+  test('protected routes: no token 401 with a bare challenge, scopes and roles enforced', async () => {
+    const none = await get('/orders/1');
+    assert.equal(none.status, 401);
+    assert.equal(none.headers.get('www-authenticate'), 'Bearer realm="rampart"');
+
+    const ok = await get('/orders/1', { authorization: `Bearer ${await issuer.mint({ scope: 'orders' })}` });
+    assert.equal(ok.status, 200);
+    assert.match(
+      String(upstream.seen.at(-1)!.headers.authorization),
+      /^Bearer ey/,
+      'token forwarded for the service to verify again',
+    );
+
+    const noScope = await get('/orders/1', { authorization: `Bearer ${await issuer.mint({ scope: 'profile' })}` });
+    assert.equal(noScope.status, 403);
+    assert.match(String(noScope.headers.get('www-authenticate')), /error="insufficient_scope", scope="orders"/);
+
+    const post = (token: string) =>
+      fetch(`${base}/admin`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+    assert.equal((await post(await issuer.mint({ scope: 'catalog:write', roles: ['user'] }))).status, 403);
+    assert.equal((await post(await issuer.mint({ scope: 'catalog:write', roles: ['admin'] }))).status, 200);
+    // A machine token (sub = client_id) never carries a user's role.
+    const machine = await issuer.mint({
+      scope: 'catalog:write',
+      roles: ['admin'],
+      sub: 'svc-bot',
+      client_id: 'svc-bot',
+    });
+    assert.equal((await post(machine)).status, 403);
+  });
+
+  test('rejects bad tokens with 401 invalid_token and no upstream request', async () => {
+    const good = await issuer.mint({ scope: 'orders' });
+    const [h, p] = good.split('.') as [string, string, string];
+    const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const payload = JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>;
+    const cases: [string, string][] = [
+      ['alg none', `${b64({ alg: 'none', typ: 'at+jwt' })}.${p}.`],
+      ['alg none, empty signature part', `${b64({ alg: 'none', typ: 'at+jwt' })}.${p}.e30`],
+      ['HS256', `${b64({ alg: 'HS256', typ: 'at+jwt', kid: 'k1' })}.${p}.c2ln`],
+      ['tampered payload', `${h}.${b64({ ...payload, scope: 'orders admin' })}.${good.split('.')[2]}`],
+      ['expired', await issuer.mint({ scope: 'orders' }, { expiresIn: -120 })],
+      ['iat in the future', await issuer.mint({ scope: 'orders', iat: Math.floor(Date.now() / 1000) + 600 })],
+      ['wrong issuer (trailing slash)', await issuer.mint({ scope: 'orders', iss: `${issuer.issuer}/` })],
+      ['wrong audience', await issuer.mint({ scope: 'orders', aud: 'https://other.test' })],
+      ['ID token typ', await issuer.mint({ scope: 'orders' }, { header: { typ: 'JWT' } })],
+      ['unknown kid', await issuer.mint({ scope: 'orders' }, { header: { kid: '../../etc/passwd' } })],
+      ['five-part JWE shape', `${h}.${p}.a.b.c`],
+      ['too long', `${h}.${'A'.repeat(9000)}.sig`],
+      ['not a JWT', 'hello'],
+    ];
+    const before = seenCount();
+    for (const [name, token] of cases) {
+      const res = await get('/orders/1', { authorization: `Bearer ${token}` });
+      assert.equal(res.status, 401, name);
+      assert.equal(res.headers.get('www-authenticate'), 'Bearer realm="rampart", error="invalid_token"', name);
+    }
+    const query = await get(`/orders/1?access_token=${good}`);
+    assert.equal(query.status, 401, 'a token in the query string is never read');
+    const basic = await get('/orders/1', { authorization: 'Basic dXNlcjpwYXNz' });
+    assert.equal(basic.status, 401);
+    assert.equal(seenCount(), before, 'no rejected request reached the upstream');
+  });
+
+  test('rate limits per IP with RateLimit headers; 429 spends no quota', async () => {
+    const answers: Response[] = [];
+    for (let i = 0; i < 5; i++) answers.push(await get('/limited'));
+    assert.deepEqual(
+      answers.map((r) => r.status),
+      [200, 200, 200, 429, 429],
+    );
+    assert.equal(answers[0]!.headers.get('ratelimit-policy'), '"limited";q=3;w=60');
+    assert.match(String(answers[0]!.headers.get('ratelimit')), /^"limited";r=2;t=\d+$/);
+    assert.match(String(answers[3]!.headers.get('retry-after')), /^(19|20)$/);
+  });
+
+  test('per-subject limits count each subject separately, after authorization', async () => {
+    const alice = await issuer.mint({ scope: 'orders', sub: 'alice' });
+    const bob = await issuer.mint({ scope: 'orders', sub: 'bob' });
+    const statusFor = async (token: string) => (await get('/per-user', { authorization: `Bearer ${token}` })).status;
+    const unauthorized = await issuer.mint({ scope: 'none', sub: 'alice' });
+    assert.equal(await statusFor(unauthorized), 403, 'refused before the limiter: spends nothing');
+    assert.deepEqual([await statusFor(alice), await statusFor(alice), await statusFor(alice)], [200, 200, 429]);
+    assert.equal(await statusFor(bob), 200);
+  });
+
+  test('canonical paths are matched and forwarded; confusing paths are refused', async () => {
+    const cases: [string, number, string | null][] = [
+      ['/public/x/../y', 200, '/public/y'],
+      ['/public/%7Euser', 200, '/public/~user'],
+      ['/public/./a/', 200, '/public/a'],
+      ['/orders/../public/z', 200, '/public/z'],
+      ['/public/../orders/1', 401, null],
+      ['/public/%2e%2e/orders/1', 401, null],
+      ['/public/..%2Forders/1', 400, null],
+      ['/public/a%5c..%5corders', 400, null],
+      ['/public/a%00', 400, null],
+      ['//public/a', 400, null],
+      ['/public/a;jsessionid=1', 400, null],
+      ['/ORDERS/1', 404, null],
+      ['/public/%C3%A9', 200, '/public/%C3%A9'],
+    ];
+    for (const [path, status, forwarded] of cases) {
+      const before = seenCount();
+      const res = await rawExchange(port, `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      assert.deepEqual(statuses(res.text), [status], path);
+      if (forwarded) assert.equal(upstream.seen.at(-1)!.url, forwarded, path);
+      else assert.equal(seenCount(), before, `${path} must not reach the upstream`);
+    }
+  });
+
+  test('request smuggling shapes get 400 and a closed connection', async () => {
+    const cases: [string, string][] = [
+      ['duplicate Host', 'GET /public/a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n'],
+      ['absolute-form', 'GET http://evil.test/public/a HTTP/1.1\r\nHost: a\r\n\r\n'],
+      [
+        'CL and TE',
+        'POST /public/a HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+      ],
+      ['duplicate CL', 'POST /public/a HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx'],
+      ['TE not chunked', 'POST /public/a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n'],
+      ['obs-fold', 'GET /public/a HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n  folded\r\n\r\n'],
+      ['asterisk-form', 'OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n'],
+    ];
+    for (const [name, bytes] of cases) {
+      const before = seenCount();
+      const res = await rawExchange(port, bytes);
+      assert.deepEqual(statuses(res.text), [400], name);
+      assert.ok(res.closed, `${name}: connection closed`);
+      assert.equal(seenCount(), before, `${name}: nothing reached the upstream`);
+    }
+  });
+
+  test('oversized bodies are refused with 413 before the upstream', async () => {
+    const before = seenCount();
+    const res = await fetch(`${base}/public/upload`, { method: 'POST', body: 'x'.repeat(1_048_577) });
+    assert.equal(res.status, 413);
+    assert.equal(seenCount(), before);
+  });
+
+  test('a service that is down answers 503 at once, with an error id', async () => {
+    const started = performance.now();
+    const res = await get('/down');
+    assert.equal(res.status, 503);
+    assert.ok(performance.now() - started < 2000);
+    const body = (await res.json()) as { error: string; error_id: string };
+    assert.equal(body.error, 'unavailable');
+  });
+
+  test('decision events never contain the token', async () => {
+    const token = await issuer.mint({ scope: 'nope' });
+    await get('/orders/9', { authorization: `Bearer ${token}` });
+    const text = JSON.stringify(decisions.events);
+    assert.ok(!text.includes(token.split('.')[2]!));
+    assert.equal(decisions.events.at(-1)!.subject, 'user-1');
+  });
+});
