@@ -38,7 +38,7 @@ export function loadManifest(file: string, options: ParseOptions = {}): Manifest
         column: 1,
         path: '',
         message: reason === 'ENOENT' ? 'manifest file not found' : `cannot read the manifest file (${reason})`,
-        hint: reason === 'ENOENT' ? 'run `rampart check <file>` with the path of your rampart.yaml' : undefined,
+        ...(reason === 'ENOENT' ? { hint: 'run `rampart check <file>` with the path of your rampart.yaml' } : {}),
       },
     ]);
   }
