@@ -178,20 +178,27 @@ export class Launcher {
     try {
       await this.#prepare();
       for (const proc of this.#processes.values()) {
+        if (this.#shutdown) break;
         this.#spawn(proc);
-        await this.#awaitReady(proc);
+        if (!(await this.#awaitReady(proc)) && !this.#shutdown) {
+          const { adminPort } = proc.plan.runtime;
+          const timeout = (this.#options.readyTimeoutMs ?? LAUNCHER_DEFAULTS.readyTimeoutMs) / 1000;
+          this.#fail({
+            process: proc.plan.name,
+            reason: `${proc.plan.name} was not ready within ${timeout}s (http://127.0.0.1:${adminPort}/readyz never answered 200)`,
+            stderr: [...proc.tail],
+          });
+        }
       }
     } catch (err) {
       if (!this.#shutdown) {
-        this.#fail(
-          err instanceof RampartError && err.code === 'LAUNCH_ERR_NOT_READY' && this.failure
-            ? this.failure
-            : { process: 'rampart', reason: err instanceof Error ? err.message : String(err), stderr: [] },
-        );
+        this.#fail({ process: 'rampart', reason: err instanceof Error ? err.message : String(err), stderr: [] });
       }
+    }
+    if (this.#shutdown) {
       await this.#shutdown;
-      if (this.failure) throw new RampartError('LAUNCH_ERR_START', this.failure.reason, { cause: err });
-      throw new RampartError('LAUNCH_ERR_STOPPED', 'stopped before every process was ready', { cause: err });
+      if (this.failure) throw new RampartError('LAUNCH_ERR_START', this.failure.reason);
+      throw new RampartError('LAUNCH_ERR_STOPPED', 'stopped before every process was ready');
     }
     this.#running = true;
     this.#output.banner(...this.#bannerParts());
@@ -281,6 +288,7 @@ export class Launcher {
   }
 
   #spawn(proc: Supervised): void {
+    if (this.#shutdown) return; // nothing starts once stopping began: stopAll may have passed it already
     const { plan } = proc;
     proc.ready = false;
     proc.startedAt = this.#now();
@@ -351,10 +359,10 @@ export class Launcher {
       this.#spawn(proc);
       // During start() the start loop is already waiting for this process; afterwards, say when it is back.
       if (this.#running) {
-        this.#awaitReady(proc).then(
-          () => this.#output.info(`${name} is ready again`, { process: name }),
-          () => {},
-        );
+        void this.#awaitReady(proc).then((ready) => {
+          if (ready) this.#output.info(`${name} is ready again`, { process: name });
+          else if (!this.#shutdown) this.#output.warn(`${name} was restarted but is not ready`, { process: name });
+        });
       }
     }, decision.delayMs);
   }
@@ -366,28 +374,19 @@ export class Launcher {
     void this.#stopAll(1);
   }
 
-  async #awaitReady(proc: Supervised): Promise<void> {
-    const url = `http://127.0.0.1:${proc.plan.runtime.adminPort}/readyz`;
-    const timeoutMs = this.#options.readyTimeoutMs ?? LAUNCHER_DEFAULTS.readyTimeoutMs;
-    let ready: boolean;
+  /** Polls the process's `/readyz`: true once it answers 200, false after the timeout or when stopping. */
+  async #awaitReady(proc: Supervised): Promise<boolean> {
     try {
-      ready = await waitReady(url, {
+      const ready = await waitReady(`http://127.0.0.1:${proc.plan.runtime.adminPort}/readyz`, {
         intervalMs: this.#options.readyIntervalMs ?? LAUNCHER_DEFAULTS.readyIntervalMs,
-        timeoutMs,
+        timeoutMs: this.#options.readyTimeoutMs ?? LAUNCHER_DEFAULTS.readyTimeoutMs,
         signal: this.#abort.signal,
       });
-    } catch (cause) {
-      throw new RampartError('LAUNCH_ERR_STOPPED', `stopped while waiting for ${proc.plan.name}`, { cause });
+      if (ready) proc.ready = true;
+      return ready;
+    } catch {
+      return false; // aborted: the launcher is stopping
     }
-    if (!ready) {
-      this.failure = {
-        process: proc.plan.name,
-        reason: `${proc.plan.name} was not ready within ${timeoutMs / 1000}s (${url} never answered 200)`,
-        stderr: [...proc.tail],
-      };
-      throw new RampartError('LAUNCH_ERR_NOT_READY', this.failure.reason);
-    }
-    proc.ready = true;
   }
 
   #stopAll(code: number): Promise<void> {
@@ -482,13 +481,12 @@ export function examplePath(segments: readonly string[]): string {
   return `/${parts.join('/')}`;
 }
 
-/** Sends `signal` to a process group; false when the group is gone already. */
+/** Sends `signal` to a process group; false when the group is gone already (or not ours to signal). */
 export function killGroup(pid: number, signal: NodeJS.Signals): boolean {
   try {
     process.kill(-pid, signal);
     return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
-    throw err;
+  } catch {
+    return false;
   }
 }

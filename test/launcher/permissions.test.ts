@@ -45,6 +45,7 @@ const EXPECTED: Record<string, string> = {
   sqliteBackup: 'ERR_ACCESS_DENIED',
   sqliteBackupOwn: 'ok',
   sqliteExtension: 'ERR_ACCESS_DENIED',
+  sqliteProcessBinding: 'ERR_ACCESS_DENIED',
   sqliteLaterHook: 'ERR_ACCESS_DENIED',
   sdk: 'ok',
 };

@@ -96,6 +96,15 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       .filter((line) => line.includes('"msg":"stopping"'))
       .map((line) => (JSON.parse(line) as { name: string }).name);
     assert.deepEqual(stopping, ['gateway', 'orders', 'catalog', 'identity', 'control']);
+
+    // --log-format json: every line is a JSON record as its process wrote it (no prefix, no color).
+    for (const line of launcher
+      .stdout()
+      .split('\n')
+      .filter((l) => l !== '')) {
+      const record = JSON.parse(line) as { name?: unknown };
+      assert.equal(typeof record.name, 'string', line);
+    }
   });
 }
 

@@ -167,3 +167,16 @@ test('data directories are private (0700), one per process, and keep restarts on
   assert.equal(new Set(ports).size, ports.length, 'every process has its own admin port');
   await run.launcher.stop();
 });
+
+test('stopping while starting starts nothing more and leaves nothing behind', async (t) => {
+  for (const after of [0, 150, 600]) {
+    const run = launch(t, { a: {}, b: {} });
+    const starting = run.launcher.start();
+    await delay(after);
+    await run.launcher.stop();
+    await assert.rejects(starting, (err) => isRampartError(err, 'LAUNCH_ERR_STOPPED'), `stop after ${after} ms`);
+    assert.equal(await run.launcher.done, 0);
+    assert.deepEqual(await waitForPidsGone(run.pids()), [], `stop after ${after} ms`);
+    assert.doesNotMatch(run.out(), /Rampart is running/);
+  }
+});
