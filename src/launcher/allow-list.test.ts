@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { computeReadAllowList, isInside } from './allow-list.ts';
+import { computeReadAllowList, isInside, readableRoots } from './allow-list.ts';
 
 /** A file system as a table: directory → entry names. */
 const tree: Record<string, string[]> = {
@@ -101,4 +104,31 @@ test('isInside compares path segments, not string prefixes', () => {
     ['/a', '/', true],
   ];
   for (const [path, dir, expected] of cases) assert.equal(isInside(path, dir), expected, `${path} in ${dir}`);
+});
+
+test('readable roots: the project, the rampart package, node_modules above, and where linked packages really are', (t) => {
+  const base = realpathSync(mkdtempSync(join(tmpdir(), 'rampart-roots-')));
+  t.after(() => rmSync(base, { recursive: true, force: true }));
+  const dirs = [
+    'mono/node_modules',
+    'mono/app/node_modules/@scope',
+    'mono/app/deploy',
+    'store/lib',
+    'store/scoped',
+    'rampart',
+  ];
+  for (const dir of dirs) mkdirSync(join(base, dir), { recursive: true });
+  writeFileSync(join(base, 'mono/app/package.json'), '{}');
+  symlinkSync(join(base, 'store/lib'), join(base, 'mono/app/node_modules/lib'));
+  symlinkSync(join(base, 'store/scoped'), join(base, 'mono/app/node_modules/@scope/pkg'));
+  symlinkSync(join(base, 'store/gone'), join(base, 'mono/app/node_modules/dangling'));
+
+  const roots = readableRoots(join(base, 'mono/app/deploy'), join(base, 'rampart'));
+  assert.deepEqual(roots.sort(), [
+    join(base, 'mono/app'), // nearest package.json above the manifest's directory
+    join(base, 'mono/node_modules'), // hoisted dependencies
+    join(base, 'rampart'),
+    join(base, 'store/lib'), // linked packages, where Node will load them from
+    join(base, 'store/scoped'),
+  ]);
 });

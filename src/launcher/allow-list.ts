@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { type Dirent, existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 
 /**
@@ -98,19 +98,55 @@ export function rampartPackageRoot(from: string = import.meta.dirname): string {
 
 /**
  * What every child may read before the `.rampart` carve-out: the project (nearest package root of the
- * manifest's directory), the rampart package, and the `node_modules` directories above both, which
- * Node's resolver walks for dependencies hoisted by workspaces.
+ * manifest's directory), the rampart package, the `node_modules` directories above both (Node's
+ * resolver walks up to them for dependencies hoisted by workspaces), and the real location of every
+ * linked package in those `node_modules` (`npm link`, workspaces, pnpm), since Node loads a module
+ * from its real path.
  */
 export function readableRoots(manifestDir: string, rampartRoot: string): string[] {
   const roots = [realpathSync(findPackageRoot(manifestDir)), realpathSync(rampartRoot)];
   const result = new Set(roots);
+  const modules: string[] = [];
   for (const root of roots) {
-    for (let dir = dirname(root); dirname(dir) !== dir; dir = dirname(dir)) {
-      const modules = join(dir, 'node_modules');
-      if (existsSync(modules) && statSync(modules).isDirectory()) result.add(modules);
+    for (let dir = root; dirname(dir) !== dir; dir = dirname(dir)) {
+      const candidate = join(dir, 'node_modules');
+      if (existsSync(candidate) && statSync(candidate).isDirectory()) {
+        modules.push(candidate);
+        if (dir !== root) result.add(candidate);
+      }
     }
   }
+  for (const dir of modules) {
+    for (const target of linkedPackages(dir)) result.add(target);
+  }
   return [...result];
+}
+
+/** Real paths of the packages in a `node_modules` directory that are symbolic links (scopes included). */
+export function linkedPackages(nodeModules: string): string[] {
+  const targets: string[] = [];
+  const visit = (dir: string, depth: number) => {
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      const path = join(dir, entry.name);
+      if (entry.isSymbolicLink()) {
+        try {
+          if (statSync(path).isDirectory()) targets.push(realpathSync(path));
+        } catch {
+          // a dangling link: nothing to read there
+        }
+      } else if (depth === 0 && entry.isDirectory() && entry.name.startsWith('@')) {
+        visit(path, 1);
+      }
+    }
+  };
+  visit(nodeModules, 0);
+  return targets;
 }
 
 /** `fs.readdirSync` as the `list` of {@link computeReadAllowList}. */

@@ -34,6 +34,13 @@ export interface ChildCommand {
  * to its own data directory only; no child processes, workers, addons, WASI or inspector (the model
  * denies them unless allowed, and nothing here allows them); `node:sqlite` guarded by the preload.
  * Throws LAUNCH_ERR_ENTRY when the entry file is outside what the process may read.
+ *
+ * What this buys: a service cannot read or write another's data by mistake, through a path an attacker
+ * injected, or through a vulnerable dependency that trusts its input. What it does not: Node's docs
+ * call the permission model a "seat belt" for trusted code, not a sandbox; "malicious code can bypass
+ * the permission model". Symbolic links are followed even out of the allowed paths (the launcher's
+ * data directories hold none, and a process may not create one), and the network is not limited in
+ * Node 24. Isolation against hostile code is the job of `rampart deploy` (containers, NetworkPolicies).
  */
 export function childCommand(plan: PlannedProcess, options: ChildCommandOptions): ChildCommand {
   const own = plan.runtime.dataDir;
