@@ -12,6 +12,12 @@ export interface RequestContext {
   readonly res: ServerResponse;
   /** `performance.now()` at arrival. */
   readonly startedAt: number;
+  /**
+   * Whether the request arrived over TLS, and the peer address: read once at arrival, because
+   * `req.socket` is detached (null) once the connection closes, possibly while the upstream still works.
+   */
+  readonly secure: boolean;
+  readonly peer: string;
   readonly logger: Logger;
   /** Set by `client`: the request id (propagated from a trusted peer or minted here). */
   requestId: string;

@@ -275,6 +275,18 @@ describe('gateway', () => {
     assert.equal(seenCount(), before);
   });
 
+  test('a client that hangs up while the upstream works does not hurt the gateway', async () => {
+    const { connect } = await import('node:net');
+    for (const method of ['GET', 'POST']) {
+      const socket = connect({ host: '127.0.0.1', port });
+      await new Promise((resolve) => socket.once('connect', resolve));
+      socket.end(`${method} /public/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}`);
+      socket.destroy();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal((await get('/public/after-hangup')).status, 200);
+  });
+
   test('a service that is down answers 503 at once, with an error id', async () => {
     const started = performance.now();
     const res = await get('/down');

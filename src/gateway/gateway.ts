@@ -41,14 +41,17 @@ export function createGateway(deps: GatewayDeps, definitions: readonly StageDefi
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const socket = req.socket as (typeof req.socket & { encrypted?: boolean }) | null;
     const ctx: RequestContext = {
       req,
       res,
       startedAt: performance.now(),
+      secure: socket?.encrypted === true,
+      peer: socket?.remoteAddress ?? '',
       logger: deps.logger,
       requestId: '',
       traceparent: '',
-      clientIp: req.socket.remoteAddress ?? '',
+      clientIp: socket?.remoteAddress ?? '',
       path: '',
       query: '',
       route: null,
@@ -63,7 +66,13 @@ export function createGateway(deps: GatewayDeps, definitions: readonly StageDefi
         if (pending) await pending;
       }
     } catch (err) {
-      sendError(ctx, err);
+      try {
+        sendError(ctx, err);
+      } catch (fatal) {
+        // Never let one request take the process down: log and cut this exchange.
+        deps.logger.error({ err: fatal, requestId: ctx.requestId }, 'error response failed');
+        res.destroy();
+      }
     }
   }
 

@@ -20,7 +20,9 @@ export async function startEchoUpstream(): Promise<EchoUpstream> {
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
+    req.on('end', async () => {
+      // `/slow` paths answer after 300 ms: for clients that leave while the upstream works.
+      if (req.url?.includes('slow')) await new Promise((resolve) => setTimeout(resolve, 300));
       seen.push({
         method: req.method ?? '',
         url: req.url ?? '',

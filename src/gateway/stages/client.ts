@@ -27,7 +27,7 @@ export function createClientIdentity(deps: { manifest: { gateway: { trustedProxi
     name: 'client',
     request: (ctx) => {
       const { req } = ctx;
-      const peer = normalizeIp(req.socket.remoteAddress ?? '');
+      const peer = normalizeIp(ctx.peer);
       const fromProxy = isTrusted(peer);
       const forwarded = req.headers['x-forwarded-for'];
       ctx.clientIp = fromProxy

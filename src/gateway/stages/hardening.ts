@@ -19,7 +19,7 @@ export function createHardening(): Stage {
       headers['x-content-type-options'] = 'nosniff';
       headers['referrer-policy'] ??= 'no-referrer';
       // RFC 6797 §7.2: HSTS is only meaningful (and only sent) over a secure transport.
-      if ((ctx.req.socket as { encrypted?: boolean }).encrypted) headers['strict-transport-security'] = HSTS;
+      if (ctx.secure) headers['strict-transport-security'] = HSTS;
     },
   };
 }

@@ -35,6 +35,9 @@ const GATEWAY_OWNED = new Set([
   'tracestate',
 ]);
 
+/** Idempotent methods that carry no body in practice: retried once after a dead pooled connection. */
+const RETRYABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
 export type ResponseWriter = (ctx: RequestContext, status: number, headers: OutgoingHttpHeaders) => void;
 
 /**
@@ -71,15 +74,31 @@ export function createProxy(deps: GatewayDeps, writeHead: ResponseWriter): Stage
       res.once('close', onClose);
 
       const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+      const options = {
+        method: req.method as 'GET',
+        path: ctx.query ? `${ctx.path}?${ctx.query}` : ctx.path,
+        headers: upstreamHeaders(ctx),
+        body: hasBody ? req : null,
+        signal: abort.signal,
+      };
       let upstream: Awaited<ReturnType<Pool['request']>>;
       try {
-        upstream = await pool.request({
-          method: req.method as 'GET',
-          path: ctx.query ? `${ctx.path}?${ctx.query}` : ctx.path,
-          headers: upstreamHeaders(ctx),
-          body: hasBody ? req : null,
-          signal: abort.signal,
-        });
+        try {
+          upstream = await pool.request(options);
+        } catch (err) {
+          // A pooled keep-alive connection the service closed (it restarted, or idled it out) fails before
+          // the request reached anyone. Safe to send once more on a fresh connection, but only when
+          // the method is idempotent and there is no body stream that was partly consumed (RFC 9110 §9.2.2).
+          if (
+            hasBody ||
+            !RETRYABLE_METHODS.has(options.method) ||
+            failureKind(err) !== 'reset' ||
+            abort.signal.aborted
+          ) {
+            throw err;
+          }
+          upstream = await pool.request(options);
+        }
       } catch (err) {
         res.off('close', onClose);
         const kind = failureKind(err);
@@ -118,7 +137,7 @@ function upstreamHeaders(ctx: RequestContext): Record<string, string | string[]>
     if (value !== undefined) out[name] = value;
   }
   out['x-forwarded-for'] = ctx.clientIp;
-  out['x-forwarded-proto'] = (ctx.req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
+  out['x-forwarded-proto'] = ctx.secure ? 'https' : 'http';
   if (inbound.host) out['x-forwarded-host'] = inbound.host;
   out['x-request-id'] = ctx.requestId;
   out.traceparent = ctx.traceparent;
