@@ -8,7 +8,7 @@ import { RampartError } from '../core/errors.ts';
 import { rampartPackageRoot, readableRoots } from './allow-list.ts';
 import { checkManifestEnv, childEnv } from './child-env.ts';
 import { childCommand, FROM_SOURCE } from './command.ts';
-import { prepareDataDirs } from './data-dirs.ts';
+import { acquireLauncherLock, prepareDataDirs } from './data-dirs.ts';
 import { type LogFormat, LogOutput } from './log-output.ts';
 import { type Component, identitySettings, type PlannedProcess, planProcesses, startOrder } from './plan.ts';
 import { freePort } from './ports.ts';
@@ -124,6 +124,7 @@ export class Launcher {
   #forced: (() => void) | null = null;
   #forcedPromise: Promise<void>;
   #started = false;
+  #releaseLock: () => void = () => {};
   #running = false;
 
   constructor(manifest: Manifest, options: LauncherOptions) {
@@ -223,6 +224,7 @@ export class Launcher {
   async #prepare(): Promise<void> {
     const manifest = this.#manifest;
     prepareDataDirs(this.#dataRoot, this.#names);
+    this.#releaseLock = acquireLauncherLock(this.#dataRoot);
     const dataRoot = realpathSync(this.#dataRoot);
 
     const reserved = new Set<number>([manifest.gateway.listen.port, manifest.gateway.admin.port]);
@@ -401,6 +403,7 @@ export class Launcher {
       for (const proc of [...this.#processes.values()].reverse()) {
         await this.#stopOne(proc, grace);
       }
+      this.#releaseLock();
       this.#output.info(code === 0 ? 'stopped' : 'stopped after a failure');
       this.#output.close();
       this.#resolveDone(code);

@@ -4,7 +4,8 @@
  * that never gets ready fails the start naming it.
  */
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -179,4 +180,29 @@ test('stopping while starting starts nothing more and leaves nothing behind', as
     assert.deepEqual(await waitForPidsGone(run.pids()), [], `stop after ${after} ms`);
     assert.doesNotMatch(run.out(), /Rampart is running/);
   }
+});
+
+test('a second launcher on the same manifest refuses to start; a stale lock is taken over', async (t) => {
+  const first = launch(t, { a: {} });
+  await first.launcher.start();
+  const out = collector();
+  const err = collector();
+  const second = new Launcher(first.manifest, { stdout: out.stream, stderr: err.stream, entries: FIXTURE_ENTRIES });
+  t.after(() => second.kill());
+  await assert.rejects(second.start(), (e) => isRampartError(e, 'LAUNCH_ERR_START') && /pid \d+/.test(e.message));
+  assert.equal(await second.done, 1);
+  assert.match(err.text(), /another `rampart start` \(pid \d+\) is running this manifest/);
+  assert.ok(
+    first.launcher.processes().every((p) => p.ready),
+    'the first launcher is unaffected',
+  );
+  await first.launcher.stop();
+
+  writeFileSync(join(first.manifest.dir, '.rampart', 'launcher.pid'), '999999999\n'); // a launcher that died
+  const third = new Launcher(first.manifest, { stdout: out.stream, stderr: err.stream, entries: FIXTURE_ENTRIES });
+  t.after(() => third.kill());
+  await third.start();
+  await third.stop();
+  assert.equal(await third.done, 0);
+  assert.ok(!existsSync(join(first.manifest.dir, '.rampart', 'launcher.pid')), 'released at stop');
 });
