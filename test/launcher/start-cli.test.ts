@@ -49,7 +49,8 @@ test('an invalid manifest prints its issues, no stack trace, and exits 2', async
   assert.equal(start.stdout(), '');
 });
 
-test('starts the real components and an SDK service, serves through the gateway, stops on Ctrl-C leaving nothing', async (t) => {
+/** A scratch project with one SDK service, `hello`, behind a public route; returns its dir and gateway port. */
+async function shopOfOne(t: Parameters<typeof spawnTracked>[0]): Promise<{ dir: string; gatewayPort: number }> {
   const dir = makeProject(t);
   t.after(async () => {
     for (const pid of await pgrep(join(dir, '.rampart'))) process.kill(pid, 'SIGKILL');
@@ -86,6 +87,11 @@ test('starts the real components and an SDK service, serves through the gateway,
     ].join('\n'),
   );
 
+  return { dir, gatewayPort };
+}
+
+test('starts the real components and an SDK service, serves through the gateway, stops on Ctrl-C leaving nothing', async (t) => {
+  const { dir, gatewayPort } = await shopOfOne(t);
   const start = rampart(t, ['start'], dir);
   await waitForLine(start, /Rampart is running: 4 processes ready\./, 60_000);
   const out = start.stdout();
@@ -107,4 +113,15 @@ test('starts the real components and an SDK service, serves through the gateway,
   assert.deepEqual(await start.exited, { code: 0, signal: null }, start.stderr());
   assert.deepEqual(await waitForPidsGone(children, 1_000), []);
   assert.deepEqual(await pgrep(join(dir, '.rampart')), []);
+});
+
+test('with the real components: if the launcher is SIGKILLed, every process exits on its own', async (t) => {
+  const { dir } = await shopOfOne(t);
+  const start = rampart(t, ['start'], dir);
+  await waitForLine(start, /Rampart is running: 4 processes ready\./, 60_000);
+  const children = await pgrep(join(dir, '.rampart'));
+  assert.equal(children.length, 4);
+  start.child.kill('SIGKILL'); // the launcher alone, as `kill -9 <pid>` would
+  await start.exited;
+  assert.deepEqual(await waitForPidsGone(children, 5_000), [], 'every process noticed and exited within 5 s');
 });
