@@ -87,7 +87,12 @@ function summarize(m: Manifest, io: CheckIo): string {
   const g = m.gateway;
   const scheme = g.tls.mode === 'off' ? 'http' : 'https';
   const host = g.listen.host.includes(':') ? `[${g.listen.host}]` : g.listen.host;
-  const tls = g.tls.mode === 'off' ? 'TLS off (loopback only)' : `TLS cert ${rel(g.tls.cert)}, key ${rel(g.tls.key)}`;
+  const tls =
+    g.tls.mode === 'off'
+      ? 'TLS off (loopback only)'
+      : g.tls.mode === 'auto'
+        ? `TLS auto (local CA) for ${g.tls.names.join(', ')}`
+        : `TLS cert ${rel(g.tls.cert)}, key ${rel(g.tls.key)}`;
   const store =
     g.rateLimit.store === 'memory'
       ? 'memory'

@@ -36,6 +36,34 @@ export const DEFAULTS = Object.freeze({
   scopeMatch: 'all',
   /** Descriptions are for people; a secret without one is still a secret. */
   secretDescription: '',
+  /** 0: one gateway worker thread per available core; the listener is shared with SO_REUSEPORT. */
+  gatewayWorkers: 0,
+  /**
+   * Limits of the public listener. Node's own defaults are not safe for an edge (headersTimeout 60 s,
+   * requestTimeout 300 s, no connection cap, 120 s TLS handshake: DESIGN.md).
+   */
+  gatewayLimits: Object.freeze({
+    /** 1 MiB request bodies (nginx's client_max_body_size default); APIs that take uploads raise it per system. */
+    maxBodyBytes: 1_048_576,
+    /** 16 KiB of request headers: Node's default, the order of nginx's large_client_header_buffers. */
+    maxHeaderBytes: 16_384,
+    /** 100 header lines: more is abuse, not an application. */
+    maxHeadersCount: 100,
+    /** Request-target length; longer answers 414 (common proxies cap near 8 KiB). */
+    maxTargetLength: 8_192,
+    /** Slowloris bound: 10 s to send the request headers (nginx allows 60 s; an API client needs far less). */
+    headersTimeoutMs: 10_000,
+    /** Whole-request bound, body included. */
+    requestTimeoutMs: 30_000,
+    /** Idle keep-alive connections close after 5 s (Node's default; below common load balancers' 60 s). */
+    keepAliveTimeoutMs: 5_000,
+    /** A TLS handshake gets 10 s (Node allows 120 s, which lets idle half-open handshakes pile up). */
+    tlsHandshakeTimeoutMs: 10_000,
+    /** Open connections per gateway worker. */
+    maxConnections: 10_000,
+    /** Open connections from one client address: one host cannot take every slot. */
+    maxConnectionsPerClient: 256,
+  }),
 } as const);
 
 /**

@@ -4,6 +4,7 @@ import { RampartError } from '../core/errors.ts';
 import { ConfigError, sortIssues } from './config-error.ts';
 import { formatPath } from './config-path.ts';
 import { crossCheck } from './cross-checks.ts';
+import { DEFAULTS } from './defaults.ts';
 import { deepFreeze } from './freeze.ts';
 import { ISSUE } from './issue-codes.ts';
 import type { ConfigIssue, Manifest, Route, Service } from './model.ts';
@@ -121,6 +122,7 @@ function build(draft: Draft): Manifest {
         auth: must(r.auth, 'route auth'),
         rateLimit: must(r.rateLimit, 'rate limit'),
         where: r.where,
+        cors: null,
       }),
     );
     routes.push(...serviceRoutes);
@@ -143,6 +145,9 @@ function build(draft: Draft): Manifest {
       tls: must(draft.tls, 'TLS setting'),
       trustedProxies: draft.trustedProxies,
       rateLimit: must(draft.rateLimit, 'rate-limit store'),
+      workers: DEFAULTS.gatewayWorkers,
+      redirectHttp: null,
+      limits: { ...DEFAULTS.gatewayLimits },
     },
     identity: must(draft.identity, 'identity'),
     secrets: Object.fromEntries(draft.secrets),

@@ -51,6 +51,20 @@ export interface Route {
   rateLimit: RateLimit | null;
   /** Where the route was declared, for messages at run time. */
   where: SourceLocation;
+  /** Cross-origin access for browsers; null (the default) sends no CORS headers at all. */
+  cors: CorsPolicy | null;
+}
+
+/** CORS for one route (Fetch standard, CORS protocol). Exact origins only; `*` is never combined with credentials. */
+export interface CorsPolicy {
+  /** Exact origins (`https://app.example.com`), or the single entry `*` for any origin without credentials. */
+  origins: readonly string[];
+  /** Send `Access-Control-Allow-Credentials: true` (never with `*`). */
+  credentials: boolean;
+  /** Request headers a preflight may ask for, lower case. */
+  headers: readonly string[];
+  /** Preflight cache lifetime in seconds. */
+  maxAgeSeconds: number;
 }
 
 export interface Call {
@@ -70,7 +84,28 @@ export interface Service {
   env: Readonly<Record<string, string>>;
 }
 
-export type TlsConfig = { mode: 'off' } | { mode: 'files'; cert: string; key: string };
+/**
+ * Edge TLS: `off` (loopback only), certificate and key files (absolute paths; reloaded when they change),
+ * or `auto`: a certificate issued by the system's local certificate authority for `names`.
+ */
+export type TlsConfig =
+  | { mode: 'off' }
+  | { mode: 'files'; cert: string; key: string }
+  | { mode: 'auto'; names: readonly string[] };
+
+/** Request limits and timeouts of the public listener. Defaults and their reasons: src/config/defaults.ts. */
+export interface GatewayLimits {
+  maxBodyBytes: number;
+  maxHeaderBytes: number;
+  maxHeadersCount: number;
+  maxTargetLength: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  tlsHandshakeTimeoutMs: number;
+  maxConnections: number;
+  maxConnectionsPerClient: number;
+}
 
 export type RateLimitStore = { store: 'memory' } | { store: 'redis'; url: string; onStoreDown: 'deny' | 'local' };
 
@@ -82,6 +117,11 @@ export interface GatewayConfig {
   /** CIDRs whose X-Forwarded-For / Forwarded headers are believed. */
   trustedProxies: readonly string[];
   rateLimit: RateLimitStore;
+  /** Worker threads serving the listener (SO_REUSEPORT); 0 means one per available core. */
+  workers: number;
+  /** A plain-HTTP listener that only redirects to HTTPS; null for none. Only with TLS on. */
+  redirectHttp: { port: number } | null;
+  limits: GatewayLimits;
 }
 
 export type IdentityConfig =

@@ -3,9 +3,11 @@
  * package.json and `node_modules/rampart` linking to this checkout), and hand-built manifests, so the
  * launcher is tested without depending on the manifest loader.
  */
+
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { DEFAULTS } from '../../src/config/defaults.ts';
 import type { HttpMethod, Manifest, Route, Service } from '../../src/config/model.ts';
 import type { CleanupContext } from '../helpers/processes.ts';
 
@@ -62,6 +64,7 @@ export function handManifest(
       auth: { kind: 'none' },
       rateLimit: null,
       where,
+      cors: null,
     }));
     routes.push(...own);
     built[name] = {
@@ -84,6 +87,9 @@ export function handManifest(
       tls: { mode: 'off' },
       trustedProxies: [],
       rateLimit: { store: 'memory' },
+      workers: 1,
+      redirectHttp: null,
+      limits: { ...DEFAULTS.gatewayLimits },
     },
     identity:
       sketch.identity === 'external'
