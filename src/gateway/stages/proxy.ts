@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { pipeline } from 'node:stream/promises';
-import { Pool } from 'undici';
+import { Client, Pool } from 'undici';
 import type { RequestContext } from '../context.ts';
 import { GATEWAY_LIMITS } from '../defaults.ts';
 import { deny } from '../deny.ts';
@@ -46,26 +46,44 @@ export type ResponseWriter = (ctx: RequestContext, status: number, headers: Outg
  * service's SPIFFE identity arrives here as the pool's connector.
  */
 export function createProxy(deps: GatewayDeps, writeHead: ResponseWriter): Stage {
-  const pools = new Map<string, Pool>();
+  const pools = new Map<string, { origin: string; pool: Pool }>();
+  const poolOptions = {
+    connectTimeout: GATEWAY_LIMITS.upstreamConnectTimeoutMs,
+    headersTimeout: GATEWAY_LIMITS.upstreamHeadersTimeoutMs,
+    bodyTimeout: GATEWAY_LIMITS.upstreamBodyTimeoutMs,
+    keepAliveTimeout: 4_000,
+  };
   for (const [service, origin] of Object.entries(deps.upstreams)) {
-    pools.set(
-      service,
-      new Pool(origin, {
-        connections: GATEWAY_LIMITS.upstreamConnections,
-        connectTimeout: GATEWAY_LIMITS.upstreamConnectTimeoutMs,
-        headersTimeout: GATEWAY_LIMITS.upstreamHeadersTimeoutMs,
-        bodyTimeout: GATEWAY_LIMITS.upstreamBodyTimeoutMs,
-        keepAliveTimeout: 4_000,
-      }),
-    );
+    pools.set(service, {
+      origin,
+      pool: new Pool(origin, { ...poolOptions, connections: GATEWAY_LIMITS.upstreamConnections }),
+    });
+  }
+
+  /**
+   * One request on a connection of its own, closed when the exchange ends. For the retry after a dead
+   * pooled connection: the pool may hold several sockets the service closed at once (it restarted), and
+   * only a fresh connection tells "the service is back" from "the service is gone" (then 503).
+   */
+  async function requestOnFreshConnection(origin: string, options: Parameters<Pool['request']>[0]) {
+    const client = new Client(origin, poolOptions);
+    try {
+      const response = await client.request(options);
+      response.body.once('close', () => void client.close());
+      return response;
+    } catch (err) {
+      void client.destroy();
+      throw err;
+    }
   }
 
   return {
     name: 'proxy',
     request: async (ctx) => {
       const service = ctx.route!.route.service;
-      const pool = pools.get(service);
-      if (!pool) throw deny(503, 'GW_ERR_UPSTREAM_UNAVAILABLE', { reason: 'no_upstream' });
+      const upstreamPool = pools.get(service);
+      if (!upstreamPool) throw deny(503, 'GW_ERR_UPSTREAM_UNAVAILABLE', { reason: 'no_upstream' });
+      const { origin, pool } = upstreamPool;
       const { req, res } = ctx;
       const abort = new AbortController();
       const onClose = () => {
@@ -97,7 +115,7 @@ export function createProxy(deps: GatewayDeps, writeHead: ResponseWriter): Stage
           ) {
             throw err;
           }
-          upstream = await pool.request(options);
+          upstream = await requestOnFreshConnection(origin, options);
         }
       } catch (err) {
         res.off('close', onClose);
@@ -122,7 +140,7 @@ export function createProxy(deps: GatewayDeps, writeHead: ResponseWriter): Stage
       }
     },
     close: async () => {
-      await Promise.all([...pools.values()].map((pool) => pool.close()));
+      await Promise.all([...pools.values()].map(({ pool }) => pool.close()));
     },
   };
 }
