@@ -23,6 +23,8 @@ export interface ServiceOptions {
   runtime?: ServiceRuntime;
   /** Overrides token verification (tests with their own keys use the real verifier with their JWKS instead). */
   verifier?: AccessTokenVerifier;
+  /** The logger to use instead of one writing JSON lines to stdout. */
+  logger?: Logger;
 }
 
 export interface CallInit {
@@ -63,7 +65,7 @@ export interface RampartService {
  */
 export function service(options: ServiceOptions = {}): RampartService {
   const runtime = options.runtime ?? readRuntime('service');
-  const logger = createLogger({ name: runtime.name });
+  const logger = options.logger ?? createLogger({ name: runtime.name });
   const registry = createMetrics(runtime.name);
   const verify =
     options.verifier ??
