@@ -1,6 +1,7 @@
 import { patternsOverlap } from '../core/path-pattern.ts';
 import { type ConfigPath, code, formatPath } from './config-path.ts';
 import { ISSUE } from './issue-codes.ts';
+import type { GatewayLimits } from './model.ts';
 import { isLoopbackHost } from './net.ts';
 import type { Draft, DraftRoute } from './normalize.ts';
 import type { DraftIssue } from './schema-issues.ts';
@@ -14,10 +15,13 @@ import type { ManifestSource } from './yaml-source.ts';
 export function crossCheck(draft: Draft, source: ManifestSource, issues: DraftIssue[]): void {
   const report = (issue: DraftIssue) => issues.push(issue);
   checkTls(draft, report);
+  checkRedirect(draft, report);
   checkPorts(draft, source, report);
+  checkLimits(draft, source, report);
   checkRouteIds(draft, source, report);
   checkRouteConflicts(draft, report);
   checkRateKeys(draft, report);
+  checkCors(draft, report);
   checkCalls(draft, report);
   checkSecrets(draft, report);
 }
@@ -36,12 +40,31 @@ function checkTls(draft: Draft, report: Report): void {
   });
 }
 
-/** The gateway, its admin listener and the builtin identity provider each need their own port. */
+/** A redirect listener sends clients to the HTTPS listener: without TLS there is none. */
+function checkRedirect(draft: Draft, report: Report): void {
+  if (draft.redirectHttp === null || draft.tls?.mode !== 'off') return;
+  report({
+    code: ISSUE.REDIRECT,
+    path: ['gateway', 'redirectHttp'],
+    where: 'key',
+    message: '`redirectHttp` with `tls: off`: there is no HTTPS listener to redirect to',
+    hint: 'remove `redirectHttp`, or turn TLS on with `tls: { cert: <file>, key: <file> }`',
+  });
+}
+
+/** The gateway, its admin and redirect listeners and the builtin identity provider each need their own port. */
 function checkPorts(draft: Draft, source: ManifestSource, report: Report): void {
   const listeners: { name: string; path: ConfigPath; port: number }[] = [
     { name: 'gateway.listen.port', path: ['gateway', 'listen', 'port'], port: draft.listen.port },
     { name: 'gateway.admin.port', path: ['gateway', 'admin', 'port'], port: draft.admin.port },
   ];
+  if (draft.redirectHttp) {
+    listeners.push({
+      name: 'gateway.redirectHttp.port',
+      path: ['gateway', 'redirectHttp', 'port'],
+      port: draft.redirectHttp.port,
+    });
+  }
   if (draft.identity?.mode === 'builtin') {
     listeners.push({ name: 'identity.builtin.port', path: ['identity', 'builtin', 'port'], port: draft.identity.port });
   }
@@ -61,6 +84,49 @@ function checkPorts(draft: Draft, source: ManifestSource, report: Report): void 
         hint: 'give each listener its own port',
       });
     }
+  }
+}
+
+/**
+ * Limits that contradict each other: the smaller must not exceed the larger, or one of them is dead
+ * configuration (or, for the timeouts, Node refuses to start the server: `headersTimeout` must be
+ * `<= requestTimeout`). Blamed on the value written, when the other one is a default.
+ */
+function checkLimits(draft: Draft, source: ManifestSource, report: Report): void {
+  const pairs: { small: keyof GatewayLimits; large: keyof GatewayLimits; strict: boolean; why: string }[] = [
+    {
+      small: 'maxConnectionsPerClient',
+      large: 'maxConnections',
+      strict: false,
+      why: 'one client can never hold more connections than the gateway accepts',
+    },
+    {
+      small: 'headersTimeoutMs',
+      large: 'requestTimeoutMs',
+      strict: false,
+      why: 'the headers are part of the request, and Node refuses a headers timeout above the request timeout',
+    },
+    {
+      small: 'maxTargetLength',
+      large: 'maxHeaderBytes',
+      strict: true,
+      why: 'the request line counts toward the header size, so the target limit could never apply',
+    },
+  ];
+  const written = (key: keyof GatewayLimits) => isWritten(source, ['gateway', 'limits', key]);
+  for (const { small, large, strict, why } of pairs) {
+    const a = draft.limits[small];
+    const b = draft.limits[large];
+    if (a === undefined || b === undefined || (strict ? a < b : a <= b)) continue;
+    const [blame, other] = written(small) || !written(large) ? [small, large] : [large, small];
+    const value = (key: keyof GatewayLimits) => `${key} ${draft.limits[key]}${written(key) ? '' : ' (its default)'}`;
+    report({
+      code: ISSUE.LIMITS,
+      path: ['gateway', 'limits', blame],
+      where: 'value',
+      message: `${value(small)} must be ${strict ? 'less than' : 'at most'} ${value(large)}`,
+      hint: `${why}; ${written(other) ? 'change one of them' : `set \`${other}\` too, or change \`${blame}\``}`,
+    });
   }
 }
 
@@ -125,6 +191,38 @@ function checkRateKeys(draft: Draft, report: Report): void {
       message: `\`per ${key}\` on a route with \`auth: none\`: such requests have no ${key}`,
       hint: 'count public routes `per ip`, or require a token by removing `auth: none`',
     });
+  }
+}
+
+/**
+ * A CORS policy that contradicts itself. The Fetch standard refuses `Access-Control-Allow-Origin: *`
+ * on a credentialed request, so `*` with credentials would fail in every browser (and echoing any
+ * origin instead would hand every site the user's session). `*` beside exact origins is meaningless.
+ */
+function checkCors(draft: Draft, report: Report): void {
+  for (const route of draft.services.flatMap((s) => s.routes)) {
+    const cors = route.cors;
+    if (!cors) continue;
+    const wildcard = cors.origins.find((o) => o.origin === '*');
+    if (wildcard === undefined) continue;
+    if (cors.distinct > 1) {
+      report({
+        code: ISSUE.CORS,
+        path: [...cors.at, 'origins', wildcard.index],
+        where: 'value',
+        message: '`*` together with other origins',
+        hint: 'write either `*` alone (any origin, no credentials) or the exact origins',
+      });
+    }
+    if (cors.credentials === true) {
+      report({
+        code: ISSUE.CORS,
+        path: [...cors.at, 'credentials'],
+        where: 'value',
+        message: '`credentials: true` with the origin `*`',
+        hint: 'browsers refuse credentials with `*` (Fetch standard): list the exact origins, or remove `credentials`',
+      });
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { DEFAULTS, defaultAudience, defaultIssuer, defaultRouteId } from './defaults.ts';
+import { LIMIT_KEYS, limitInRange, WORKERS_MAX } from './gateway-limits.ts';
 import { parseManifest } from './load.ts';
 import { manifestSchema } from './schema.ts';
 
@@ -40,6 +41,35 @@ describe('defaults', () => {
       [defaultRouteId('catalog', 0), defaultRouteId('catalog', 1)],
     );
     assert.equal(m.secrets['api-key']!.description, DEFAULTS.secretDescription);
+    assert.equal(m.gateway.workers, DEFAULTS.gatewayWorkers);
+    assert.equal(m.gateway.redirectHttp, null);
+    assert.deepEqual(m.gateway.limits, DEFAULTS.gatewayLimits);
+    assert.equal(m.routes[0]!.cors, null);
+  });
+
+  test('omitted CORS keys take their defaults', () => {
+    const c = parseManifest(
+      MINIMAL.replace('/a, methods: [GET] }', '/a, methods: [GET], cors: { origins: ["https://a.example"] } }'),
+      '/tmp/rampart.yaml',
+      { checkFiles: false },
+    ).routes[0]!.cors;
+    assert.deepEqual(c, {
+      origins: ['https://a.example'],
+      credentials: DEFAULTS.corsCredentials,
+      headers: DEFAULTS.corsHeaders,
+      maxAgeSeconds: DEFAULTS.corsMaxAgeSeconds,
+    });
+    assert.equal(DEFAULTS.corsCredentials, false);
+  });
+
+  test('each default limit is inside its bounds, and the defaults satisfy the cross-checks', () => {
+    for (const key of LIMIT_KEYS) assert.ok(limitInRange(key, DEFAULTS.gatewayLimits[key]), key);
+    const l = DEFAULTS.gatewayLimits;
+    assert.ok(l.maxConnectionsPerClient <= l.maxConnections);
+    assert.ok(l.headersTimeoutMs <= l.requestTimeoutMs);
+    assert.ok(l.maxTargetLength < l.maxHeaderBytes);
+    assert.ok(DEFAULTS.gatewayWorkers >= 0 && DEFAULTS.gatewayWorkers <= WORKERS_MAX);
+    assert.deepEqual(Object.keys(l), [...LIMIT_KEYS]);
   });
 
   test('secure by default: a route without auth needs a token; loopback; store down denies', () => {
@@ -65,6 +95,8 @@ describe('defaults', () => {
   test('DEFAULTS cannot be changed at run time', () => {
     assert.ok(Object.isFrozen(DEFAULTS));
     assert.ok(Object.isFrozen(DEFAULTS.trustedProxies));
+    assert.ok(Object.isFrozen(DEFAULTS.gatewayLimits));
+    assert.ok(Object.isFrozen(DEFAULTS.corsHeaders));
   });
 
   test('the schema publishes the same defaults', () => {
@@ -80,5 +112,14 @@ describe('defaults', () => {
       at('properties', 'identity', 'properties', 'builtin', 'properties', 'port', 'default'),
       DEFAULTS.identityPort,
     );
+    assert.equal(at(...gateway, 'workers', 'default'), DEFAULTS.gatewayWorkers);
+    for (const key of LIMIT_KEYS) {
+      assert.equal(at(...gateway, 'limits', 'properties', key, 'default'), DEFAULTS.gatewayLimits[key], key);
+    }
+    const route = ['properties', 'services', 'additionalProperties', 'properties', 'routes', 'items'];
+    const cors = [...route, 'properties', 'cors', 'properties'];
+    assert.equal(at(...cors, 'credentials', 'default'), DEFAULTS.corsCredentials);
+    assert.deepEqual(at(...cors, 'headers', 'default'), DEFAULTS.corsHeaders);
+    assert.equal(at(...cors, 'maxAge', 'default'), DEFAULTS.corsMaxAgeSeconds);
   });
 });

@@ -36,6 +36,18 @@ export const DEFAULTS = Object.freeze({
   scopeMatch: 'all',
   /** Descriptions are for people; a secret without one is still a secret. */
   secretDescription: '',
+  /**
+   * No cookies or HTTP authentication across origins unless written: a credentialed CORS grant lets
+   * the listed sites act as the signed-in user, so it has to be a decision (Fetch, CORS protocol).
+   */
+  corsCredentials: false,
+  /** No extra request headers across origins unless listed: the CORS-safelisted ones need no grant. */
+  corsHeaders: Object.freeze([] as string[]),
+  /**
+   * 10 minutes of preflight caching: saves a round trip per request while a changed policy still
+   * reaches browsers soon (Chromium caps any value at 2 hours, Firefox at 24 hours).
+   */
+  corsMaxAgeSeconds: 600,
   /** 0: one gateway worker thread per available core; the listener is shared with SO_REUSEPORT. */
   gatewayWorkers: 0,
   /**

@@ -19,7 +19,7 @@ export const ISSUE = {
   EXCLUSIVE: 'CFG_ERR_EXCLUSIVE',
   /** A value of the right type outside what is allowed (enum, range, empty list, malformed domain...). */
   VALUE: 'CFG_ERR_VALUE',
-  /** An invalid name: service, secret or route id. */
+  /** An invalid or reserved name: service (not `control`, `identity`, `gateway`, `rampart`), secret or route id. */
   NAME: 'CFG_ERR_NAME',
   /** An invalid or reserved environment variable name. */
   ENV: 'CFG_ERR_ENV',
@@ -57,8 +57,18 @@ export const ISSUE = {
   URL: 'CFG_ERR_URL',
   /** Two routes with the same id. */
   DUPLICATE_ID: 'CFG_ERR_DUPLICATE_ID',
-  /** Two listeners (gateway, admin, builtin identity) on one port. */
+  /** Two listeners (gateway, admin, redirect, builtin identity) on one port. */
   PORT_CONFLICT: 'CFG_ERR_PORT_CONFLICT',
+  /** A redirect listener (`gateway.redirectHttp`) without TLS: there would be nothing to redirect to. */
+  REDIRECT: 'CFG_ERR_REDIRECT',
+  /** Gateway limits that contradict each other (a per-client cap above the total, headers timeout above request timeout...). */
+  LIMITS: 'CFG_ERR_LIMITS',
+  /** A CORS origin that is not an exact serialized origin (`https://host[:port]`), or an unsafe one (`null`, http). */
+  CORS_ORIGIN: 'CFG_ERR_CORS_ORIGIN',
+  /** A CORS header name that is malformed, a wildcard, or one browsers never let pages send (`cookie`, `host`). */
+  CORS_HEADER: 'CFG_ERR_CORS_HEADER',
+  /** A CORS policy that contradicts itself: `*` with `credentials: true`, or `*` beside other origins. */
+  CORS: 'CFG_ERR_CORS',
   /** A schema violation without a more specific code (should not happen; report it as a bug). */
   SCHEMA: 'CFG_ERR_SCHEMA',
 } as const;

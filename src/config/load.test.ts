@@ -7,6 +7,7 @@ import { Ajv } from 'ajv';
 import fc from 'fast-check';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { ConfigError } from './config-error.ts';
+import { DEFAULTS } from './defaults.ts';
 import { ISSUE } from './issue-codes.ts';
 import { loadManifest, parseManifest } from './load.ts';
 import type { ConfigIssue } from './model.ts';
@@ -64,6 +65,43 @@ const BROKEN: Record<string, [string, number, string][]> = {
   'duplicate-id.yaml': [[ISSUE.DUPLICATE_ID, 12, 'services.catalog.routes[1].id']],
   'port-conflict.yaml': [[ISSUE.PORT_CONFLICT, 5, 'gateway.admin.port']],
   'reserved-env.yaml': [[ISSUE.ENV, 11, 'services.catalog.env.RAMPART_SERVICE']],
+  'reserved-env-launcher.yaml': [
+    [ISSUE.ENV, 12, 'services.catalog.env.NODE_OPTIONS'],
+    [ISSUE.ENV, 13, 'services.catalog.env.LD_PRELOAD'],
+    [ISSUE.ENV, 14, 'services.catalog.env.DYLD_INSERT_LIBRARIES'],
+    [ISSUE.ENV, 15, 'services.catalog.env.NODE_PATH'],
+  ],
+  'reserved-service.yaml': [[ISSUE.NAME, 10, 'services.identity']],
+  'workers-range.yaml': [[ISSUE.VALUE, 5, 'gateway.workers']],
+  'redirect-tls-off.yaml': [[ISSUE.REDIRECT, 5, 'gateway.redirectHttp']],
+  'redirect-port-conflict.yaml': [[ISSUE.PORT_CONFLICT, 7, 'gateway.redirectHttp.port']],
+  'limits-unknown-key.yaml': [[ISSUE.UNKNOWN_KEY, 7, 'gateway.limits.headerTimeoutMs']],
+  'limits-range.yaml': [
+    [ISSUE.VALUE, 6, 'gateway.limits.maxBodyBytes'],
+    [ISSUE.VALUE, 7, 'gateway.limits.keepAliveTimeoutMs'],
+    [ISSUE.TYPE, 8, 'gateway.limits.maxHeadersCount'],
+  ],
+  'limits-conflict.yaml': [
+    [ISSUE.LIMITS, 7, 'gateway.limits.maxConnectionsPerClient'],
+    [ISSUE.LIMITS, 8, 'gateway.limits.requestTimeoutMs'],
+  ],
+  'cors-wildcard.yaml': [
+    [ISSUE.CORS, 15, 'services.catalog.routes[0].cors.credentials'],
+    [ISSUE.CORS, 18, 'services.catalog.routes[1].cors.origins[1]'],
+  ],
+  'cors-bad-origin.yaml': [
+    [ISSUE.CORS_ORIGIN, 15, 'services.catalog.routes[0].cors.origins[0]'],
+    [ISSUE.CORS_ORIGIN, 16, 'services.catalog.routes[0].cors.origins[1]'],
+    [ISSUE.CORS_ORIGIN, 17, 'services.catalog.routes[0].cors.origins[2]'],
+    [ISSUE.CORS_ORIGIN, 18, 'services.catalog.routes[0].cors.origins[3]'],
+    [ISSUE.DUPLICATE_ITEM, 20, 'services.catalog.routes[0].cors.origins[5]'],
+  ],
+  'cors-bad-header.yaml': [
+    [ISSUE.CORS_HEADER, 16, 'services.catalog.routes[0].cors.headers[0]'],
+    [ISSUE.DUPLICATE_ITEM, 18, 'services.catalog.routes[0].cors.headers[2]'],
+    [ISSUE.CORS_HEADER, 19, 'services.catalog.routes[0].cors.headers[3]'],
+    [ISSUE.VALUE, 20, 'services.catalog.routes[0].cors.maxAge'],
+  ],
   'several-mistakes.yaml': [
     [ISSUE.VALUE, 2, 'trustDomain'],
     [ISSUE.VALUE, 4, 'gateway.listen.port'],
@@ -173,6 +211,17 @@ describe('the valid manifest', () => {
     assert.deepEqual(m.services['catalog']!.env, { CATALOG_PAGE_SIZE: '20' });
   });
 
+  test('the gateway keys take their defaults when omitted', () => {
+    assert.equal(m.gateway.workers, DEFAULTS.gatewayWorkers);
+    assert.equal(m.gateway.redirectHttp, null);
+    assert.deepEqual(m.gateway.limits, DEFAULTS.gatewayLimits);
+    assert.notEqual(m.gateway.limits, DEFAULTS.gatewayLimits, 'a copy, not the shared defaults');
+    assert.deepEqual(
+      m.routes.map((r) => r.cors),
+      [null, null, null],
+    );
+  });
+
   test('is deeply frozen', () => {
     assert.ok(Object.isFrozen(m));
     assert.ok(Object.isFrozen(m.gateway.listen));
@@ -185,6 +234,38 @@ describe('the valid manifest', () => {
     assert.throws(() => {
       (m.routes as unknown[]).push(null);
     }, TypeError);
+  });
+
+  test('the gateway variant: workers, redirect listener, limits and CORS as written', () => {
+    const g = loadManifest(fixture('valid-gateway.yaml'));
+    assert.equal(g.gateway.workers, 4);
+    assert.deepEqual(g.gateway.redirectHttp, { port: 8080 });
+    assert.deepEqual(g.gateway.limits, {
+      ...DEFAULTS.gatewayLimits,
+      maxBodyBytes: 10_485_760,
+      headersTimeoutMs: 5_000,
+      requestTimeoutMs: 60_000,
+      maxConnections: 2_000,
+      maxConnectionsPerClient: 2_000,
+    });
+    assert.deepEqual(g.routes[0]!.cors, {
+      origins: ['*'],
+      credentials: DEFAULTS.corsCredentials,
+      headers: [],
+      maxAgeSeconds: DEFAULTS.corsMaxAgeSeconds,
+    });
+    assert.deepEqual(g.routes[1]!.cors, {
+      origins: ['https://shop.example.com', 'https://admin.example.com:8443', 'http://localhost:5173'],
+      credentials: true,
+      headers: ['authorization', 'content-type', 'x-request-id'],
+      maxAgeSeconds: 3600,
+    });
+    assert.deepEqual(g.services['catalog']!.env, {
+      NODE_ENV: 'production',
+      NODE_EXTRA_CA_CERTS: '/etc/ssl/extra.pem',
+    });
+    assert.ok(Object.isFrozen(g.gateway.limits));
+    assert.ok(Object.isFrozen(g.routes[1]!.cors!.headers));
   });
 
   test('the TLS-files variant: files resolved, external identity, redis store', () => {
@@ -252,66 +333,68 @@ describe('parseManifest', () => {
   });
 });
 
-describe('hostile edits of the valid manifest', () => {
-  const valid: unknown = parseYaml(readFileSync(fixture('valid.yaml'), 'utf8'));
+for (const base of ['valid.yaml', 'valid-gateway.yaml'])
+  describe(`hostile edits of ${base}`, () => {
+    const valid: unknown = parseYaml(readFileSync(fixture(base), 'utf8'));
 
-  /** Every path to a value in the data. */
-  const paths = (node: unknown, prefix: (string | number)[] = []): (string | number)[][] => {
-    if (node === null || typeof node !== 'object') return [prefix];
-    const entries = Array.isArray(node) ? node.map((v, i) => [i, v] as const) : Object.entries(node);
-    return [prefix, ...entries.flatMap(([k, v]) => paths(v, [...prefix, k]))];
-  };
-  const all = paths(valid).filter((p) => p.length > 0);
+    /** Every path to a value in the data. */
+    const paths = (node: unknown, prefix: (string | number)[] = []): (string | number)[][] => {
+      if (node === null || typeof node !== 'object') return [prefix];
+      const entries = Array.isArray(node) ? node.map((v, i) => [i, v] as const) : Object.entries(node);
+      return [prefix, ...entries.flatMap(([k, v]) => paths(v, [...prefix, k]))];
+    };
+    const all = paths(valid).filter((p) => p.length > 0);
 
-  test('either load, or fail with positioned, specific issues; never crash', () => {
-    const edit = fc.record({
-      path: fc.constantFrom(...all),
-      action: fc.constantFrom('delete', 'replace', 'rename'),
-      value: fc.oneof(
-        fc.jsonValue({ maxDepth: 2 }),
-        fc.constantFrom('GET', 'get', '/x/**', '100/min per ip', 'off', 'none', 'auto', 8443, '10.0.0.0/8'),
-      ),
-      key: fc.constantFrom('rotues', 'x', 'RAMPART_X', 'Catalog', 'run', 'id'),
-    });
-    fc.assert(
-      fc.property(fc.array(edit, { minLength: 1, maxLength: 3 }), (edits) => {
-        const data = structuredClone(valid) as Record<string, unknown>;
-        for (const { path, action, value, key } of edits) {
-          const parent = path
-            .slice(0, -1)
-            .reduce<unknown>((node, k) => (node as Record<string, unknown> | undefined)?.[k], data);
-          if (parent === null || typeof parent !== 'object') continue;
-          const last = path.at(-1)!;
-          const p = parent as Record<string | number, unknown>;
-          if (!(last in p)) continue;
-          if (action === 'replace') p[last] = value;
-          else if (Array.isArray(p)) p.splice(Number(last), 1);
-          else {
-            if (action === 'rename') p[key] = p[last];
-            delete p[last];
+    test('either load, or fail with positioned, specific issues; never crash', () => {
+      const edit = fc.record({
+        path: fc.constantFrom(...all),
+        action: fc.constantFrom('delete', 'replace', 'rename'),
+        value: fc.oneof(
+          fc.jsonValue({ maxDepth: 2 }),
+          fc.constantFrom('GET', 'get', '/x/**', '100/min per ip', 'off', 'none', 'auto', 8443, '10.0.0.0/8'),
+          fc.constantFrom('*', 'https://a.example', 'http://a.example', 'null', 'Cookie', true, 0, 65, 99, 2 ** 31),
+        ),
+        key: fc.constantFrom('rotues', 'x', 'RAMPART_X', 'NODE_OPTIONS', 'Catalog', 'gateway', 'run', 'id', 'cors'),
+      });
+      fc.assert(
+        fc.property(fc.array(edit, { minLength: 1, maxLength: 3 }), (edits) => {
+          const data = structuredClone(valid) as Record<string, unknown>;
+          for (const { path, action, value, key } of edits) {
+            const parent = path
+              .slice(0, -1)
+              .reduce<unknown>((node, k) => (node as Record<string, unknown> | undefined)?.[k], data);
+            if (parent === null || typeof parent !== 'object') continue;
+            const last = path.at(-1)!;
+            const p = parent as Record<string | number, unknown>;
+            if (!(last in p)) continue;
+            if (action === 'replace') p[last] = value;
+            else if (Array.isArray(p)) p.splice(Number(last), 1);
+            else {
+              if (action === 'rename') p[key] = p[last];
+              delete p[last];
+            }
           }
-        }
-        let issues: readonly ConfigIssue[] = [];
-        let loaded = false;
-        try {
-          parseManifest(stringifyYaml(data), fixture('fuzz.yaml'));
-          loaded = true;
-        } catch (err) {
-          assert.ok(err instanceof ConfigError, `unexpected ${String(err)}`);
-          issues = err.issues;
-        }
-        if (loaded) {
-          assert.equal(validateSchema(data), true, 'loaded a manifest the schema rejects');
-          return;
-        }
-        assert.ok(issues.length > 0);
-        for (const i of issues) {
-          assert.match(i.code, /^CFG_ERR_[A-Z_]+$/);
-          assert.notEqual(i.code, ISSUE.SCHEMA, `unmapped schema error: ${i.path} ${i.message}`);
-          assert.ok(i.line >= 1 && i.column >= 1);
-        }
-      }),
-      { numRuns: 400 },
-    );
+          let issues: readonly ConfigIssue[] = [];
+          let loaded = false;
+          try {
+            parseManifest(stringifyYaml(data), fixture('fuzz.yaml'));
+            loaded = true;
+          } catch (err) {
+            assert.ok(err instanceof ConfigError, `unexpected ${String(err)}`);
+            issues = err.issues;
+          }
+          if (loaded) {
+            assert.equal(validateSchema(data), true, 'loaded a manifest the schema rejects');
+            return;
+          }
+          assert.ok(issues.length > 0);
+          for (const i of issues) {
+            assert.match(i.code, /^CFG_ERR_[A-Z_]+$/);
+            assert.notEqual(i.code, ISSUE.SCHEMA, `unmapped schema error: ${i.path} ${i.message}`);
+            assert.ok(i.line >= 1 && i.column >= 1);
+          }
+        }),
+        { numRuns: 400 },
+      );
+    });
   });
-});

@@ -4,11 +4,11 @@ import { RampartError } from '../core/errors.ts';
 import { ConfigError, sortIssues } from './config-error.ts';
 import { formatPath } from './config-path.ts';
 import { crossCheck } from './cross-checks.ts';
-import { DEFAULTS } from './defaults.ts';
 import { deepFreeze } from './freeze.ts';
+import { LIMIT_KEYS } from './gateway-limits.ts';
 import { ISSUE } from './issue-codes.ts';
-import type { ConfigIssue, Manifest, Route, Service } from './model.ts';
-import { type Draft, normalize } from './normalize.ts';
+import type { ConfigIssue, CorsPolicy, GatewayLimits, Manifest, Route, Service } from './model.ts';
+import { type Draft, type DraftCors, normalize } from './normalize.ts';
 import { type DraftIssue, schemaIssues } from './schema-issues.ts';
 import { type ManifestSource, parseYaml } from './yaml-source.ts';
 
@@ -108,6 +108,16 @@ function must<T>(value: T | undefined, what: string): T {
   return value;
 }
 
+function corsPolicy(draft: DraftCors): CorsPolicy {
+  if (!draft.complete) return must<CorsPolicy>(undefined, 'CORS policy');
+  return {
+    origins: draft.origins.map((o) => o.origin),
+    credentials: must(draft.credentials, 'CORS credentials'),
+    headers: draft.headers,
+    maxAgeSeconds: must(draft.maxAgeSeconds, 'CORS max age'),
+  };
+}
+
 /** Assembles the manifest from a draft that produced no issues (so every part is present). */
 function build(draft: Draft): Manifest {
   const services: Record<string, Service> = {};
@@ -122,7 +132,7 @@ function build(draft: Draft): Manifest {
         auth: must(r.auth, 'route auth'),
         rateLimit: must(r.rateLimit, 'rate limit'),
         where: r.where,
-        cors: null,
+        cors: r.cors === null ? null : corsPolicy(must(r.cors, 'CORS policy')),
       }),
     );
     routes.push(...serviceRoutes);
@@ -145,9 +155,11 @@ function build(draft: Draft): Manifest {
       tls: must(draft.tls, 'TLS setting'),
       trustedProxies: draft.trustedProxies,
       rateLimit: must(draft.rateLimit, 'rate-limit store'),
-      workers: DEFAULTS.gatewayWorkers,
-      redirectHttp: null,
-      limits: { ...DEFAULTS.gatewayLimits },
+      workers: must(draft.workers, 'worker count'),
+      redirectHttp: must(draft.redirectHttp, 'redirect listener'),
+      limits: Object.fromEntries(
+        LIMIT_KEYS.map((key) => [key, must(draft.limits[key], `gateway limit ${key}`)]),
+      ) as unknown as GatewayLimits,
     },
     identity: must(draft.identity, 'identity'),
     secrets: Object.fromEntries(draft.secrets),

@@ -3,9 +3,12 @@ import { resolve } from 'node:path';
 import { RampartError } from '../core/errors.ts';
 import { type CompiledPattern, compilePattern } from '../core/path-pattern.ts';
 import { type ConfigPath, code, show } from './config-path.ts';
+import { CORS_MAX_AGE_MAX, parseCorsHeader, parseOrigin } from './cors.ts';
 import { DEFAULTS, defaultAudience, defaultIssuer, defaultRouteId } from './defaults.ts';
+import { LIMIT_KEYS, limitInRange } from './gateway-limits.ts';
 import { ISSUE } from './issue-codes.ts';
 import {
+  type GatewayLimits,
   HTTP_METHODS,
   type HttpMethod,
   type IdentityConfig,
@@ -19,6 +22,7 @@ import {
 } from './model.ts';
 import { checkHost, isLoopbackHost, parseCidr } from './net.ts';
 import { parseRateLimit } from './rate-limit.ts';
+import { isReservedEnvName } from './reserved.ts';
 import type { DraftIssue } from './schema-issues.ts';
 import type { ManifestSource } from './yaml-source.ts';
 
@@ -38,6 +42,12 @@ export interface Draft {
   tls: TlsConfig | undefined;
   trustedProxies: string[];
   rateLimit: RateLimitStore | undefined;
+  /** undefined when malformed (already reported). */
+  workers: number | undefined;
+  /** null: none; undefined: malformed (already reported). */
+  redirectHttp: { port: number } | null | undefined;
+  /** Each limit as written, or its default; undefined when malformed or out of range (already reported). */
+  limits: { [K in keyof GatewayLimits]: number | undefined };
   identity: IdentityConfig | undefined;
   secrets: Map<string, SecretDeclaration>;
   /** False when top-level `secrets` is not a map (already reported; references to it are not checked). */
@@ -65,7 +75,25 @@ export interface DraftRoute {
   auth: RouteAuth | undefined;
   /** null: no rate limit; undefined: malformed. */
   rateLimit: RateLimit | null | undefined;
+  /** null: no CORS; undefined: not a map (already reported). */
+  cors: DraftCors | null | undefined;
   where: SourceLocation;
+}
+
+/** A route's CORS policy, as far as it is valid. */
+export interface DraftCors {
+  at: ConfigPath;
+  /** The valid origins, each with its index in the list as written. */
+  origins: { origin: string; index: number }[];
+  /** How many different entries `origins` has as written, valid or not. */
+  distinct: number;
+  /** undefined when not a boolean (already reported). */
+  credentials: boolean | undefined;
+  /** The valid header names, lower case. */
+  headers: string[];
+  maxAgeSeconds: number | undefined;
+  /** False when any part is malformed (already reported): the policy must not be built. */
+  complete: boolean;
 }
 
 export interface DraftCall {
@@ -160,6 +188,23 @@ export function normalize(source: ManifestSource, dir: string, options: Normaliz
     } else rateLimit = undefined;
   }
 
+  const workers = gateway['workers'] === undefined ? DEFAULTS.gatewayWorkers : integer(gateway['workers']);
+
+  let redirectHttp: { port: number } | null | undefined = null;
+  if (gateway['redirectHttp'] !== undefined) {
+    const redirectPort = integer(record(gateway['redirectHttp'])?.['port']);
+    redirectHttp =
+      redirectPort !== undefined && redirectPort >= 1 && redirectPort <= 65535 ? { port: redirectPort } : undefined;
+  }
+
+  const writtenLimits = record(gateway['limits']) ?? {};
+  const limits = Object.fromEntries(
+    LIMIT_KEYS.map((key) => {
+      const value = writtenLimits[key];
+      return [key, value === undefined ? DEFAULTS.gatewayLimits[key] : limitInRange(key, value) ? value : undefined];
+    }),
+  ) as Draft['limits'];
+
   const identity = normalizeIdentity(record(root['identity']), trustDomain, report);
 
   const secrets = new Map<string, SecretDeclaration>();
@@ -174,7 +219,18 @@ export function normalize(source: ManifestSource, dir: string, options: Normaliz
     const svc = record(value) ?? {};
     const run = string(svc['run']);
     const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(record(svc['env']) ?? {})) if (typeof v === 'string') env[k] = v;
+    for (const [k, v] of Object.entries(record(svc['env']) ?? {})) {
+      // The launcher's own rule (launcher/child-env.ts): said here first, with the line.
+      if (isReservedEnvName(k)) {
+        report({
+          code: ISSUE.ENV,
+          path: [...at, 'env', k],
+          where: 'key',
+          message: `${code(k)} is reserved: the launcher does not pass it, since it would change how the process starts or loads code`,
+          hint: 'RAMPART_*, NODE_* (except NODE_ENV and NODE_EXTRA_CA_CERTS), LD_* and DYLD_* are reserved; choose another name',
+        });
+      } else if (typeof v === 'string') env[k] = v;
+    }
     services.push({
       name,
       at,
@@ -198,6 +254,9 @@ export function normalize(source: ManifestSource, dir: string, options: Normaliz
     tls,
     trustedProxies,
     rateLimit,
+    workers,
+    redirectHttp,
+    limits,
     identity,
     secrets,
     secretsOk: root['secrets'] === undefined || record(root['secrets']) !== undefined,
@@ -318,7 +377,81 @@ function normalizeRoute(
     methods: methods(r['methods']),
     auth: routeAuth,
     rateLimit,
+    cors: r['cors'] === undefined ? null : normalizeCors([...at, 'cors'], r['cors'], report),
     where: source.at(at),
+  };
+}
+
+function normalizeCors(at: ConfigPath, value: unknown, report: (issue: DraftIssue) => void): DraftCors | undefined {
+  const c = record(value);
+  if (!c) return undefined;
+  let complete = Array.isArray(c['origins']) && c['origins'].length > 0;
+  const origins: DraftCors['origins'] = [];
+  list(c['origins']).forEach((entry, index) => {
+    if (typeof entry !== 'string') {
+      complete = false;
+      return;
+    }
+    const parsed = parseOrigin(entry);
+    if (parsed.ok) origins.push({ origin: parsed.value, index });
+    else {
+      complete = false;
+      report({
+        code: ISSUE.CORS_ORIGIN,
+        path: [...at, 'origins', index],
+        where: 'value',
+        message: `invalid origin ${show(entry)}: ${parsed.reason}`,
+        hint: parsed.hint,
+      });
+    }
+  });
+  if (new Set(origins.map((o) => o.origin)).size !== origins.length) complete = false; // reported by the schema
+
+  const headers: string[] = [];
+  if (c['headers'] !== undefined && !Array.isArray(c['headers'])) complete = false;
+  list(c['headers']).forEach((entry, index) => {
+    if (typeof entry !== 'string') {
+      complete = false;
+      return;
+    }
+    const parsed = parseCorsHeader(entry);
+    if (!parsed.ok) {
+      complete = false;
+      report({
+        code: ISSUE.CORS_HEADER,
+        path: [...at, 'headers', index],
+        where: 'value',
+        message: `header ${show(entry)} cannot be allowed: ${parsed.reason}`,
+        hint: parsed.hint,
+      });
+    } else if (headers.includes(parsed.value)) {
+      // Header names are case-insensitive: `X-Api-Key` and `x-api-key` are one header.
+      complete = false;
+      report({
+        code: ISSUE.DUPLICATE_ITEM,
+        path: [...at, 'headers', index],
+        where: 'value',
+        message: `${show(entry)} is listed twice${entry === parsed.value ? '' : ' (header names are case-insensitive)'}`,
+        hint: 'remove the repeated entry',
+      });
+    } else headers.push(parsed.value);
+  });
+
+  const credentials = c['credentials'] === undefined ? DEFAULTS.corsCredentials : c['credentials'];
+  const maxAge = c['maxAge'] === undefined ? DEFAULTS.corsMaxAgeSeconds : integer(c['maxAge']);
+  const maxAgeSeconds = maxAge !== undefined && maxAge >= 0 && maxAge <= CORS_MAX_AGE_MAX ? maxAge : undefined;
+  const known = new Set(['origins', 'credentials', 'headers', 'maxAge']);
+  if (typeof credentials !== 'boolean' || maxAgeSeconds === undefined || Object.keys(c).some((k) => !known.has(k))) {
+    complete = false;
+  }
+  return {
+    at,
+    origins,
+    distinct: new Set(list(c['origins'])).size,
+    credentials: typeof credentials === 'boolean' ? credentials : undefined,
+    headers,
+    maxAgeSeconds,
+    complete,
   };
 }
 

@@ -3,6 +3,7 @@ import { type ConfigPath, code, pointerToPath, show } from './config-path.ts';
 import { ISSUE, type IssueCode } from './issue-codes.ts';
 import { HTTP_METHODS } from './model.ts';
 import { RATE_LIMIT_HINT } from './rate-limit.ts';
+import { RESERVED_SERVICE_NAMES } from './reserved.ts';
 import { manifestSchema, type SchemaKind, schemaKind } from './schema.ts';
 import { closest, didYouMean } from './suggest.ts';
 
@@ -232,13 +233,22 @@ function translate(error: ErrorObject, data: unknown): DraftIssue {
     case 'maxLength':
       return patternIssue(k, valuePath, where, value, parent);
     case 'not':
-      return {
-        code: ISSUE.ENV,
-        path: valuePath,
-        where,
-        message: `${code(String(value))} is reserved: Rampart sets RAMPART_* variables itself`,
-        hint: 'choose a name without the RAMPART_ prefix',
-      };
+      // The schema uses `not` for reserved names only: service names and env names.
+      return k === 'name'
+        ? {
+            code: ISSUE.NAME,
+            path: valuePath,
+            where,
+            message: `${code(String(value))} is reserved for a Rampart component`,
+            hint: `choose another service name (not ${RESERVED_SERVICE_NAMES.map(code).join(', ')})`,
+          }
+        : {
+            code: ISSUE.ENV,
+            path: valuePath,
+            where,
+            message: `${code(String(value))} is reserved: the launcher does not pass it to services`,
+            hint: 'RAMPART_*, NODE_* (except NODE_ENV, NODE_EXTRA_CA_CERTS), LD_* and DYLD_* are reserved; choose another name',
+          };
     case 'minimum':
     case 'maximum':
       return {
@@ -299,7 +309,10 @@ function enumIssue(k: SchemaKind | undefined, path: ConfigPath, value: unknown, 
       path,
       where: 'value' as const,
       message: value === 'auto' ? '`tls: auto` is not available yet' : `unsupported TLS setting ${found}`,
-      hint: kindHint(k, value)!,
+      hint:
+        value === 'auto'
+          ? 'certificates from the local CA are not available yet: for now use `off` on a loopback host, or `{ cert: <file>, key: <file> }`'
+          : kindHint(k, value)!,
     };
   }
   const words = allowed.map(String);
@@ -339,6 +352,10 @@ function patternIssue(
       return { ...base, code: ISSUE.ENV, message: `invalid environment variable name ${show(text)}` };
     case 'name':
       return { ...base, code: ISSUE.NAME, message: `invalid ${title} ${show(text)}` };
+    case 'origin':
+      return { ...base, code: ISSUE.CORS_ORIGIN, message: `invalid origin ${show(text)}` };
+    case 'header':
+      return { ...base, code: ISSUE.CORS_HEADER, message: `invalid header name ${show(text)}` };
     default:
       return { ...base, code: ISSUE.VALUE, message: `invalid ${title} ${show(text)}` };
   }

@@ -23,7 +23,7 @@ describe('rampart.schema.json', () => {
 
   test('the valid fixtures validate against the published schema with a fresh Ajv', () => {
     const validate = freshAjv().compile(published);
-    for (const name of ['valid.yaml', 'valid-tls.yaml']) {
+    for (const name of ['valid.yaml', 'valid-tls.yaml', 'valid-gateway.yaml']) {
       assert.equal(validate(readYaml(name)), true, `${name}: ${JSON.stringify(validate.errors)}`);
     }
   });
@@ -40,6 +40,13 @@ describe('rampart.schema.json', () => {
       'tls-auto.yaml',
       'both-identities.yaml',
       'reserved-env.yaml',
+      'reserved-env-launcher.yaml',
+      'reserved-service.yaml',
+      'workers-range.yaml',
+      'limits-unknown-key.yaml',
+      'limits-range.yaml',
+      'cors-bad-origin.yaml',
+      'cors-bad-header.yaml',
     ]) {
       assert.equal(validate(readYaml(`broken/${name}`)), false, name);
     }

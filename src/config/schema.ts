@@ -1,6 +1,9 @@
+import { CORS_MAX_AGE_MAX, HEADER_NAME_REGEX_SOURCE, ORIGIN_REGEX_SOURCE } from './cors.ts';
 import { DEFAULTS, defaultIssuer } from './defaults.ts';
+import { LIMIT_KEYS, LIMIT_SPECS, WORKERS_MAX } from './gateway-limits.ts';
 import { HTTP_METHODS } from './model.ts';
 import { RATE_LIMIT_EXAMPLE, RATE_LIMIT_REGEX_SOURCE, RATE_LIMIT_SYNTAX } from './rate-limit.ts';
+import { RESERVED_ENV_REGEX_SOURCE, RESERVED_SERVICE_NAMES } from './reserved.ts';
 
 /**
  * The JSON Schema (draft-07, what editors' YAML plugins support best) of `rampart.yaml`: the source of
@@ -25,7 +28,9 @@ export type SchemaKind =
   | 'host'
   | 'url'
   | 'trustDomain'
-  | 'scope';
+  | 'scope'
+  | 'origin'
+  | 'header';
 
 type Json = { [key: string]: unknown };
 
@@ -88,6 +93,69 @@ const pathPattern = (what: string): Json =>
     pattern: PATH_PATTERN,
     examples: ['/catalog/products', '/orders/*', '/orders/**'],
   });
+
+const cors: Json = {
+  title: 'CORS',
+  description:
+    'Lets web pages from other origins call this route from a browser (Fetch standard, CORS protocol). ' +
+    'Omitted: no CORS headers at all, so browsers keep cross-origin pages out.',
+  type: 'object',
+  additionalProperties: false,
+  required: ['origins'],
+  properties: {
+    origins: {
+      title: 'Allowed origins',
+      description:
+        'Exact origins as browsers send them (`https://app.example.com`, `http://localhost:5173`): scheme, ' +
+        'host and port only, https (http for loopback hosts). Or the single entry `*`: any origin, never ' +
+        'with `credentials`.',
+      type: 'array',
+      minItems: 1,
+      uniqueItems: true,
+      items: kind('origin', {
+        title: 'Origin',
+        description: '`scheme://host[:port]` with no path or trailing slash, or `*`.',
+        type: 'string',
+        pattern: ORIGIN_REGEX_SOURCE,
+        examples: ['https://app.example.com', 'http://localhost:5173', '*'],
+      }),
+      examples: [['https://app.example.com'], ['*']],
+    },
+    credentials: {
+      title: 'Credentials',
+      description:
+        'Let the browser send cookies and HTTP authentication, and read the response ' +
+        '(`Access-Control-Allow-Credentials: true`). Not with `*`. Default false.',
+      type: 'boolean',
+      default: DEFAULTS.corsCredentials,
+    },
+    headers: {
+      title: 'Allowed request headers',
+      description:
+        'Request headers a page may send beyond the CORS-safelisted ones (`authorization`, `content-type` ' +
+        'for JSON...). Case-insensitive. Default none.',
+      type: 'array',
+      uniqueItems: true,
+      items: kind('header', {
+        title: 'Header name',
+        description:
+          'A request header name, e.g. `authorization`; not one browsers forbid pages to set (`cookie`, `host`...).',
+        type: 'string',
+        pattern: HEADER_NAME_REGEX_SOURCE,
+        maxLength: 128,
+      }),
+      default: [...DEFAULTS.corsHeaders],
+    },
+    maxAge: {
+      title: 'Preflight cache',
+      description: `Seconds a browser may cache the preflight answer (\`Access-Control-Max-Age\`). 0 to ${CORS_MAX_AGE_MAX}. Default ${DEFAULTS.corsMaxAgeSeconds}.`,
+      type: 'integer',
+      minimum: 0,
+      maximum: CORS_MAX_AGE_MAX,
+      default: DEFAULTS.corsMaxAgeSeconds,
+    },
+  },
+};
 
 const route: Json = {
   title: 'Route',
@@ -167,6 +235,7 @@ const route: Json = {
       pattern: ROUTE_ID,
       maxLength: 128,
     }),
+    cors,
   },
 };
 
@@ -197,10 +266,12 @@ const call: Json = {
 
 const envName = kind('env', {
   title: 'Variable name',
-  description: 'Upper case, digits and `_`, not starting with a digit; `RAMPART_*` is reserved for Rampart.',
+  description:
+    'Upper case, digits and `_`, not starting with a digit. Reserved: `RAMPART_*`, `NODE_*` (except ' +
+    '`NODE_ENV` and `NODE_EXTRA_CA_CERTS`), `LD_*` and `DYLD_*`: they would change how the process starts.',
   type: 'string',
   pattern: ENV_NAME,
-  not: { pattern: '^RAMPART_' },
+  not: { pattern: RESERVED_ENV_REGEX_SOURCE },
 });
 
 const service: Json = {
@@ -318,9 +389,58 @@ const gateway: Json = {
       title: 'TLS',
       description:
         '`off` (plain HTTP, loopback hosts only) or `{ cert, key }` PEM files relative to the manifest. ' +
-        'Required: there is no safe default yet.',
+        'Required: there is no safe default yet (certificates from the local CA are not available yet).',
       oneOf: [tlsOff, tlsFiles],
     }),
+    workers: {
+      title: 'Workers',
+      description: `Worker threads serving the public listener. 0 to ${WORKERS_MAX}; 0 (the default) means one per available core.`,
+      type: 'integer',
+      minimum: 0,
+      maximum: WORKERS_MAX,
+      default: DEFAULTS.gatewayWorkers,
+    },
+    redirectHttp: {
+      title: 'HTTP redirect listener',
+      description:
+        'A plain-HTTP listener on the same host that only redirects to the HTTPS listener. Needs TLS on. ' +
+        'Omitted: none.',
+      type: 'object',
+      additionalProperties: false,
+      required: ['port'],
+      properties: {
+        port: {
+          title: 'Port',
+          description: 'TCP port of the redirect listener (80 in production). 1 to 65535; its own port.',
+          type: 'integer',
+          minimum: 1,
+          maximum: 65535,
+          examples: [80, 8080],
+        },
+      },
+    },
+    limits: {
+      title: 'Listener limits',
+      description:
+        'Request size limits, timeouts and connection caps of the public listener. Each key is optional; ' +
+        'omitted keys keep their defaults.',
+      type: 'object',
+      additionalProperties: false,
+      properties: Object.fromEntries(
+        LIMIT_KEYS.map((key) => [
+          key,
+          {
+            title: LIMIT_SPECS[key].title,
+            description: `${LIMIT_SPECS[key].description} Default ${DEFAULTS.gatewayLimits[key]}.`,
+            type: 'integer',
+            minimum: LIMIT_SPECS[key].minimum,
+            maximum: LIMIT_SPECS[key].maximum,
+            default: DEFAULTS.gatewayLimits[key],
+          },
+        ]),
+      ),
+      default: {},
+    },
     trustedProxies: {
       title: 'Trusted proxies',
       description:
@@ -501,9 +621,12 @@ export const manifestSchema: Readonly<Json> = deepFreeze({
       minProperties: 1,
       propertyNames: kind('name', {
         title: 'Service name',
-        description: 'Lower case letters, digits and `-`, starting with a letter, at most 63 characters.',
+        description:
+          'Lower case letters, digits and `-`, starting with a letter, at most 63 characters. Reserved for ' +
+          `Rampart's components: ${RESERVED_SERVICE_NAMES.map((n) => `\`${n}\``).join(', ')}.`,
         type: 'string',
         pattern: SERVICE_NAME,
+        not: { enum: [...RESERVED_SERVICE_NAMES] },
       }),
       additionalProperties: service,
     },
