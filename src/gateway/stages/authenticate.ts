@@ -1,5 +1,10 @@
-import { type AccessTokenVerifier, createAccessTokenVerifier } from '../../core/access-token.ts';
+import {
+  ACCESS_TOKEN_ALGORITHMS,
+  type AccessTokenVerifier,
+  createAccessTokenVerifier,
+} from '../../core/access-token.ts';
 import { RampartError } from '../../core/errors.ts';
+import { createJwks, type JwksFetchEvent } from '../../core/jwks.ts';
 import { deny } from '../deny.ts';
 import type { GatewayDeps, Stage } from '../stage.ts';
 
@@ -9,16 +14,14 @@ const REALM = 'Bearer realm="rampart"';
  * Authentication: routes that need a token get a verified RFC 9068 access token from the Authorization
  * header only (RFC 6750 §2.1; tokens in the query string leak into logs and are never read). Failures
  * answer 401 with RFC 6750 `WWW-Authenticate` and no detail; the reason goes to logs and the decision.
+ * Keys unavailable (issuer never reached, or down longer than the stale bound) is 503: fail closed.
+ *
+ * The stage owns the issuer's key store (core/jwks.ts) so it can count fetches and export the key-set
+ * age, and the verifier's verified-token cache (core/token-cache.ts) counts hits and misses. Both use
+ * `deps.now`, so tests drive cooldowns, staleness and expiry with one clock.
  */
 export function createAuthenticate(deps: GatewayDeps, verify?: AccessTokenVerifier): Stage {
-  const { identity } = deps.manifest;
-  const verifier =
-    verify ??
-    createAccessTokenVerifier({
-      issuer: identity.issuer,
-      audience: identity.audience,
-      jwksUri: identity.mode === 'external' ? identity.jwksUri : `${identity.issuer}/jwks`,
-    });
+  const verifier = verify ?? createGatewayVerifier(deps);
 
   return {
     name: 'authenticate',
@@ -52,6 +55,42 @@ export function createAuthenticate(deps: GatewayDeps, verify?: AccessTokenVerifi
       }
     },
   };
+}
+
+function createGatewayVerifier(deps: GatewayDeps): AccessTokenVerifier {
+  const { identity } = deps.manifest;
+  const { metrics, logger } = deps;
+  const jwksUri = identity.mode === 'external' ? identity.jwksUri : `${identity.issuer.replace(/\/+$/, '')}/jwks`;
+  const onFetch = (event: JwksFetchEvent) => {
+    const ok = event.outcome === 'ok';
+    metrics.jwksFetches.inc({ target: event.target, outcome: ok ? 'ok' : 'error' });
+    if (ok) {
+      logger.debug({ target: event.target, keys: event.keys, skipped: event.skipped }, 'issuer keys fetched');
+    } else {
+      metrics.jwksFailures.inc({ target: event.target, kind: event.outcome });
+      logger.warn({ target: event.target, kind: event.outcome, err: event.error }, 'issuer keys fetch failed');
+    }
+  };
+  const keys = createJwks({
+    issuer: identity.issuer,
+    jwksUri,
+    algorithms: ACCESS_TOKEN_ALGORITHMS,
+    now: deps.now,
+    onFetch,
+  });
+  const since = deps.now();
+  metrics.observeKeySet(() => {
+    const status = keys.status();
+    return { ageSeconds: (status.ageMs ?? deps.now() - since) / 1000, keys: status.keys };
+  });
+  return createAccessTokenVerifier({
+    issuer: identity.issuer,
+    audience: identity.audience,
+    jwksUri,
+    keys,
+    now: deps.now,
+    onCacheLookup: (hit) => metrics.tokenCache.inc({ result: hit ? 'hit' : 'miss' }),
+  });
 }
 
 /** RFC 6750 §2.1: `Bearer` (case-insensitive scheme), one space, a b64token. Anything else is not a bearer token. */

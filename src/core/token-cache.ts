@@ -1,0 +1,99 @@
+import { hash } from 'node:crypto';
+
+/** Defaults of the verified-token cache, with the reason for each value. */
+export const TOKEN_CACHE_DEFAULTS = {
+  /**
+   * Entries kept (least recently used evicted first). An entry is a digest and a small identity object,
+   * about 1 KiB with its claims: 10,000 entries bound the cache near 10 MiB.
+   */
+  maxEntries: 10_000,
+  /**
+   * Longest time an entry lives, whatever the token's `exp`: bounds how long a verification result is
+   * reused without looking at the token again (claims policy changes, clock corrections).
+   */
+  maxTtlMs: 300_000,
+} as const;
+
+export interface TokenCacheOptions<V> {
+  maxEntries?: number;
+  maxTtlMs?: number;
+  /** Milliseconds since the epoch (injectable for tests). */
+  now?: () => number;
+  /**
+   * Asked on every hit; false drops the entry and reports a miss. The access-token verifier uses it to
+   * drop tokens whose signing key is no longer in the issuer's key set.
+   */
+  isValid?: (value: V) => boolean;
+}
+
+/** A bounded LRU of verified tokens, keyed by a SHA-256 digest of the token (never the token itself). */
+export interface TokenCache<V> {
+  /** The value cached for this token, or undefined (absent, expired or no longer valid). */
+  get(token: string): V | undefined;
+  /**
+   * Caches `value` for `token` until `expiresAtMs` (the token's `exp`, in ms), or `maxTtlMs` from now if
+   * sooner. An already expired entry is not stored.
+   */
+  set(token: string, value: V, expiresAtMs: number): void;
+  delete(token: string): void;
+  clear(): void;
+  readonly size: number;
+}
+
+/**
+ * The cache key for a token: its SHA-256 digest. The raw token never becomes a key, so a heap dump or a
+ * debugging print of the cache holds no usable bearer credential.
+ */
+export function tokenCacheKey(token: string): string {
+  return hash('sha256', token, 'base64');
+}
+
+interface Entry<V> {
+  value: V;
+  expiresAtMs: number;
+}
+
+/**
+ * Creates a verified-token cache. A hit costs one SHA-256 of the token, one Map lookup and, to keep LRU
+ * order, one delete and re-insert (Map iteration order is insertion order).
+ */
+export function createTokenCache<V>(options: TokenCacheOptions<V> = {}): TokenCache<V> {
+  const maxEntries = options.maxEntries ?? TOKEN_CACHE_DEFAULTS.maxEntries;
+  const maxTtlMs = options.maxTtlMs ?? TOKEN_CACHE_DEFAULTS.maxTtlMs;
+  const now = options.now ?? Date.now;
+  const isValid = options.isValid;
+  if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new TypeError('createTokenCache: maxEntries must be ≥ 1');
+  if (!(maxTtlMs > 0)) throw new TypeError('createTokenCache: maxTtlMs must be positive');
+
+  const entries = new Map<string, Entry<V>>();
+
+  return {
+    get(token) {
+      const key = tokenCacheKey(token);
+      const entry = entries.get(key);
+      if (entry === undefined) return undefined;
+      entries.delete(key);
+      if (now() >= entry.expiresAtMs || (isValid !== undefined && !isValid(entry.value))) return undefined;
+      entries.set(key, entry);
+      return entry.value;
+    },
+    set(token, value, expiresAtMs) {
+      const t = now();
+      const until = Math.min(expiresAtMs, t + maxTtlMs);
+      if (!(until > t)) return;
+      const key = tokenCacheKey(token);
+      entries.delete(key);
+      entries.set(key, { value, expiresAtMs: until });
+      if (entries.size > maxEntries) entries.delete(entries.keys().next().value!);
+    },
+    delete(token) {
+      entries.delete(tokenCacheKey(token));
+    },
+    clear() {
+      entries.clear();
+    },
+    get size() {
+      return entries.size;
+    },
+  };
+}
