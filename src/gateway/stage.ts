@@ -4,6 +4,7 @@ import type { Logger } from '../core/logger.ts';
 import type { RequestContext, ResponseHook } from './context.ts';
 import type { DecisionSink } from './decision-sink.ts';
 import type { GatewayMetrics } from './metrics.ts';
+import type { RateLimitBackend } from './rate-limit/store.ts';
 
 /** What every stage factory receives. Built once per configuration. */
 export interface GatewayDeps {
@@ -16,6 +17,12 @@ export interface GatewayDeps {
   readonly decisions: DecisionSink;
   /** Milliseconds since the epoch; injectable for tests of time-based stages. */
   readonly now: () => number;
+  /**
+   * Where rate limits live (rate-limit/backend.ts): the gateway's shared table or Redis, created once
+   * and kept across reloads and worker threads, closed by its creator. Absent: each rate-limit stage
+   * makes a private table (exact for one thread only; fine for in-process gateways in tests).
+   */
+  readonly rateLimit?: RateLimitBackend;
 }
 
 /**
