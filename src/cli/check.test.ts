@@ -51,10 +51,38 @@ describe('rampart check', () => {
       'payment-provider-key',
       'read by payments',
       'http://127.0.0.1:8444',
+      'workers: one per core',
+      'HTTP redirect: none',
+      'limits: defaults',
+      'CORS (0)',
     ]) {
       assert.ok(r.stdout.includes(expected), `summary lacks ${expected}:\n${r.stdout}`);
     }
+    assert.doesNotMatch(r.stdout, /limit max/);
     assert.doesNotMatch(r.stdout, ANSI);
+  });
+
+  test('the gateway variant: workers, redirect listener, changed limits only, CORS per route', async () => {
+    const r = await check([`${FIXTURES}/valid-gateway.yaml`]);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.split('\n');
+    const has = (pattern: RegExp) =>
+      assert.ok(
+        lines.some((l) => pattern.test(l)),
+        `no line ${pattern}:\n${r.stdout}`,
+      );
+    has(/workers: 4$/);
+    has(/HTTP redirect: http:\/\/0\.0\.0\.0:8080 -> https:\/\/0\.0\.0\.0:8443$/);
+    has(/limit maxBodyBytes 10485760 \(default 1048576\)$/);
+    has(/limit headersTimeoutMs 5000 \(default 10000\)$/);
+    has(/limit maxConnectionsPerClient 2000 \(default 256\)$/);
+    assert.equal(lines.filter((l) => /\blimit \w+ /.test(l)).length, 5, r.stdout);
+    assert.doesNotMatch(r.stdout, /limits: defaults/);
+    has(/^CORS \(2\)$/);
+    has(/^ {2}catalog\.0 +\* +no +- +600s$/);
+    has(
+      /^ {2}catalog\.1 +https:\/\/shop\.example\.com https:\/\/admin\.example\.com:8443 http:\/\/localhost:5173 +yes +authorization,content-type,x-request-id +3600s$/,
+    );
   });
 
   test('the TLS-files variant: https, external issuer, and the store', async () => {
@@ -79,6 +107,10 @@ describe('rampart check', () => {
     ['yaml-syntax.txt', 11, 'services.catalog.routes[0].methods'],
     ['duplicate-key.yaml', 12, 'services.catalog.routes'],
     ['missing-run-file.yaml', 9, 'services.catalog.run'],
+    ['cors-wildcard.yaml', 15, 'services.catalog.routes[0].cors.credentials'],
+    ['limits-conflict.yaml', 7, 'gateway.limits.maxConnectionsPerClient'],
+    ['redirect-tls-off.yaml', 5, 'gateway.redirectHttp'],
+    ['reserved-service.yaml', 10, 'services.identity'],
   ];
   for (const [name, line, path] of broken) {
     test(`broken/${name}: exit 2, file:line and path on stderr, no stack`, async () => {

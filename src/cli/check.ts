@@ -3,8 +3,9 @@ import { parseArgs, styleText } from 'node:util';
 import { ConfigError } from '../config/config-error.ts';
 import { DEFAULTS } from '../config/defaults.ts';
 import { formatIssues } from '../config/format.ts';
+import { LIMIT_KEYS } from '../config/gateway-limits.ts';
 import { loadManifest } from '../config/load.ts';
-import type { Manifest, Route, RouteAuth } from '../config/model.ts';
+import type { CorsPolicy, GatewayConfig, Manifest, Route, RouteAuth } from '../config/model.ts';
 
 export interface CheckIo {
   stdout: NodeJS.WritableStream;
@@ -16,7 +17,7 @@ export interface CheckIo {
 const USAGE = `Usage: rampart check [file]
 
 Validates a manifest (default ./${DEFAULTS.manifestFile}) and prints a summary of the system:
-gateway, identity, routes, who may call whom, and which service reads which secret.
+gateway, identity, routes and their CORS, who may call whom, and which service reads which secret.
 Exit codes: 0 valid, 2 invalid manifest or usage, 1 unexpected error.
 `;
 
@@ -109,6 +110,12 @@ function summarize(m: Manifest, io: CheckIo): string {
       ['', `admin port ${g.admin.port === 0 ? '0 (launcher picks)' : g.admin.port}`],
       ['', `trusted proxies: ${g.trustedProxies.length === 0 ? 'none' : g.trustedProxies.join(', ')}`],
       ['', `rate-limit store: ${store}`],
+      ['', `workers: ${g.workers === 0 ? 'one per core' : g.workers}`],
+      [
+        '',
+        `HTTP redirect: ${g.redirectHttp === null ? 'none' : `http://${host}:${g.redirectHttp.port} -> https://${host}:${g.listen.port}`}`,
+      ],
+      ...describeLimits(g).map((line) => ['', line]),
       ['identity', identity],
       ['', `audience ${id.audience}`],
     ]),
@@ -129,6 +136,28 @@ function summarize(m: Manifest, io: CheckIo): string {
             describeAuth(r.auth),
             r.rateLimit?.source ?? '-',
             r.id,
+          ]),
+        ],
+        '  ',
+      ),
+    );
+  }
+  out.push('');
+
+  const cors = m.routes.filter((r): r is Route & { cors: CorsPolicy } => r.cors !== null);
+  out.push(bold(`CORS (${cors.length})`));
+  if (cors.length === 0) out.push('  none: no route answers cross-origin requests from browsers');
+  else {
+    out.push(
+      ...table(
+        [
+          ['ROUTE', 'ORIGINS', 'CREDENTIALS', 'HEADERS', 'MAX-AGE'],
+          ...cors.map((r) => [
+            r.id,
+            r.cors.origins.join(' '),
+            r.cors.credentials ? 'yes' : 'no',
+            r.cors.headers.length === 0 ? '-' : r.cors.headers.join(','),
+            `${r.cors.maxAgeSeconds}s`,
           ]),
         ],
         '  ',
@@ -195,6 +224,13 @@ function describeAuth(auth: RouteAuth): string {
   if (auth.roles.length > 0)
     parts.push(auth.roles.length === 1 ? `role ${auth.roles[0]}` : `a role of ${auth.roles.join(' ')}`);
   return parts.join(', ');
+}
+
+/** The limits that differ from their defaults, one line each; one line when none does. */
+function describeLimits(g: GatewayConfig): string[] {
+  const changed = LIMIT_KEYS.filter((key) => g.limits[key] !== DEFAULTS.gatewayLimits[key]);
+  if (changed.length === 0) return ['limits: defaults'];
+  return changed.map((key) => `limit ${key} ${g.limits[key]} (default ${DEFAULTS.gatewayLimits[key]})`);
 }
 
 /** A Redis URL without its password (it may carry one; a summary is no place for it). */
