@@ -260,6 +260,28 @@ describe('jwks', () => {
     assert.equal(jwksCount(server), 3, 'after the cooldown: one more');
   });
 
+  test('concurrent callers with a new kid all wait for the one re-fetch', async () => {
+    const k1 = await ecJwk('k1');
+    const k2 = await ecJwk('k2');
+    let published = [k1];
+    server.handle = jwksHandler(() => published);
+    const keys = store();
+    await keys.getKey('ES256', 'k1');
+    published = [k1, k2];
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    server.handle = (req, res) => void gate.then(() => jwksHandler(() => published)(req, res));
+    clock += JWKS_DEFAULTS.cooldownMs;
+    const waiting = Array.from({ length: 20 }, () => keys.getKey('ES256', 'k2'));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    release();
+    const got = await Promise.all(waiting);
+    assert.ok(got.every((k) => k.kid === 'k2'));
+    assert.equal(jwksCount(server), 2);
+  });
+
   test('rotation: a new kid is picked up; a removed key stops at the next successful fetch', async () => {
     const k1 = await ecJwk('k1');
     const k2 = await ecJwk('k2');

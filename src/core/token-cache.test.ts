@@ -85,6 +85,17 @@ describe('token cache', () => {
     assert.equal(cache.get('c'), 2);
   });
 
+  test('a token in use survives at least maxEntries / 2 further insertions', () => {
+    const cache = make<number>({ maxEntries: 10 });
+    for (let i = 0; i < 10; i++) cache.set(`t${i}`, i, clock + 60_000);
+    for (let round = 0; round < 20; round++) {
+      assert.equal(cache.get('t0'), 0, `round ${round}`);
+      for (let i = 0; i < 5; i++) cache.set(`r${round}-${i}`, i, clock + 60_000);
+    }
+    assert.equal(cache.size, 10);
+    assert.equal(cache.get('t1'), undefined, 'untouched entries were evicted');
+  });
+
   test('property: never more than maxEntries, and a hit is always a live, stored value', () => {
     fc.assert(
       fc.property(
