@@ -81,7 +81,7 @@ const uncached = createAccessTokenVerifier({
   audience: AUDIENCE,
   jwksUri: null,
   keys,
-  cacheEntries: 0,
+  tokenCacheEntries: 0,
 });
 await time('verify (no cache: ES256 signature + claims)', 5_000, () => uncached(token));
 

@@ -281,7 +281,7 @@ describe('access-token verifier', () => {
   });
 
   test('skew: 60 s tolerated on exp, nbf and iat, not more', async () => {
-    const verify = make({ cacheEntries: 0 });
+    const verify = make({ tokenCacheEntries: 0 });
     assert.equal(await reasonFor(verify, await mint({ exp: seconds() - CLOCK_SKEW_SECONDS + 1 })), 'accepted');
     assert.equal(await reasonFor(verify, await mint({ exp: seconds() - CLOCK_SKEW_SECONDS })), 'expired');
     assert.equal(await reasonFor(verify, await mint({ nbf: seconds() + CLOCK_SKEW_SECONDS })), 'accepted');
@@ -307,7 +307,7 @@ describe('access-token verifier', () => {
     });
 
     test('a cached token stops when its key leaves the issuer set', async () => {
-      const verify = make({ cacheMaxAgeMs: 60_000, cacheMaxTtlMs: 3_600_000 });
+      const verify = make({ cacheMaxAgeMs: 60_000, tokenCacheMaxTtlMs: 3_600_000 });
       const token = await mint({ exp: seconds() + 3600 });
       await verify(token);
       published = [ed.jwk];
@@ -341,8 +341,8 @@ describe('access-token verifier', () => {
       assert.deepEqual(hits, [false, false]);
     });
 
-    test('cacheEntries 0 disables the cache', async () => {
-      const verify = make({ cacheEntries: 0 });
+    test('tokenCacheEntries 0 disables the cache', async () => {
+      const verify = make({ tokenCacheEntries: 0 });
       const token = await mint();
       await verify(token);
       await verify(token);

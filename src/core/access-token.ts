@@ -29,7 +29,7 @@ export interface AccessTokenVerifierOptions {
   audience: string;
   /** JWKS URL; when null, it is discovered from the issuer's metadata once and cached. */
   jwksUri: string | null;
-  /** How long a fetched key set is fresh (see jwks.ts `maxAgeMs`). */
+  /** How long a fetched key set is fresh (see jwks.ts `maxAgeMs`; the name predates the token cache). */
   cacheMaxAgeMs?: number;
   /** Minimum time between two key-set fetches (see jwks.ts `cooldownMs`). */
   cooldownMs?: number;
@@ -40,9 +40,9 @@ export interface AccessTokenVerifierOptions {
   /** A key store to use instead of creating one (the gateway builds its own to observe it). */
   keys?: JwksStore;
   /** Verified-token cache size; 0 disables the cache. Default TOKEN_CACHE_DEFAULTS.maxEntries. */
-  cacheEntries?: number;
+  tokenCacheEntries?: number;
   /** Longest time a verified token is reused from the cache. Default TOKEN_CACHE_DEFAULTS.maxTtlMs. */
-  cacheMaxTtlMs?: number;
+  tokenCacheMaxTtlMs?: number;
   /** Milliseconds since the epoch: the clock for claims, the key set and the cache (tests inject one). */
   now?: () => number;
   /** Every token-cache lookup, hit or miss (metrics). */
@@ -140,11 +140,11 @@ export function createAccessTokenVerifier(options: AccessTokenVerifierOptions): 
       now,
     });
   const cache: TokenCache<CachedToken> | null =
-    options.cacheEntries === 0
+    options.tokenCacheEntries === 0
       ? null
       : createTokenCache<CachedToken>({
-          ...(options.cacheEntries === undefined ? {} : { maxEntries: options.cacheEntries }),
-          ...(options.cacheMaxTtlMs === undefined ? {} : { maxTtlMs: options.cacheMaxTtlMs }),
+          ...(options.tokenCacheEntries === undefined ? {} : { maxEntries: options.tokenCacheEntries }),
+          ...(options.tokenCacheMaxTtlMs === undefined ? {} : { maxTtlMs: options.tokenCacheMaxTtlMs }),
           now,
           isValid: (entry) => keys.hasKey(entry.keyRef),
         });

@@ -82,6 +82,14 @@ async function rejects(promise: Promise<unknown>, code: string, reason: string, 
   });
 }
 
+async function waitFor(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not reached');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
 describe('jwks', () => {
   let server: TestServer;
   let clock: number;
@@ -417,6 +425,23 @@ describe('jwks', () => {
       assert.equal((await keys.getKey('ES256', 'k1')).kid, 'k1', `${name}: old keys kept`);
       assert.ok(!server.requests.includes('/good'), `${name}: redirect not followed`);
     }
+  });
+
+  test('a clock stepping backwards neither blocks fetching nor freezes the key set', async () => {
+    const k1 = await ecJwk('k1');
+    const k2 = await ecJwk('k2');
+    let published = [k1];
+    server.handle = jwksHandler(() => published);
+    const keys = store();
+    await keys.getKey('ES256', 'k1');
+    published = [k1, k2];
+    clock -= 3_600_000;
+    assert.equal((await keys.getKey('ES256', 'k2')).kid, 'k2', 'an unknown kid still gets its re-fetch');
+    assert.equal(jwksCount(server), 2);
+    clock -= 3_600_000;
+    await keys.getKey('ES256', 'k1');
+    // The use starts a background refresh: a set fetched "in the future" has an unknown age.
+    await waitFor(() => jwksCount(server) === 3);
   });
 
   test('an empty key set from the issuer is authoritative: every key is revoked', async () => {

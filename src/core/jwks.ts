@@ -389,8 +389,12 @@ export function createJwks(options: JwksOptions): JwksStore {
     }
   };
 
+  // A wall clock can step backwards (NTP, VM resume): an attempt or fetch "in the future" must not block
+  // fetching for the length of the step, so negative elapsed times count as elapsed.
   const usable = (t: number) => fetchedAt !== null && t - fetchedAt <= maxStaleMs;
-  const mayFetch = (t: number) => inflight === null && (attemptedAt === null || t - attemptedAt >= cooldownMs);
+  const due = (t: number) => fetchedAt !== null && (t - fetchedAt > maxAgeMs || t < fetchedAt);
+  const mayFetch = (t: number) =>
+    inflight === null && (attemptedAt === null || t - attemptedAt >= cooldownMs || t < attemptedAt);
 
   async function discover(): Promise<string> {
     let failure: FetchFailure | null = null;
@@ -477,7 +481,7 @@ export function createJwks(options: JwksOptions): JwksStore {
   async function ensureUsable(): Promise<void> {
     const t = now();
     if (usable(t)) {
-      if (t - fetchedAt! > maxAgeMs && mayFetch(t)) void fetchNow();
+      if (due(t) && mayFetch(t)) void fetchNow();
       return;
     }
     if (inflight) await inflight;
@@ -524,7 +528,7 @@ export function createJwks(options: JwksOptions): JwksStore {
     hasKey(ref) {
       const t = now();
       if (!usable(t) || !refs.has(ref)) return false;
-      if (t - fetchedAt! > maxAgeMs && mayFetch(t)) void fetchNow();
+      if (due(t) && mayFetch(t)) void fetchNow();
       return true;
     },
     status() {
