@@ -78,6 +78,7 @@ describe('gateway', () => {
       'hardening',
       'hygiene',
       'client',
+      'cors',
       'route',
       'ratelimit-pre-auth',
       'authenticate',

@@ -2,6 +2,7 @@ import type { StageDefinition } from './stage.ts';
 import { createAuthenticate } from './stages/authenticate.ts';
 import { createAuthorize } from './stages/authorize.ts';
 import { createClientIdentity } from './stages/client.ts';
+import { createCors } from './stages/cors.ts';
 import { createHardening } from './stages/hardening.ts';
 import { createHygiene } from './stages/hygiene.ts';
 import { createRateLimit } from './stages/rate-limit.ts';
@@ -28,6 +29,14 @@ export const PIPELINE: readonly StageDefinition[] = [
     name: 'client',
     purpose: 'client address (trusted proxies only), request id, trace context: needed by limits and logs',
     create: createClientIdentity,
+  },
+  {
+    name: 'cors',
+    purpose:
+      'answer CORS preflights itself, before route (the router 405s an OPTIONS its route does not list, and a ' +
+      'preflight carries no token) and before the limits (a preflight costs a table lookup); on the way out, ' +
+      'CORS fields only on routes that enable them, denials included',
+    create: createCors,
   },
   {
     name: 'route',

@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { BlockList, isIPv6 } from 'node:net';
+import { BlockList, isIP, isIPv6 } from 'node:net';
+import { normalizeIp } from '../listener.ts';
 import type { Stage } from '../stage.ts';
 
 /** Accepted inbound request ids: what common proxies mint (UUIDs, hex, base64url), bounded in length. */
@@ -14,14 +15,7 @@ const TRACEPARENT = /^00-(?!0{32})([0-9a-f]{32})-(?!0{16})[0-9a-f]{16}-([0-9a-f]
  * client-supplied and could be forged). Request ids from trusted proxies are kept; otherwise minted.
  */
 export function createClientIdentity(deps: { manifest: { gateway: { trustedProxies: readonly string[] } } }): Stage {
-  const trusted = new BlockList();
-  for (const cidr of deps.manifest.gateway.trustedProxies) {
-    const [address, bits] = cidr.split('/') as [string, string | undefined];
-    const type = isIPv6(address) ? 'ipv6' : 'ipv4';
-    trusted.addSubnet(address, bits === undefined ? (type === 'ipv6' ? 128 : 32) : Number(bits), type);
-  }
-  const anyTrusted = deps.manifest.gateway.trustedProxies.length > 0;
-  const isTrusted = (ip: string) => anyTrusted && trusted.check(ip, isIPv6(ip) ? 'ipv6' : 'ipv4');
+  const isTrusted = createTrustedProxies(deps.manifest.gateway.trustedProxies);
 
   return {
     name: 'client',
@@ -52,13 +46,23 @@ function clientFromForwarded(header: string | undefined, peer: string, isTrusted
   const hops = header.split(',');
   for (let i = hops.length - 1; i >= 0; i--) {
     const hop = normalizeIp(hops[i]!.trim());
-    if (hop === '' || !/^[0-9a-fA-F:.]+$/.test(hop)) return peer; // garbage: believe nothing further left
+    if (isIP(hop) === 0) return peer; // garbage: believe nothing further left
     if (!isTrusted(hop)) return hop;
   }
   return peer;
 }
 
-/** `::ffff:1.2.3.4` (an IPv4 client on a dual-stack socket) is 1.2.3.4. */
-function normalizeIp(ip: string): string {
-  return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
+/**
+ * A membership test for the manifest's `trustedProxies` CIDRs, built once. Takes a normalized address
+ * (see normalizeIp). Also used by the listener: trusted proxies are exempt from the per-client cap.
+ */
+export function createTrustedProxies(cidrs: readonly string[]): (ip: string) => boolean {
+  if (cidrs.length === 0) return () => false;
+  const trusted = new BlockList();
+  for (const cidr of cidrs) {
+    const [address, bits] = cidr.split('/') as [string, string | undefined];
+    const type = isIPv6(address) ? 'ipv6' : 'ipv4';
+    trusted.addSubnet(address, bits === undefined ? (type === 'ipv6' ? 128 : 32) : Number(bits), type);
+  }
+  return (ip) => trusted.check(ip, isIPv6(ip) ? 'ipv6' : 'ipv4');
 }
