@@ -229,6 +229,7 @@ export class Launcher {
 
     const reserved = new Set<number>([manifest.gateway.listen.port, manifest.gateway.admin.port]);
     if (manifest.identity.mode === 'builtin') reserved.add(manifest.identity.port);
+    if (manifest.gateway.redirectHttp) reserved.add(manifest.gateway.redirectHttp.port);
     const allocate = async () => {
       for (;;) {
         const port = await freePort();
