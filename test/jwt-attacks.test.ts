@@ -311,26 +311,35 @@ describe('JWT attacks through the gateway', () => {
   test('a token anywhere but the Authorization header, or not as one Bearer token, is not read', async () => {
     const good = await h.issuer.mint({ scope: 'orders' });
     const before = h.upstream.seen.length;
-    const cases: [string, string, Record<string, string>, string][] = [
-      ['query string', `/orders/1?access_token=${good}`, {}, 'no_token'],
-      ['cookie', '/orders/1', { cookie: `access_token=${good}` }, 'no_token'],
-      ['another header', '/orders/1', { 'x-access-token': good }, 'no_token'],
+    // RFC 6750 §3.1: no credentials or another scheme → 401 with a bare challenge; a malformed Bearer
+    // credential → 400 invalid_request.
+    const cases: [string, string, Record<string, string>, number, string][] = [
+      ['query string', `/orders/1?access_token=${good}`, {}, 401, 'no_token'],
+      ['cookie', '/orders/1', { cookie: `access_token=${good}` }, 401, 'no_token'],
+      ['another header', '/orders/1', { 'x-access-token': good }, 401, 'no_token'],
       [
         'Basic scheme',
         '/orders/1',
         { authorization: `Basic ${Buffer.from(`u:${good}`).toString('base64')}` },
+        401,
         'not_bearer',
       ],
-      ['two tokens', '/orders/1', { authorization: `Bearer ${good} ${good}` }, 'not_bearer'],
-      ['two spaces', '/orders/1', { authorization: `Bearer  ${good}` }, 'not_bearer'],
-      ['tab separator', '/orders/1', { authorization: `Bearer\t${good}` }, 'not_bearer'],
-      ['comma list', '/orders/1', { authorization: `Bearer ${good}, Bearer ${good}` }, 'not_bearer'],
-      ['scheme only', '/orders/1', { authorization: 'Bearer' }, 'not_bearer'],
-      ['token without scheme', '/orders/1', { authorization: good }, 'not_bearer'],
+      ['token without scheme', '/orders/1', { authorization: good }, 401, 'not_bearer'],
+      ['two tokens', '/orders/1', { authorization: `Bearer ${good} ${good}` }, 400, 'malformed_authorization'],
+      ['two spaces', '/orders/1', { authorization: `Bearer  ${good}` }, 400, 'malformed_authorization'],
+      ['tab separator', '/orders/1', { authorization: `Bearer\t${good}` }, 400, 'malformed_authorization'],
+      ['comma list', '/orders/1', { authorization: `Bearer ${good}, Bearer ${good}` }, 400, 'malformed_authorization'],
+      ['scheme only', '/orders/1', { authorization: 'Bearer' }, 400, 'malformed_authorization'],
     ];
-    for (const [name, path, headers, reason] of cases) {
+    for (const [name, path, headers, status, reason] of cases) {
       const res = await h.get(path, headers);
-      assert.equal(res.status, 401, name);
+      assert.equal(res.status, status, name);
+      const challenge = res.headers.get('www-authenticate');
+      assert.equal(
+        challenge,
+        status === 400 ? 'Bearer realm="rampart", error="invalid_request"' : 'Bearer realm="rampart"',
+        name,
+      );
       assert.equal(h.events.at(-1)!.reason, reason, name);
     }
     assert.equal(h.upstream.seen.length, before);

@@ -32,13 +32,19 @@ export function createAuthenticate(deps: GatewayDeps, verify?: AccessTokenVerifi
         // RFC 6750 §3.1: no credentials, so no error code in the challenge.
         throw deny(401, 'GW_ERR_NO_TOKEN', { reason: 'no_token', headers: { 'www-authenticate': REALM } });
       }
-      const token = bearerToken(header);
-      if (token === null) {
-        throw deny(401, 'GW_ERR_INVALID_TOKEN', {
-          reason: 'not_bearer',
+      const credentials = bearerToken(header);
+      if (credentials.kind === 'other-scheme') {
+        // RFC 6750 §3.1: a request using another authentication method gets the bare challenge, no error code.
+        throw deny(401, 'GW_ERR_NO_TOKEN', { reason: 'not_bearer', headers: { 'www-authenticate': REALM } });
+      }
+      if (credentials.kind === 'malformed') {
+        // RFC 6750 §3.1: a malformed request is `invalid_request`, answered with 400.
+        throw deny(400, 'GW_ERR_INVALID_REQUEST', {
+          reason: 'malformed_authorization',
           headers: { 'www-authenticate': `${REALM}, error="invalid_request"` },
         });
       }
+      const token = credentials.token;
       try {
         ctx.identity = await verifier(token);
       } catch (err) {
@@ -93,9 +99,16 @@ function createGatewayVerifier(deps: GatewayDeps): AccessTokenVerifier {
   });
 }
 
-/** RFC 6750 §2.1: `Bearer` (case-insensitive scheme), one space, a b64token. Anything else is not a bearer token. */
-function bearerToken(header: string): string | null {
-  if (header.length < 8 || header.slice(0, 7).toLowerCase() !== 'bearer ') return null;
-  const token = header.slice(7);
-  return /^[A-Za-z0-9\-._~+/]+=*$/.test(token) ? token : null;
+/**
+ * RFC 6750 §2.1: `Bearer` (case-insensitive scheme), one space, a b64token. Another scheme (Basic, ...) is
+ * no bearer token at all; the Bearer scheme with anything else after it is a malformed request.
+ */
+function bearerToken(
+  header: string,
+): { kind: 'token'; token: string } | { kind: 'other-scheme' } | { kind: 'malformed' } {
+  // RFC 9110 §11.4: credentials = auth-scheme [ 1*SP ( token68 / #auth-param ) ]; the scheme is a token.
+  const scheme = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+/.exec(header)?.[0] ?? '';
+  if (scheme.toLowerCase() !== 'bearer') return { kind: 'other-scheme' };
+  const rest = header.slice(scheme.length);
+  return /^ [A-Za-z0-9\-._~+/]+=*$/.test(rest) ? { kind: 'token', token: rest.slice(1) } : { kind: 'malformed' };
 }
