@@ -62,6 +62,23 @@ describe('SharedRateLimitTable', () => {
     assert.equal(table.liveKeys(NOW), keys.length);
   });
 
+  test('digest cache: hits from either generation place a key where the HMAC does', () => {
+    const table = SharedRateLimitTable.create({ capacity: 50_000 });
+    const fresh = SharedRateLimitTable.attach(table.transferable); // empty cache, same secret
+    const one = { limit: 1, periodMs: 60_000 };
+    const seen = new Set<string>();
+    // Random picks from a pool 2.5× a generation: hits in the recent and the older generation, misses,
+    // and many rollovers.
+    let seed = 7;
+    for (let i = 0; i < 40_000; i++) {
+      seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+      const key = `10.1.${Math.floor((seed / 2_147_483_648) * RATE_LIMIT_DEFAULTS.digestCacheSize * 2.5)}`;
+      assert.equal(table.take('r', key, one, NOW).allowed, !seen.has(key), key);
+      seen.add(key);
+      if (i % 97 === 0) assert.equal(table.bucketOf('r', key), fresh.bucketOf('r', key), key);
+    }
+  });
+
   test('rejected requests spend no quota', () => {
     const table = SharedRateLimitTable.create({ capacity: 100 });
     for (let i = 0; i < 3; i++) table.take('r', 'k', POLICY, NOW);

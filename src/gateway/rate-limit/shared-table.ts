@@ -81,12 +81,6 @@ function tableError(reason: string, detail: Record<string, unknown> = {}): Rampa
   return new RampartError('GW_ERR_RATE_LIMIT_TABLE', 'rate limit table rejected', { detail: { reason, ...detail } });
 }
 
-interface Placement {
-  hi: number;
-  lo: number;
-  bucket: number;
-}
-
 /**
  * The gateway's in-memory rate-limit state: one fixed-size GCRA table in a SharedArrayBuffer that every
  * worker thread attaches, so a limit holds exactly for the gateway as a whole, with no message passing
@@ -115,9 +109,16 @@ export class SharedRateLimitTable implements RateLimitBackend {
   readonly #tats: Float64Array;
   readonly #counters: BigInt64Array;
   readonly #secret: KeyObject;
-  // Per-thread digest cache in two generations: O(1), bounded, and hot keys survive a rollover.
-  #recent = new Map<string, Placement>();
-  #older = new Map<string, Placement>();
+  // Per-thread digest cache in two generations (O(1), bounded, hot keys survive a rollover). Maps hold
+  // small integers into one typed array, so cached entries create no objects for the GC to promote.
+  readonly #ring = new Uint32Array(2 * RATE_LIMIT_DEFAULTS.digestCacheSize * 3);
+  #recent = new Map<string, number>();
+  #older = new Map<string, number>();
+  #half = 0;
+  // The placement #place computed last (single-threaded per instance; read right after the call).
+  #hi = 0;
+  #lo = 0;
+  #bucket = 0;
 
   private constructor(transferable: SharedTableTransferable, layout: Layout) {
     const { buffer } = transferable;
@@ -168,7 +169,10 @@ export class SharedRateLimitTable implements RateLimitBackend {
   take(routeId: string, key: string, policy: GcraPolicy, now: number): GcraDecision {
     assertGcraInput(policy, now);
     const t = now - GCRA_EPOCH_MS;
-    const { hi, lo, bucket } = this.#place(routeId, key);
+    this.#place(routeId, key);
+    const hi = this.#hi;
+    const lo = this.#lo;
+    const bucket = this.#bucket;
     const keys = this.#keys;
     const tats = this.#tats;
     const first = bucket * this.#layout.slotsPerBucket;
@@ -223,7 +227,8 @@ export class SharedRateLimitTable implements RateLimitBackend {
 
   /** The bucket `key` of `routeId` lives in: depends on the table's secret. For tests and diagnostics. */
   bucketOf(routeId: string, key: string): number {
-    return this.#place(routeId, key).bucket;
+    this.#place(routeId, key);
+    return this.#bucket;
   }
 
   /** Nothing to release: the memory goes when the last thread drops its reference. */
@@ -240,27 +245,44 @@ export class SharedRateLimitTable implements RateLimitBackend {
     return victim;
   }
 
-  #place(routeId: string, key: string): Placement {
+  /** Sets #hi, #lo and #bucket for (route, key): from the digest cache, else by HMAC. Allocates nothing on a hit. */
+  #place(routeId: string, key: string): void {
     // The route id is length-prefixed so no (route, key) pair can spell another; UTF-16 code units are
     // hashed as they are, so distinct strings (lone surrogates included) never share a digest input.
     const input = `${routeId.length}:${routeId}${key}`;
-    let placement = this.#recent.get(input);
-    if (placement !== undefined) return placement;
-    placement = this.#older.get(input);
-    if (placement === undefined) {
-      const digest = createHmac('sha256', this.#secret).update(input, 'utf16le').digest();
-      const hi = digest.readUInt32LE(0);
-      // 0:0 marks an empty slot; the one fingerprint that would spell it joins its neighbour.
-      const lo = digest.readUInt32LE(4) || (hi === 0 ? 1 : 0);
-      placement = { hi, lo, bucket: digest.readUInt32LE(8) % this.#layout.buckets };
+    const ring = this.#ring;
+    let at = this.#recent.get(input);
+    if (at !== undefined) {
+      this.#hi = ring[at]!;
+      this.#lo = ring[at + 1]!;
+      this.#bucket = ring[at + 2]!;
+      return;
     }
-    if (input.length > RATE_LIMIT_DEFAULTS.digestCacheKeyChars) return placement;
-    if (this.#recent.size >= RATE_LIMIT_DEFAULTS.digestCacheSize) {
+    at = this.#older.get(input);
+    if (at !== undefined) {
+      this.#hi = ring[at]!;
+      this.#lo = ring[at + 1]!;
+      this.#bucket = ring[at + 2]!;
+    } else {
+      const digest = createHmac('sha256', this.#secret).update(input, 'utf16le').digest();
+      this.#hi = digest.readUInt32LE(0);
+      // 0:0 marks an empty slot; the one fingerprint that would spell it becomes 0:1.
+      this.#lo = digest.readUInt32LE(4) || (this.#hi === 0 ? 1 : 0);
+      this.#bucket = digest.readUInt32LE(8) % this.#layout.buckets;
+    }
+    if (input.length > RATE_LIMIT_DEFAULTS.digestCacheKeyChars) return;
+    const size = RATE_LIMIT_DEFAULTS.digestCacheSize;
+    if (this.#recent.size >= size) {
+      // The oldest generation goes; the new one reuses its half of the ring.
       this.#older = this.#recent;
       this.#recent = new Map();
+      this.#half ^= 1;
     }
-    this.#recent.set(input, placement);
-    return placement;
+    at = (this.#half * size + this.#recent.size) * 3;
+    ring[at] = this.#hi;
+    ring[at + 1] = this.#lo;
+    ring[at + 2] = this.#bucket;
+    this.#recent.set(input, at);
   }
 
   #lock(bucket: number): void {
