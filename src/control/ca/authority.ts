@@ -1,0 +1,652 @@
+import { createHash, X509Certificate as NodeX509Certificate } from 'node:crypto';
+import type { Kek } from '../../core/kek.ts';
+import {
+  type CertificateInput,
+  parseTrustDomain,
+  type SpiffeId,
+  serviceNameOf,
+  serviceSpiffeId,
+  svidIdentity,
+} from '../../core/spiffe.ts';
+import { buildBundle, type SpiffeBundleDocument, type TrustBundle, toSpiffeBundle } from './bundle.ts';
+import { verifyCsr } from './csr.ts';
+import { type AuthorityRow, CaStore, type IssuanceRow, openCaDatabase, type SlotName } from './database.ts';
+import { CA_DEFAULTS } from './defaults.ts';
+import { CA_ERRORS, caError } from './errors.ts';
+import { createIssuanceJournal, type IssuanceJournal } from './issuance-journal.ts';
+import { type MintedJoinToken, mintJoinToken, redeemJoinToken } from './join-tokens.ts';
+import { signLeaf } from './leaf.ts';
+import { newSerial } from './serial.ts';
+import { createSigningCa, fingerprint, loadSigningCa, type SigningCa } from './signing-ca.ts';
+import { type CaStatus, computeStatus, rotationPoints } from './status.ts';
+
+/** Options of {@link openCertificateAuthority}. Durations in milliseconds; defaults in CA_DEFAULTS. */
+export interface CertificateAuthorityOptions {
+  /** The manifest's trust domain. A database made for another trust domain is refused. */
+  trustDomain: string;
+  /** SQLite file in the control plane's data directory (`:memory:` for tests). */
+  databasePath: string;
+  /** Wraps the CA keys at rest. The CA never destroys it; its owner does. */
+  kek: Kek;
+  /** Injectable clock (ms since the epoch). Default `Date.now`. */
+  clock?: () => number;
+  caLifetimeMs?: number;
+  svidTtlMs?: number;
+  joinTokenTtlMs?: number;
+  clockSkewMs?: number;
+  bundlePropagationMs?: number;
+  bundleRefreshHintMs?: number;
+  /** Warn when the active CA expires within this long. Default: two SVID TTLs. */
+  anchorWarningMs?: number;
+  /** Called with every lifecycle event (also returned by `tick`): for logs, metrics and audit. */
+  onEvent?: (event: CaEvent) => void;
+}
+
+/** Resolved settings. */
+export interface CaSettings {
+  trustDomain: string;
+  caLifetimeMs: number;
+  svidTtlMs: number;
+  joinTokenTtlMs: number;
+  clockSkewMs: number;
+  bundlePropagationMs: number;
+  bundleRefreshHintMs: number;
+  anchorWarningMs: number;
+}
+
+/** Lifecycle events. */
+export type CaEvent =
+  | { type: 'ca.initialized'; generation: number; slot: SlotName; notAfter: number; bundleSequence: number }
+  | {
+      type: 'ca.prepared';
+      generation: number;
+      slot: SlotName;
+      notAfter: number;
+      bundleSequence: number;
+      activateAt: number;
+      forced: boolean;
+    }
+  | { type: 'ca.activated'; generation: number; slot: SlotName; previous: number | null; emergency: boolean }
+  | { type: 'ca.retired'; generation: number; slot: SlotName; bundleSequence: number };
+
+/** An issued X509-SVID, with the bundle that verifies it and every peer. */
+export interface IssuedSvid {
+  spiffeId: string;
+  serviceName: string;
+  /** 32 lower-case hex digits. */
+  serial: string;
+  certificatePem: string;
+  certificateDer: Uint8Array;
+  notBefore: number;
+  notAfter: number;
+  /** Generation of the signing CA. */
+  generation: number;
+  bundle: TrustBundle;
+}
+
+/** Result of {@link CertificateAuthority.rotateNow}. */
+export interface RotationResult {
+  generation: number;
+  slot: SlotName;
+  /** Bundle sequence that published the new CA. */
+  publishedSequence: number;
+  /** True when the new CA already signs; else it activates by `activateBy` (sooner once every holder has the bundle). */
+  activated: boolean;
+  activateBy: number;
+}
+
+/** The certificate authority (issue 4). All methods are safe to call concurrently. */
+export interface CertificateAuthority {
+  readonly trustDomain: string;
+  readonly settings: Readonly<CaSettings>;
+  /**
+   * Issues an SVID for `serviceName` to a caller the control plane authenticated by other means (for
+   * example the gateway, which the control plane launches itself). Recorded as attestation `direct`.
+   */
+  issue(request: { csr: string | Uint8Array; serviceName: string }): Promise<IssuedSvid>;
+  /** First issuance: redeems the single-use join token (after the CSR checks pass) and issues for its service. */
+  issueWithJoinToken(request: { token: string; csr: string | Uint8Array }): Promise<IssuedSvid>;
+  /**
+   * Renewal: `peerCertificate` is the client certificate of the mTLS connection the request came on
+   * (TLS verified it against the bundle). It must be an SVID this CA issued, unexpired, naming a
+   * service; the new SVID names the same service.
+   */
+  renew(request: { peerCertificate: CertificateInput; csr: string | Uint8Array }): Promise<IssuedSvid>;
+  /** Mints a join token for `serviceName` (default TTL 600 s). */
+  mintJoinToken(serviceName: string, ttlMs?: number): MintedJoinToken;
+  /** Redeems a join token (single use) and returns its service; `issueWithJoinToken` is the usual path. */
+  redeemJoinToken(token: string): string;
+  /** The current trust bundle. */
+  bundle(): TrustBundle;
+  /** The bundle as a SPIFFE bundle document (JWK set with `spiffe_sequence`). */
+  spiffeBundle(): SpiffeBundleDocument;
+  /**
+   * Records that the holder of SVID `serial` installed bundle `sequence` (its trust store and its TLS
+   * contexts). Forced rotations activate early once every live holder acknowledged; `status` warns
+   * about holders behind.
+   */
+  acknowledgeBundle(serial: string, sequence: number): void;
+  /** Drives rotation (prepare, activate, retire) and housekeeping. Call at start and every few seconds. */
+  tick(now?: number): Promise<CaEvent[]>;
+  /**
+   * Forces a rotation: prepares and publishes a successor now (or takes the prepared one) and activates
+   * it once every live SVID holder acknowledged the new bundle, at the latest after the propagation
+   * time. `immediate` activates at once (key compromise): peers without the new bundle then refuse new
+   * SVIDs until they refresh.
+   */
+  rotateNow(options?: { now?: number; immediate?: boolean }): Promise<RotationResult>;
+  /** Slots, expiries, schedule and warnings. */
+  status(now?: number): CaStatus;
+  /** Closes the database. Pending operations fail with CA_ERR_CLOSED. */
+  close(): void;
+}
+
+function resolveSettings(options: CertificateAuthorityOptions): CaSettings {
+  let trustDomain: string;
+  try {
+    trustDomain = parseTrustDomain(options.trustDomain);
+  } catch (cause) {
+    throw caError(CA_ERRORS.config, { field: 'trustDomain' }, cause);
+  }
+  const svidTtlMs = options.svidTtlMs ?? CA_DEFAULTS.svidTtlMs;
+  const settings: CaSettings = {
+    trustDomain,
+    caLifetimeMs: options.caLifetimeMs ?? CA_DEFAULTS.caLifetimeMs,
+    svidTtlMs,
+    joinTokenTtlMs: options.joinTokenTtlMs ?? CA_DEFAULTS.joinTokenTtlMs,
+    clockSkewMs: options.clockSkewMs ?? CA_DEFAULTS.clockSkewMs,
+    bundlePropagationMs: options.bundlePropagationMs ?? CA_DEFAULTS.bundlePropagationMs,
+    bundleRefreshHintMs: options.bundleRefreshHintMs ?? CA_DEFAULTS.bundleRefreshHintMs,
+    anchorWarningMs: options.anchorWarningMs ?? CA_DEFAULTS.anchorWarningSvidTtls * svidTtlMs,
+  };
+  for (const [field, value] of Object.entries(settings)) {
+    if (field !== 'trustDomain' && (!Number.isSafeInteger(value) || (value as number) < 0)) {
+      throw caError(CA_ERRORS.config, { field, value });
+    }
+  }
+  const check = (ok: boolean, field: string, rule: string) => {
+    if (!ok) throw caError(CA_ERRORS.config, { field, rule });
+  };
+  check(settings.svidTtlMs >= CA_DEFAULTS.minSvidTtlMs, 'svidTtlMs', `at least ${CA_DEFAULTS.minSvidTtlMs} ms`);
+  // ⅙ of the CA lifetime (activation to expiry) must cover one SVID: otherwise every SVID the old CA
+  // signs just before activation is cut short, and rotation never has slack (SPIRE warns likewise).
+  check(settings.caLifetimeMs >= 6 * settings.svidTtlMs, 'caLifetimeMs', 'at least 6 × svidTtlMs');
+  // A published CA must be able to wait out the propagation time between the prepare point (½) and
+  // the activation point (⅚).
+  check(settings.bundlePropagationMs <= settings.caLifetimeMs / 3, 'bundlePropagationMs', 'at most ⅓ of caLifetimeMs');
+  check(settings.clockSkewMs < settings.svidTtlMs, 'clockSkewMs', 'less than svidTtlMs');
+  check(settings.joinTokenTtlMs >= 1_000, 'joinTokenTtlMs', 'at least 1 s');
+  return Object.freeze(settings);
+}
+
+function pemOf(der: Uint8Array): string {
+  const b64 = Buffer.from(der).toString('base64');
+  return `-----BEGIN CERTIFICATE-----\n${b64.replace(/.{1,64}/g, '$&\n')}-----END CERTIFICATE-----\n`;
+}
+
+function nodeCertificate(input: CertificateInput): NodeX509Certificate {
+  if (input instanceof NodeX509Certificate) return input;
+  const der =
+    input instanceof Uint8Array
+      ? input
+      : 'raw' in input
+        ? input.raw
+        : 'rawData' in input
+          ? new Uint8Array(input.rawData)
+          : new Uint8Array(0);
+  return new NodeX509Certificate(der);
+}
+
+const otherSlot = (slot: SlotName): SlotName => (slot === 'A' ? 'B' : 'A');
+
+/**
+ * Opens the certificate authority: the database (schema, trust domain check), every live CA key
+ * unwrapped with the KEK (a wrong KEK fails here with CA_ERR_SEALED, not at the first issuance), then
+ * one `tick` so that a new database gets its first CA and a CA that was down catches up.
+ */
+export async function openCertificateAuthority(options: CertificateAuthorityOptions): Promise<CertificateAuthority> {
+  const settings = resolveSettings(options);
+  const store = new CaStore(openCaDatabase(options.databasePath));
+  try {
+    store.transaction(() => {
+      const stored = store.meta('trust_domain');
+      if (stored === null) store.setMeta('trust_domain', settings.trustDomain);
+      else if (stored !== settings.trustDomain) {
+        throw caError(CA_ERRORS.trustDomainMismatch, { stored, configured: settings.trustDomain });
+      }
+    });
+    const authority = new Authority(settings, store, options);
+    await authority.unseal();
+    await authority.tick();
+    return authority;
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+}
+
+class Authority implements CertificateAuthority {
+  readonly trustDomain: string;
+  readonly settings: Readonly<CaSettings>;
+  readonly #store: CaStore;
+  readonly #kek: Kek;
+  readonly #clock: () => number;
+  readonly #onEvent: ((event: CaEvent) => void) | undefined;
+  /** Unwrapped signing keys by generation (promises, so concurrent first uses unwrap once). */
+  readonly #signers = new Map<number, Promise<SigningCa>>();
+  readonly #journal: IssuanceJournal;
+  /** Serializes tick and rotateNow: each reads state, may await key generation, then writes. */
+  #lifecycle: Promise<unknown> = Promise.resolve();
+  #closed = false;
+
+  constructor(settings: CaSettings, store: CaStore, options: CertificateAuthorityOptions) {
+    this.trustDomain = settings.trustDomain;
+    this.settings = settings;
+    this.#store = store;
+    this.#journal = createIssuanceJournal(store);
+    this.#kek = options.kek;
+    this.#clock = options.clock ?? Date.now;
+    this.#onEvent = options.onEvent;
+  }
+
+  #open(): CaStore {
+    if (this.#closed) throw caError(CA_ERRORS.closed);
+    return this.#store;
+  }
+
+  #signer(row: AuthorityRow): Promise<SigningCa> {
+    let signer = this.#signers.get(row.generation);
+    if (!signer) {
+      if (row.wrappedKey === null) return Promise.reject(caError(CA_ERRORS.noActiveCa, { generation: row.generation }));
+      signer = loadSigningCa({
+        slot: row.slot,
+        generation: row.generation,
+        certificate: row.certificate,
+        wrappedKey: row.wrappedKey,
+        kek: this.#kek,
+      });
+      // A failed unwrap is not cached: a fixed KEK (after a restart) can succeed.
+      signer.catch(() => this.#signers.delete(row.generation));
+      this.#signers.set(row.generation, signer);
+    }
+    return signer;
+  }
+
+  /** Unwraps every live CA key now, so a wrong KEK is reported at start. */
+  async unseal(): Promise<void> {
+    for (const row of this.#open().liveAuthorities()) await this.#signer(row);
+  }
+
+  #emit(events: CaEvent[], event: CaEvent): void {
+    events.push(event);
+    try {
+      this.#onEvent?.(event);
+    } catch {
+      // An observer's failure must not break rotation.
+    }
+  }
+
+  #serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#lifecycle.then(fn, fn);
+    this.#lifecycle = run.catch(() => undefined);
+    return run;
+  }
+
+  // ── issuance ────────────────────────────────────────────────────────────────────────────────
+
+  issue(request: { csr: string | Uint8Array; serviceName: string }): Promise<IssuedSvid> {
+    return this.#issueFor(request.serviceName, request.csr, 'direct', null);
+  }
+
+  async issueWithJoinToken(request: { token: string; csr: string | Uint8Array }): Promise<IssuedSvid> {
+    // The CSR is checked before the token is consumed: a malformed request does not burn a token.
+    const csr = await verifyCsr(request.csr);
+    this.#activeOrThrow(this.#clock());
+    const serviceName = redeemJoinToken(this.#open(), request.token, this.#clock());
+    return this.#issueVerified(serviceName, csr, 'join-token', null);
+  }
+
+  async renew(request: { peerCertificate: CertificateInput; csr: string | Uint8Array }): Promise<IssuedSvid> {
+    const store = this.#open();
+    const id: SpiffeId = svidIdentity(request.peerCertificate, this.trustDomain);
+    const serviceName = serviceNameOf(id);
+    if (serviceName === null) throw caError(CA_ERRORS.renewalNotService, { spiffeId: id.id });
+    const peer = nodeCertificate(request.peerCertificate);
+    const serial = peer.serialNumber.toLowerCase();
+    const record = store.issuance(serial);
+    const spkiSha256 = createHash('sha256')
+      .update(peer.publicKey.export({ format: 'der', type: 'spki' }))
+      .digest('hex');
+    if (!record || record.spiffeId !== id.id || record.publicKeySha256 !== spkiSha256) {
+      throw caError(CA_ERRORS.renewalUnknown, { serial, spiffeId: id.id });
+    }
+    const signer = store.authority(record.generation);
+    if (!signer || signer.state === 'retired' || !peer.verify(new NodeX509Certificate(signer.certificate).publicKey)) {
+      throw caError(CA_ERRORS.renewalUnknown, { serial, reason: 'issuer' });
+    }
+    if (record.notAfter <= this.#clock())
+      throw caError(CA_ERRORS.renewalExpired, { serial, notAfter: record.notAfter });
+    return this.#issueFor(serviceName, request.csr, 'svid', serial);
+  }
+
+  #activeOrThrow(now: number): AuthorityRow {
+    const active = this.#open().authorityInState('active');
+    if (!active || now >= active.notAfter) {
+      throw caError(CA_ERRORS.noActiveCa, { reason: active ? 'expired' : 'none', notAfter: active?.notAfter });
+    }
+    return active;
+  }
+
+  async #issueFor(
+    serviceName: string,
+    csrInput: string | Uint8Array,
+    attestation: IssuanceRow['attestation'],
+    renewsSerial: string | null,
+  ): Promise<IssuedSvid> {
+    this.#spiffeIdFor(serviceName);
+    return this.#issueVerified(serviceName, await verifyCsr(csrInput), attestation, renewsSerial);
+  }
+
+  #spiffeIdFor(serviceName: string): string {
+    try {
+      return serviceSpiffeId(this.trustDomain, serviceName).id;
+    } catch (cause) {
+      throw caError(CA_ERRORS.serviceName, { serviceName: String(serviceName).slice(0, 100) }, cause);
+    }
+  }
+
+  async #issueVerified(
+    serviceName: string,
+    csr: Awaited<ReturnType<typeof verifyCsr>>,
+    attestation: IssuanceRow['attestation'],
+    renewsSerial: string | null,
+  ): Promise<IssuedSvid> {
+    const spiffeId = this.#spiffeIdFor(serviceName);
+    // Up to three attempts cover the races: the active CA retired between reading and recording
+    // (rotation under load), or — astronomically unlikely — a serial collision.
+    for (let attempt = 0; ; attempt++) {
+      const now = this.#clock();
+      const active = this.#activeOrThrow(now);
+      const ca = await this.#signer(active);
+      const notBefore = Math.max(now - this.settings.clockSkewMs, active.notBefore);
+      const notAfter = Math.min(now + this.settings.svidTtlMs, active.notAfter);
+      const serial = newSerial();
+      // X.509 times have one-second resolution: record what the certificate says.
+      const certificate = await signLeaf({ ca, csr, spiffeId, serial, notBefore, notAfter });
+      const row: IssuanceRow = {
+        serial,
+        generation: active.generation,
+        spiffeId,
+        notBefore: certificate.notBefore.getTime(),
+        notAfter: certificate.notAfter.getTime(),
+        publicKeySha256: csr.publicKeySha256,
+        issuedAt: now,
+        attestation,
+        renewsSerial,
+      };
+      if (!(await this.#journal.record(row, this.#open().bundleSequence()))) {
+        // Its CA retired while this SVID was signed (rotation under load), or the serial was taken.
+        if (attempt >= 2) throw caError(CA_ERRORS.noActiveCa, { reason: 'rotating' });
+        continue;
+      }
+      const der = new Uint8Array(certificate.rawData);
+      return {
+        spiffeId,
+        serviceName,
+        serial,
+        certificatePem: pemOf(der),
+        certificateDer: der,
+        notBefore: row.notBefore,
+        notAfter: row.notAfter,
+        generation: active.generation,
+        bundle: this.bundle(),
+      };
+    }
+  }
+
+  // ── join tokens, bundle ─────────────────────────────────────────────────────────────────────
+
+  mintJoinToken(serviceName: string, ttlMs: number = this.settings.joinTokenTtlMs): MintedJoinToken {
+    return mintJoinToken(this.#open(), this.trustDomain, serviceName, ttlMs, this.#clock());
+  }
+
+  redeemJoinToken(token: string): string {
+    return redeemJoinToken(this.#open(), token, this.#clock());
+  }
+
+  bundle(): TrustBundle {
+    const store = this.#open();
+    return buildBundle(this.trustDomain, store.bundleSequence(), store.liveAuthorities());
+  }
+
+  spiffeBundle(): SpiffeBundleDocument {
+    return toSpiffeBundle(this.bundle(), this.settings.bundleRefreshHintMs);
+  }
+
+  acknowledgeBundle(serial: string, sequence: number): void {
+    const store = this.#open();
+    const normalized = String(serial).toLowerCase();
+    if (!/^[0-9a-f]{32}$/.test(normalized) || store.issuance(normalized) === null) {
+      throw caError(CA_ERRORS.renewalUnknown, { serial: normalized.slice(0, 64) });
+    }
+    if (!Number.isSafeInteger(sequence) || sequence < 1 || sequence > store.bundleSequence()) {
+      throw caError(CA_ERRORS.bundleSequence, { sequence });
+    }
+    store.acknowledgeBundle(normalized, sequence, this.#clock());
+  }
+
+  // ── rotation ────────────────────────────────────────────────────────────────────────────────
+
+  tick(now?: number): Promise<CaEvent[]> {
+    return this.#serialized(async () => {
+      const at = now ?? this.#clock();
+      const events: CaEvent[] = [];
+      // One transition per step until none applies: after downtime several may be due at once
+      // (retire the old, prepare, activate). Bounded: each step changes a state forward.
+      for (let step = 0; step < 8; step++) {
+        if (!(await this.#step(at, events))) break;
+      }
+      this.#open().purge(at, CA_DEFAULTS.joinTokenRetentionMs);
+      return events;
+    });
+  }
+
+  /** Performs the next due transition, if any. Returns whether one happened. */
+  async #step(now: number, events: CaEvent[]): Promise<boolean> {
+    const store = this.#open();
+    const live = store.liveAuthorities();
+    if (live.length === 0) return this.#create(now, 'A', 'initial', events);
+
+    // Retire: a retiring CA leaves the bundle once every SVID it signed has expired.
+    for (const row of live) {
+      if (row.state !== 'retiring') continue;
+      const last = store.lastLeafNotAfter(row.generation);
+      if (last === null || last <= now || row.notAfter <= now) {
+        const sequence = store.transaction(() => {
+          store.retire(row.generation, now);
+          return store.bumpBundleSequence(now);
+        });
+        this.#signers.delete(row.generation);
+        this.#emit(events, {
+          type: 'ca.retired',
+          generation: row.generation,
+          slot: row.slot,
+          bundleSequence: sequence,
+        });
+        return true;
+      }
+    }
+
+    const active = live.find((a) => a.state === 'active') ?? null;
+    const prepared = live.find((a) => a.state === 'prepared') ?? null;
+    const activeUsable = active !== null && now < active.notAfter;
+
+    if (prepared) {
+      const due =
+        !activeUsable ||
+        now >= (prepared.activateAt ?? 0) ||
+        (prepared.forced && store.holdersBehind(prepared.publishedSequence, now) === 0);
+      if (!due) return false;
+      store.transaction(() => store.activate(prepared.generation, now));
+      this.#emit(events, {
+        type: 'ca.activated',
+        generation: prepared.generation,
+        slot: prepared.slot,
+        previous: active?.generation ?? null,
+        emergency: !activeUsable,
+      });
+      return true;
+    }
+
+    if (active && activeUsable && now < rotationPoints(active).prepareAt) return false;
+    const slot = active ? otherSlot(active.slot) : live[0]?.slot === 'A' ? 'B' : 'A';
+    if (live.some((a) => a.slot === slot)) return false; // still retiring there: status warns
+    return this.#create(now, slot, activeUsable ? 'scheduled' : 'emergency', events);
+  }
+
+  /**
+   * Generates a CA (outside any transaction: key generation awaits), then records it in one
+   * transaction that re-checks the slot is still free. `initial` makes it active at once; `emergency`
+   * (no usable active CA) makes it due at once; `scheduled` publishes it to activate at ⅚ of the
+   * active CA's lifetime, and never sooner than the propagation time.
+   */
+  async #create(
+    now: number,
+    slot: SlotName,
+    kind: 'initial' | 'scheduled' | 'emergency' | 'forced' | 'forced-immediate',
+    events: CaEvent[],
+  ): Promise<boolean> {
+    const store = this.#open();
+    const generation = store.nextGeneration();
+    const made = await createSigningCa({
+      trustDomain: this.trustDomain,
+      slot,
+      generation,
+      now,
+      lifetimeMs: this.settings.caLifetimeMs,
+      skewMs: this.settings.clockSkewMs,
+      kek: this.#kek,
+    });
+    const active = store.authorityInState('active');
+    let activateAt = now;
+    if (kind === 'scheduled' && active) {
+      activateAt = Math.max(rotationPoints(active).activateAt, now + this.settings.bundlePropagationMs);
+    } else if (kind === 'forced') {
+      activateAt = now + this.settings.bundlePropagationMs;
+    }
+    const sequence = store.transaction(() => {
+      const live = store.liveAuthorities();
+      if (live.some((a) => a.slot === slot) || live.some((a) => a.state === 'prepared')) return null;
+      if (kind === 'initial' && live.length > 0) return null;
+      const seq = store.bumpBundleSequence(now);
+      store.insertAuthority({
+        generation,
+        slot,
+        state: kind === 'initial' ? 'active' : 'prepared',
+        certificate: new Uint8Array(made.ca.certificate.rawData),
+        wrappedKey: made.wrappedKey,
+        notBefore: made.notBefore,
+        notAfter: made.notAfter,
+        createdAt: now,
+        publishedSequence: seq,
+        activateAt: kind === 'initial' ? null : activateAt,
+        forced: kind === 'forced' || kind === 'forced-immediate',
+        activatedAt: kind === 'initial' ? now : null,
+        retiringAt: null,
+        retiredAt: null,
+      });
+      return seq;
+    });
+    if (sequence === null) return false;
+    this.#signers.set(generation, Promise.resolve(made.ca));
+    if (kind === 'initial') {
+      this.#emit(events, {
+        type: 'ca.initialized',
+        generation,
+        slot,
+        notAfter: made.notAfter,
+        bundleSequence: sequence,
+      });
+    } else {
+      this.#emit(events, {
+        type: 'ca.prepared',
+        generation,
+        slot,
+        notAfter: made.notAfter,
+        bundleSequence: sequence,
+        activateAt,
+        forced: kind === 'forced' || kind === 'forced-immediate',
+      });
+    }
+    return true;
+  }
+
+  rotateNow(options: { now?: number; immediate?: boolean } = {}): Promise<RotationResult> {
+    return this.#serialized(async () => {
+      const now = options.now ?? this.#clock();
+      const store = this.#open();
+      const live = store.liveAuthorities();
+      const active = live.find((a) => a.state === 'active');
+      let prepared = live.find((a) => a.state === 'prepared');
+      if (prepared) {
+        const deadline = options.immediate
+          ? now
+          : Math.max(now, prepared.createdAt + this.settings.bundlePropagationMs);
+        store.forcePrepared(prepared.generation, Math.min(prepared.activateAt ?? deadline, deadline));
+      } else {
+        const slot: SlotName = active ? otherSlot(active.slot) : 'A';
+        const blocking = live.find((a) => a.slot === slot);
+        if (blocking) {
+          throw caError(CA_ERRORS.rotationBlocked, {
+            slot,
+            generation: blocking.generation,
+            until: store.lastLeafNotAfter(blocking.generation) ?? blocking.notAfter,
+          });
+        }
+        await this.#create(now, slot, options.immediate ? 'forced-immediate' : 'forced', []);
+      }
+      prepared = store.authorityInState('prepared') ?? undefined;
+      const target = prepared ?? store.authorityInState('active');
+      if (!target) throw caError(CA_ERRORS.noActiveCa, { reason: 'rotation' });
+      // Activate right away if nothing stands in the way (immediate, or no holder lacks the bundle).
+      const events: CaEvent[] = [];
+      for (let step = 0; step < 8; step++) {
+        if (!(await this.#step(now, events))) break;
+      }
+      const after = store.authority(target.generation);
+      return {
+        generation: target.generation,
+        slot: target.slot,
+        publishedSequence: target.publishedSequence,
+        activated: after?.state === 'active',
+        activateBy: after?.activateAt ?? after?.activatedAt ?? now,
+      };
+    });
+  }
+
+  status(now?: number): CaStatus {
+    const store = this.#open();
+    const at = now ?? this.#clock();
+    return computeStatus({
+      trustDomain: this.trustDomain,
+      now: at,
+      settings: this.settings,
+      bundleSequence: store.bundleSequence(),
+      authorities: store.liveAuthorities().map((row) => ({
+        row,
+        sha256: fingerprint(row.certificate),
+        lastLeafNotAfter: store.lastLeafNotAfter(row.generation),
+        liveSvids: store.liveLeafCount(row.generation, at),
+      })),
+      holdersBehind: (sequence) => store.holdersBehind(sequence, at),
+    });
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#journal.flush();
+    this.#signers.clear();
+    this.#store.close();
+  }
+}
