@@ -3,6 +3,25 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { parseRateLimit, RATE_LIMIT_REGEX_SOURCE } from './rate-limit.ts';
 
+const UNIT_SECONDS: Record<string, number> = {
+  s: 1,
+  sec: 1,
+  second: 1,
+  m: 60,
+  min: 60,
+  minute: 60,
+  h: 3600,
+  hour: 3600,
+  d: 86_400,
+  day: 86_400,
+};
+
+/** The parser's one check beyond syntax: at most 1,000,000 requests per second for one key. */
+const tooFast = (text: string) => {
+  const parsed = parseRateLimit(text);
+  return !parsed.ok && parsed.kind === 'tooFast';
+};
+
 const ok = (text: string) => {
   const parsed = parseRateLimit(text);
   assert.ok(parsed.ok, `${text}: ${parsed.ok ? '' : parsed.reason}`);
@@ -107,10 +126,12 @@ describe('parseRateLimit', () => {
       '1/s per ip x',
       '1/min per IP',
     ];
-    for (const text of samples) assert.equal(regex.test(text), parseRateLimit(text).ok, JSON.stringify(text));
+    for (const text of samples) {
+      assert.equal(regex.test(text), parseRateLimit(text).ok || tooFast(text), JSON.stringify(text));
+    }
   });
 
-  test('the schema pattern accepts exactly what the parser accepts (property)', () => {
+  test('the schema pattern accepts exactly what the parser accepts, but for rates too fast to store (property)', () => {
     const regex = new RegExp(RATE_LIMIT_REGEX_SOURCE, 'u');
     const piece = fc.constantFrom(
       '0',
@@ -146,7 +167,7 @@ describe('parseRateLimit', () => {
     fc.assert(
       fc.property(fc.array(piece, { maxLength: 9 }), (pieces) => {
         const text = pieces.join('');
-        assert.equal(regex.test(text), parseRateLimit(text).ok, JSON.stringify(text));
+        assert.equal(regex.test(text), parseRateLimit(text).ok || tooFast(text), JSON.stringify(text));
       }),
       { numRuns: 3000 },
     );
@@ -161,6 +182,11 @@ describe('parseRateLimit', () => {
           const text = `${count}/${multiplier ?? ''}${unit} per ${key}`;
           assert.ok(regex.test(text), text);
           const parsed = parseRateLimit(text);
+          const seconds = (multiplier ?? 1) * UNIT_SECONDS[unit]!;
+          if (count / seconds > 1_000_000) {
+            assert.ok(tooFast(text), text);
+            return;
+          }
           assert.ok(parsed.ok, text);
           assert.equal(parsed.value.limit, count);
           assert.ok(Number.isSafeInteger(parsed.value.periodMs));
@@ -168,4 +194,16 @@ describe('parseRateLimit', () => {
       ),
     );
   });
+});
+
+test('rates faster than the limiter can represent per key are refused', () => {
+  assert.equal(ok('1000000/s per ip').limit, 1_000_000);
+  for (const text of [
+    '1000001/s per ip',
+    '999999999/s per ip',
+    '2000/ms per ip'.replace('ms', 's').replace('2000', '1000001'),
+  ]) {
+    const parsed = parseRateLimit(text);
+    assert.equal(parsed.ok, false, text);
+  }
 });

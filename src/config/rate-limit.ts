@@ -1,3 +1,4 @@
+import { GCRA_MIN_INTERVAL_MS } from '../gateway/rate-limit/gcra.ts';
 import type { RateLimit, RateLimitKey } from './model.ts';
 import { didYouMean } from './suggest.ts';
 
@@ -52,14 +53,22 @@ export const RATE_LIMIT_REGEX_SOURCE =
   `^\\s*${COUNT}/(?:${MULTIPLIER})?(?:${Object.keys(UNITS).join('|')})\\s+per\\s+` +
   `(?:${SIMPLE_KEYS.join('|')}|header:(?!(?:${CREDENTIAL_HEADERS.map(caseless).join('|')})\\s*$)${TOKEN})\\s*$`;
 
-export type RateLimitParse = { ok: true; value: RateLimit } | { ok: false; reason: string; hint: string };
+export type RateLimitParse =
+  | { ok: true; value: RateLimit }
+  /** `tooFast`: well-formed, but faster than the limiter can represent for one key; `syntax`: the rest. */
+  | { ok: false; kind: 'syntax' | 'tooFast'; reason: string; hint: string };
 
 /**
  * Parses `<count>/<period> per <key>`: `100/min per ip`, `20/10s per subject`, `5/h per header:X-Api-Key`.
  * On failure says what is wrong (the reason) and how to write it (the hint).
  */
 export function parseRateLimit(text: string): RateLimitParse {
-  const fail = (reason: string, hint = RATE_LIMIT_HINT): RateLimitParse => ({ ok: false, reason, hint });
+  const fail = (reason: string, hint = RATE_LIMIT_HINT, kind: 'syntax' | 'tooFast' = 'syntax'): RateLimitParse => ({
+    ok: false,
+    kind,
+    reason,
+    hint,
+  });
   const source = text.trim();
   const parts = source.split(/\s+per\s+/);
   if (parts.length !== 2) {
@@ -84,13 +93,23 @@ export function parseRateLimit(text: string): RateLimitParse {
     const guess = didYouMean(unit, Object.keys(UNITS));
     return fail(`unknown period unit ${JSON.stringify(unit)}${guess ? ` (${guess})` : ''}`);
   }
+  const periodMs = (multiplierText === '' ? 1 : Number(multiplierText)) * unitMs;
+  // The limiter stores times with microsecond resolution (src/gateway/rate-limit/gcra.ts): a faster rate
+  // per key cannot be represented, and the gateway would refuse it at start.
+  if (periodMs / Number(countText) < GCRA_MIN_INTERVAL_MS) {
+    return fail(
+      `${countText} per ${periodText} is faster than ${1 / GCRA_MIN_INTERVAL_MS / 1000} per second for one key`,
+      'a rate limit admits at most 1000000/s per key; use a longer period or a smaller count',
+      'tooFast',
+    );
+  }
   const key = parseKey(keyText);
   if (!key.ok) return fail(key.reason, key.hint);
   return {
     ok: true,
     value: {
       limit: Number(countText),
-      periodMs: (multiplierText === '' ? 1 : Number(multiplierText)) * unitMs,
+      periodMs,
       key: key.value,
       source,
     },
