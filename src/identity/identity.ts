@@ -1,0 +1,282 @@
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import type Provider from 'oidc-provider';
+import type { Logger } from '../core/logger.ts';
+import { AUDIT_EVENTS, type AuditEmitter, tokenRef } from './audit.ts';
+import { type ClientRegistry, createClientRegistry } from './clients.ts';
+import { IDENTITY_DEFAULTS } from './defaults.ts';
+import { IDP_ERRORS, idpError } from './errors.ts';
+import { formTargetsOf, pageCsp, scriptHashesOf, setBaseHeaders } from './http-security.ts';
+import { STYLESHEET, STYLESHEET_PATH } from './pages/html.ts';
+import { createProviderViews } from './pages/provider-views.ts';
+import { createProvider, type ProviderTtl } from './provider.ts';
+import type { Sealer } from './sealing.ts';
+import { ensureKeys, providerJwks, type RotationResult, rotateKeys } from './signing-keys.ts';
+import type { IdentityStore } from './store/store.ts';
+
+export interface IdentityOptions {
+  /** Exact issuer (manifest `identity.builtin.issuer`, default `http://127.0.0.1:<port>`). */
+  issuer: string;
+  /** The API audience (manifest `identity.audience`). */
+  audience: string;
+  /** Every scope the manifest's routes require: what API tokens may carry. */
+  apiScopes: readonly string[];
+  store: IdentityStore;
+  kek: Sealer;
+  logger: Logger;
+  audit: AuditEmitter;
+  ttl?: Partial<ProviderTtl>;
+  now?: () => number;
+  /** How often to look for a key set changed elsewhere (ms); 0 disables. */
+  keyPollIntervalMs?: number;
+  /** How often to delete expired artifacts (ms); 0 disables. */
+  purgeIntervalMs?: number;
+}
+
+/** A running identity provider (without its listener: see listen.ts). */
+export interface Identity {
+  readonly issuer: string;
+  readonly audience: string;
+  /** Resource indicator of the admin API (`<issuer>/admin`). */
+  readonly adminAudience: string;
+  /** The request handler for the issuer's listener. */
+  readonly handler: RequestListener;
+  readonly clients: ClientRegistry;
+  /** The oidc-provider instance serving right now (replaced when the key set changes). */
+  provider(): Provider;
+  /** Rotates the signing keys (see signing-keys.ts) and starts signing with the new current key. */
+  rotateKeys(options?: { force?: boolean }): Promise<RotationResult>;
+  /** Re-reads the key set; true when it changed and the provider was rebuilt. */
+  reloadKeys(): Promise<boolean>;
+  /** Stops timers. The store is the caller's to close. */
+  close(): Promise<void>;
+}
+
+const COOKIE_KEY_SETTING = 'cookie_key_v1';
+const COOKIE_KEY_CONTEXT = 'rampart/identity/cookie-key/v1';
+/** Headers a client could use to make the provider believe it was reached under another name. */
+const FORWARDING_HEADERS = [
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-forwarded-port',
+];
+
+/**
+ * Assembles the identity provider: signing keys (created on first start), cookie keys, the
+ * oidc-provider instance, Rampart's pages and admin API, and the request handler in front of them.
+ *
+ * The handler makes the issuer canonical: a request whose Host is not the issuer's host is refused
+ * (421), forwarding headers from clients are dropped, and when the issuer is https but the listener is
+ * plain loopback HTTP behind a TLS terminator, the provider is told so (oidc-provider's `proxy` with a
+ * fixed `X-Forwarded-Proto`). Every URL in discovery is therefore built from the issuer, never from
+ * what a client sent (a Host-header attack cannot redirect endpoints).
+ */
+export async function createIdentity(options: IdentityOptions): Promise<Identity> {
+  const { store, kek, logger, audit } = options;
+  const now = options.now ?? Date.now;
+  const issuerUrl = new URL(options.issuer);
+  if (options.issuer.endsWith('/') || issuerUrl.search || issuerUrl.hash) {
+    throw idpError(IDP_ERRORS.config, 'the issuer must not end with / or carry a query or fragment', { status: 500 });
+  }
+  const https = issuerUrl.protocol === 'https:';
+  const prefix = issuerUrl.pathname === '/' ? '' : issuerUrl.pathname;
+  const expectedHost = issuerUrl.host.toLowerCase();
+  const adminAudience = `${options.issuer}/admin`;
+
+  const cookieKey = kek.unwrap(
+    await store.initSetting(COOKIE_KEY_SETTING, kek.wrap(randomBytes(32), COOKIE_KEY_CONTEXT)),
+    COOKIE_KEY_CONTEXT,
+  );
+  const cookieKeys = [cookieKey.toString('base64url')];
+  cookieKey.fill(0);
+
+  const clients = createClientRegistry(store, kek, now);
+  const views = createProviderViews(prefix);
+
+  let keysVersion = -1;
+  let provider: Provider | null = null;
+  let callback: RequestListener | null = null;
+
+  const build = async () => {
+    const set = await ensureKeys(store, kek, IDENTITY_DEFAULTS.signingAlg, now());
+    if (set.version === keysVersion && provider) return false;
+    const next = createProvider({
+      issuer: options.issuer,
+      audience: options.audience,
+      adminAudience,
+      apiScopes: options.apiScopes,
+      store,
+      kek,
+      jwks: providerJwks(kek, set.keys),
+      cookieKeys,
+      findAccount: (id) => store.findAccount(id),
+      views,
+      ...(options.ttl ? { ttl: options.ttl } : {}),
+      now,
+      onReuse: (model, grantId) =>
+        audit.emit({
+          type: AUDIT_EVENTS.tokenReuse,
+          reason: model === 'RefreshToken' ? 'refresh_token_reuse' : 'code_reuse',
+          ...(grantId ? { subject: tokenRef(grantId) } : {}),
+        }),
+    });
+    if (https) next.proxy = true;
+    instrument(next, audit, logger);
+    provider = next;
+    callback = next.callback() as RequestListener;
+    keysVersion = set.version;
+    return true;
+  };
+  await build();
+
+  const timers: NodeJS.Timeout[] = [];
+  const every = (ms: number | undefined, fallback: number, fn: () => Promise<unknown>, what: string) => {
+    const interval = ms ?? fallback;
+    if (interval <= 0) return;
+    const timer = setInterval(() => {
+      fn().catch((err: unknown) => logger.error({ err }, `${what} failed`));
+    }, interval);
+    timer.unref();
+    timers.push(timer);
+  };
+  every(
+    options.keyPollIntervalMs,
+    IDENTITY_DEFAULTS.keyPollInterval * 1000,
+    async () => {
+      if ((await store.keysVersion()) !== keysVersion && (await build())) logger.info('signing keys reloaded');
+    },
+    'key reload',
+  );
+  every(options.purgeIntervalMs, IDENTITY_DEFAULTS.purgeInterval * 1000, () => store.purgeExpired(now()), 'purge');
+
+  const handler: RequestListener = (req: IncomingMessage, res: ServerResponse) => {
+    setBaseHeaders(res, https);
+    const host = (req.headers.host ?? '').toLowerCase();
+    if (host !== expectedHost) {
+      // RFC 9110 §15.5.20: this server is not the one for that authority.
+      sendJson(res, 421, { error: 'invalid_request' });
+      return;
+    }
+    for (const name of FORWARDING_HEADERS) delete req.headers[name];
+    if (https && !(req.socket as TLSSocket).encrypted) req.headers['x-forwarded-proto'] = 'https';
+
+    const original = req.url ?? '/';
+    if (prefix) {
+      if (original !== prefix && !original.startsWith(`${prefix}/`) && !original.startsWith(`${prefix}?`)) {
+        sendJson(res, 404, { error: 'not_found' });
+        return;
+      }
+      (req as IncomingMessage & { originalUrl?: string }).originalUrl = original;
+      req.url = original.slice(prefix.length) || '/';
+    }
+    const path = (req.url ?? '/').split('?', 1)[0]!;
+    if (path === STYLESHEET_PATH && (req.method === 'GET' || req.method === 'HEAD')) {
+      res.writeHead(200, { 'content-type': 'text/css; charset=utf-8', 'cache-control': 'public, max-age=3600' });
+      res.end(req.method === 'HEAD' ? undefined : STYLESHEET);
+      return;
+    }
+    callback!(req, res);
+  };
+
+  return {
+    issuer: options.issuer,
+    audience: options.audience,
+    adminAudience,
+    handler,
+    clients,
+    provider: () => provider!,
+    async rotateKeys(rotation = {}) {
+      const result = await rotateKeys(store, kek, {
+        alg: IDENTITY_DEFAULTS.signingAlg,
+        now: now(),
+        ...(rotation.force ? { force: true } : {}),
+      });
+      await build();
+      audit.emit({ type: AUDIT_EVENTS.keysRotated, subject: result.current, detail: { next: result.next } });
+      return result;
+    },
+    reloadKeys: build,
+    async close() {
+      for (const timer of timers) clearInterval(timer);
+    },
+  };
+}
+
+/** Audit events and the CSP of oidc-provider's own pages. */
+function instrument(provider: Provider, audit: AuditEmitter, logger: Logger): void {
+  provider.use(async (ctx, next) => {
+    // Set before the library renders: its form_post page appends the hash of its script to script-src.
+    ctx.set('content-security-policy', pageCsp([], ["'none'"]));
+    await next();
+    const oidc = (
+      ctx as {
+        oidc?: { route?: string; client?: { grantTypeAllowed(t: string): boolean }; params?: Record<string, unknown> };
+      }
+    ).oidc;
+    // RFC 6749 §5.2: a client using a grant type it is not registered for is `unauthorized_client`;
+    // oidc-provider answers `invalid_request`. Decided from the facts, not from the message text.
+    const grantType = oidc?.params?.['grant_type'];
+    const body = ctx.body as { error?: string } | undefined;
+    if (
+      oidc?.route === 'token' &&
+      ctx.status === 400 &&
+      body?.error === 'invalid_request' &&
+      typeof grantType === 'string' &&
+      oidc.client &&
+      !oidc.client.grantTypeAllowed(grantType)
+    ) {
+      body.error = 'unauthorized_client';
+    }
+    if (!/html/.test(ctx.response.type ?? '')) return;
+    const params = (ctx as { oidc?: { params?: Record<string, unknown> } }).oidc?.params ?? {};
+    const hashes = scriptHashesOf(ctx.response.get('content-security-policy'));
+    ctx.set(
+      'content-security-policy',
+      pageCsp(formTargetsOf(params['redirect_uri'], params['post_logout_redirect_uri']), hashes),
+    );
+  });
+  provider.on('access_token.issued', (token) =>
+    audit.emit({
+      type: AUDIT_EVENTS.tokenIssued,
+      clientId: token.clientId,
+      ...(token.accountId ? { subject: token.accountId } : {}),
+      detail: { kind: 'access_token', ref: tokenRef(token.jti), scope: token.scope ?? '' },
+    }),
+  );
+  provider.on('client_credentials.issued', (token) =>
+    audit.emit({
+      type: AUDIT_EVENTS.tokenIssued,
+      clientId: token.clientId,
+      subject: token.clientId,
+      detail: { kind: 'client_credentials', ref: tokenRef(token.jti), scope: token.scope ?? '' },
+    }),
+  );
+  provider.on('refresh_token.saved', (token) =>
+    audit.emit({
+      type: AUDIT_EVENTS.tokenIssued,
+      clientId: token.clientId,
+      subject: token.accountId,
+      detail: { kind: 'refresh_token', ref: tokenRef(token.jti) },
+    }),
+  );
+  provider.on('refresh_token.destroyed', (token) =>
+    audit.emit({
+      type: AUDIT_EVENTS.tokenRevoked,
+      clientId: token.clientId,
+      subject: token.accountId,
+      detail: { kind: 'refresh_token', ref: tokenRef(token.jti) },
+    }),
+  );
+  provider.on('grant.revoked', (_ctx, grantId) =>
+    audit.emit({ type: AUDIT_EVENTS.grantRevoked, subject: tokenRef(grantId) }),
+  );
+  provider.on('server_error', (_ctx, err) => logger.error({ err }, 'identity provider error'));
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(text);
+}
