@@ -1,4 +1,4 @@
-import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import sodium, { type SecureBuffer } from 'sodium-native';
 import { RampartError } from './errors.ts';
 
@@ -297,6 +297,20 @@ export function loadKek(source: KekSource): Kek {
 }
 
 /**
+ * Flushes the new key file to disk before anything is wrapped with it (a key lost to a power cut
+ * would leave the CA sealed forever). Node's permission model disables fsync on descriptors; a
+ * process running under it (the launcher's children) skips the flush — `rampart start` itself, which
+ * runs unrestricted, should be the one creating the file.
+ */
+function syncIfPermitted(fd: number): void {
+  try {
+    fsyncSync(fd);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ERR_ACCESS_DENIED') throw err;
+  }
+}
+
+/**
  * The development KEK for `rampart start`: loads the key file at `path`, or creates it (32 random
  * bytes, base64, mode 0600, created exclusively so two starts cannot race into two keys) when it does
  * not exist. An existing file goes through the same checks as {@link loadKek}. Production deployments
@@ -313,13 +327,14 @@ export function createDevKek(path: string): { kek: Kek; created: boolean } {
   const material = Buffer.alloc(KEK_BYTES);
   const text = Buffer.alloc(45);
   try {
-    // The umask can only narrow 0600; set it explicitly anyway in case the file system ignored the mode.
-    fchmodSync(fd, 0o600);
+    // The umask can only narrow 0600. Checked, not fchmod'ed: fchmod is unavailable under Node's
+    // permission model, and a file system that ignores modes must make us stop, not carry on.
+    checkKeyFile(fd, path);
     sodium.randombytes_buf(material);
     text.write(material.toString('base64'), 'latin1');
     text[44] = 0x0a;
     writeSync(fd, text);
-    fsyncSync(fd);
+    syncIfPermitted(fd);
     return { kek: kekFromBytes(material), created: true };
   } catch (cause) {
     // Never leave a half-written key behind: the next start would refuse it as malformed.

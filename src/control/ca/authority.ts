@@ -15,9 +15,9 @@ import { CA_DEFAULTS } from './defaults.ts';
 import { CA_ERRORS, caError } from './errors.ts';
 import { createIssuanceJournal, type IssuanceJournal } from './issuance-journal.ts';
 import { type MintedJoinToken, mintJoinToken, redeemJoinToken } from './join-tokens.ts';
-import { signLeaf } from './leaf.ts';
+import { createLeafSigner, type LeafSigner } from './leaf.ts';
 import { newSerial } from './serial.ts';
-import { createSigningCa, fingerprint, loadSigningCa, type SigningCa } from './signing-ca.ts';
+import { createSigningCa, fingerprint, loadSigningCa } from './signing-ca.ts';
 import { type CaStatus, computeStatus, rotationPoints } from './status.ts';
 
 /** Options of {@link openCertificateAuthority}. Durations in milliseconds; defaults in CA_DEFAULTS. */
@@ -232,11 +232,13 @@ class Authority implements CertificateAuthority {
   readonly #kek: Kek;
   readonly #clock: () => number;
   readonly #onEvent: ((event: CaEvent) => void) | undefined;
-  /** Unwrapped signing keys by generation (promises, so concurrent first uses unwrap once). */
-  readonly #signers = new Map<number, Promise<SigningCa>>();
+  /** Leaf signers (unwrapped keys) by generation; promises, so concurrent first uses unwrap once. */
+  readonly #signers = new Map<number, Promise<LeafSigner>>();
   readonly #journal: IssuanceJournal;
   /** Serializes tick and rotateNow: each reads state, may await key generation, then writes. */
   #lifecycle: Promise<unknown> = Promise.resolve();
+  /** The bundle, rebuilt after any lifecycle change (only this instance changes CA state). */
+  #bundleCache: TrustBundle | null = null;
   #closed = false;
 
   constructor(settings: CaSettings, store: CaStore, options: CertificateAuthorityOptions) {
@@ -254,7 +256,7 @@ class Authority implements CertificateAuthority {
     return this.#store;
   }
 
-  #signer(row: AuthorityRow): Promise<SigningCa> {
+  #signer(row: AuthorityRow): Promise<LeafSigner> {
     let signer = this.#signers.get(row.generation);
     if (!signer) {
       if (row.wrappedKey === null) return Promise.reject(caError(CA_ERRORS.noActiveCa, { generation: row.generation }));
@@ -264,7 +266,7 @@ class Authority implements CertificateAuthority {
         certificate: row.certificate,
         wrappedKey: row.wrappedKey,
         kek: this.#kek,
-      });
+      }).then(createLeafSigner);
       // A failed unwrap is not cached: a fixed KEK (after a restart) can succeed.
       signer.catch(() => this.#signers.delete(row.generation));
       this.#signers.set(row.generation, signer);
@@ -278,6 +280,8 @@ class Authority implements CertificateAuthority {
   }
 
   #emit(events: CaEvent[], event: CaEvent): void {
+    // Every lifecycle change is emitted: the cached bundle is stale from here on.
+    this.#bundleCache = null;
     events.push(event);
     try {
       this.#onEvent?.(event);
@@ -367,12 +371,12 @@ class Authority implements CertificateAuthority {
     for (let attempt = 0; ; attempt++) {
       const now = this.#clock();
       const active = this.#activeOrThrow(now);
-      const ca = await this.#signer(active);
+      const signer = await this.#signer(active);
       const notBefore = Math.max(now - this.settings.clockSkewMs, active.notBefore);
       const notAfter = Math.min(now + this.settings.svidTtlMs, active.notAfter);
       const serial = newSerial();
       // X.509 times have one-second resolution: record what the certificate says.
-      const certificate = await signLeaf({ ca, csr, spiffeId, serial, notBefore, notAfter });
+      const certificate = await signer.sign({ csr, spiffeId, serial, notBefore, notAfter });
       const row: IssuanceRow = {
         serial,
         generation: active.generation,
@@ -384,7 +388,7 @@ class Authority implements CertificateAuthority {
         attestation,
         renewsSerial,
       };
-      if (!(await this.#journal.record(row, this.#open().bundleSequence()))) {
+      if (!(await this.#journal.record(row))) {
         // Its CA retired while this SVID was signed (rotation under load), or the serial was taken.
         if (attempt >= 2) throw caError(CA_ERRORS.noActiveCa, { reason: 'rotating' });
         continue;
@@ -416,7 +420,8 @@ class Authority implements CertificateAuthority {
 
   bundle(): TrustBundle {
     const store = this.#open();
-    return buildBundle(this.trustDomain, store.bundleSequence(), store.liveAuthorities());
+    this.#bundleCache ??= buildBundle(this.trustDomain, store.bundleSequence(), store.liveAuthorities());
+    return this.#bundleCache;
   }
 
   spiffeBundle(): SpiffeBundleDocument {
@@ -485,7 +490,7 @@ class Authority implements CertificateAuthority {
       const due =
         !activeUsable ||
         now >= (prepared.activateAt ?? 0) ||
-        (prepared.forced && store.holdersBehind(prepared.publishedSequence, now) === 0);
+        (prepared.forced && store.holdersBehind(prepared.publishedSequence, prepared.createdAt, now) === 0);
       if (!due) return false;
       store.transaction(() => store.activate(prepared.generation, now));
       this.#emit(events, {
@@ -558,7 +563,7 @@ class Authority implements CertificateAuthority {
       return seq;
     });
     if (sequence === null) return false;
-    this.#signers.set(generation, Promise.resolve(made.ca));
+    this.#signers.set(generation, Promise.resolve(createLeafSigner(made.ca)));
     if (kind === 'initial') {
       this.#emit(events, {
         type: 'ca.initialized',
@@ -638,7 +643,7 @@ class Authority implements CertificateAuthority {
         lastLeafNotAfter: store.lastLeafNotAfter(row.generation),
         liveSvids: store.liveLeafCount(row.generation, at),
       })),
-      holdersBehind: (sequence) => store.holdersBehind(sequence, at),
+      holdersBehind: (sequence, publishedAt) => store.holdersBehind(sequence, publishedAt, at),
     });
   }
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -62,6 +62,22 @@ describe('CA database', () => {
     }
   });
 
+  test('the database and its WAL are created owner-only (0600)', () => {
+    const path = freshPath();
+    const previous = process.umask(0);
+    let db: DatabaseSync;
+    try {
+      db = openCaDatabase(path);
+    } finally {
+      process.umask(previous);
+    }
+    try {
+      for (const file of [path, `${path}-wal`, `${path}-shm`]) assert.equal(statSync(file).mode & 0o777, 0o600, file);
+    } finally {
+      db.close();
+    }
+  });
+
   test('a database from a newer schema is refused', () => {
     const path = freshPath();
     openCaDatabase(path).close();
@@ -99,21 +115,14 @@ describe('CA database', () => {
       store.insertAuthority(authority(1, 'A', 'retired'));
       store.insertAuthority(authority(2, 'B', 'active'));
       const row = issuance(2);
-      assert.deepEqual(store.recordIssuances([{ row, bundleSequence: 1 }]), [true]);
-      assert.deepEqual(store.recordIssuances([{ row: { ...row }, bundleSequence: 1 }]), [false], 'duplicate serial');
+      assert.deepEqual(store.recordIssuances([row]), [true]);
+      assert.deepEqual(store.recordIssuances([{ ...row }]), [false], 'duplicate serial');
       assert.deepEqual(
-        store.recordIssuances([
-          { row: issuance(1), bundleSequence: 1 },
-          { row: issuance(2), bundleSequence: 1 },
-          { row: issuance(7), bundleSequence: 1 },
-        ]),
+        store.recordIssuances([issuance(1), issuance(2), issuance(7)]),
         [false, true, false],
         'retired and unknown generations record nothing; the rest of the batch does',
       );
-      assert.throws(
-        () => store.recordIssuances([{ row: { ...issuance(2), serial: 'short' }, bundleSequence: 1 }]),
-        /CHECK/,
-      );
+      assert.throws(() => store.recordIssuances([{ ...issuance(2), serial: 'short' }]), /CHECK/);
       assert.equal(store.lastLeafNotAfter(2), 500);
       assert.equal(store.lastLeafNotAfter(1), null);
     } finally {

@@ -1,3 +1,4 @@
+import { closeSync, constants, openSync } from 'node:fs';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { CA_ERRORS, caError } from './errors.ts';
 
@@ -12,7 +13,8 @@ import { CA_ERRORS, caError } from './errors.ts';
  *   their wrapped key.
  * - `issuance_log`: every SVID issued; the serial is the primary key (unique by construction).
  * - `join_tokens`: a selector and the SHA-256 of the whole token; never the token.
- * - `bundle_acks`: the highest bundle sequence each live SVID holder confirmed it installed.
+ * - `bundle_acks`: the highest bundle sequence each live SVID holder confirmed it installed (an SVID
+ *   issued after a bundle was published came with it and needs no acknowledgement).
  * - `meta`: schema version, trust domain, bundle sequence.
  *
  * Times are integers in milliseconds since the epoch.
@@ -86,6 +88,7 @@ CREATE TABLE IF NOT EXISTS authorities (
 CREATE UNIQUE INDEX IF NOT EXISTS authorities_live_slot ON authorities (slot) WHERE state <> 'retired';
 CREATE UNIQUE INDEX IF NOT EXISTS authorities_one_active ON authorities (state) WHERE state = 'active';
 CREATE UNIQUE INDEX IF NOT EXISTS authorities_one_prepared ON authorities (state) WHERE state = 'prepared';
+CREATE INDEX IF NOT EXISTS authorities_live ON authorities (generation) WHERE state <> 'retired';
 
 CREATE TABLE IF NOT EXISTS issuance_log (
   serial TEXT PRIMARY KEY CHECK (length(serial) = 32),
@@ -124,6 +127,11 @@ CREATE TABLE IF NOT EXISTS bundle_acks (
  * the control plane's own data directory.
  */
 export function openCaDatabase(path: string): DatabaseSync {
+  if (path !== ':memory:') {
+    // Created owner-only before SQLite opens it: SQLite gives the -wal and -shm files the database
+    // file's mode. Their content is wrapped or hashed, but nobody else needs to read it.
+    closeSync(openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600));
+  }
   const db = new DatabaseSync(path);
   try {
     // WAL: readers never block the writer. synchronous=FULL: a commit is on disk when it returns
@@ -257,7 +265,12 @@ export class CaStore {
   }
 
   authorityInState(state: 'active' | 'prepared'): AuthorityRow | null {
-    const row = this.#sql('SELECT * FROM authorities WHERE state = ?').get(state) as Row | undefined;
+    // Literal states, so SQLite uses the partial unique indexes instead of scanning the CA history.
+    const sql =
+      state === 'active'
+        ? "SELECT * FROM authorities WHERE state = 'active'"
+        : "SELECT * FROM authorities WHERE state = 'prepared'";
+    const row = this.#sql(sql).get() as Row | undefined;
     return row ? toAuthority(row) : null;
   }
 
@@ -336,9 +349,9 @@ export class CaStore {
    * says, per row, whether it was recorded. A CA retired while the SVID was being signed, or a serial
    * collision, leaves no record, and the caller signs again.
    */
-  recordIssuances(batch: readonly { row: IssuanceRow; bundleSequence: number }[]): boolean[] {
+  recordIssuances(batch: readonly IssuanceRow[]): boolean[] {
     return this.transaction(() =>
-      batch.map(({ row, bundleSequence }) => {
+      batch.map((row) => {
         const result = this.#sql(
           `INSERT INTO issuance_log (serial, generation, spiffe_id, not_before, not_after, public_key_sha256, issued_at,
              attestation, renews_serial)
@@ -358,10 +371,6 @@ export class CaStore {
           row.generation,
         );
         if (Number(result.changes) !== 1) return false;
-        // The bundle travels with every SVID: the new holder has this sequence.
-        this.#sql(
-          'INSERT INTO bundle_acks (serial, sequence, acked_at) VALUES (?, ?, ?) ON CONFLICT (serial) DO NOTHING',
-        ).run(row.serial, bundleSequence, row.issuedAt);
         return true;
       }),
     );
@@ -392,17 +401,19 @@ export class CaStore {
   }
 
   /**
-   * Live SVID holders that have not confirmed bundle `sequence`: unexpired SVIDs that no renewal has
-   * superseded, whose acknowledged sequence is lower.
+   * Live SVID holders that have not confirmed bundle `sequence`, published at `publishedAt`: unexpired
+   * SVIDs issued up to the publication (an SVID issued after it came with that bundle), that no renewal
+   * has superseded, and whose acknowledged sequence is lower.
    */
-  holdersBehind(sequence: number, now: number): number {
+  holdersBehind(sequence: number, publishedAt: number, now: number): number {
     const row = this.#sql(
       `SELECT COUNT(*) AS n FROM issuance_log l
        LEFT JOIN bundle_acks a ON a.serial = l.serial
        WHERE l.not_after > ?
+         AND l.issued_at <= ?
          AND COALESCE(a.sequence, 0) < ?
          AND NOT EXISTS (SELECT 1 FROM issuance_log r WHERE r.renews_serial = l.serial)`,
-    ).get(now, sequence) as { n: number };
+    ).get(now, publishedAt, sequence) as { n: number };
     return Number(row.n);
   }
 

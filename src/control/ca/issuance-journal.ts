@@ -10,14 +10,13 @@ import { CA_ERRORS, caError } from './errors.ts';
  */
 export interface IssuanceJournal {
   /** Resolves true once durable, false when the row was refused (its CA no longer signs, or serial taken). */
-  record(row: IssuanceRow, bundleSequence: number): Promise<boolean>;
+  record(row: IssuanceRow): Promise<boolean>;
   /** Writes what is queued now, synchronously (before closing the database). */
   flush(): void;
 }
 
 interface Pending {
   row: IssuanceRow;
-  bundleSequence: number;
   resolve: (recorded: boolean) => void;
   reject: (error: unknown) => void;
 }
@@ -34,7 +33,7 @@ export function createIssuanceJournal(store: CaStore): IssuanceJournal {
     queue = [];
     let results: boolean[];
     try {
-      results = store.recordIssuances(batch);
+      results = store.recordIssuances(batch.map((item) => item.row));
     } catch (err) {
       for (const item of batch) item.reject(err);
       return;
@@ -45,10 +44,10 @@ export function createIssuanceJournal(store: CaStore): IssuanceJournal {
   };
 
   return {
-    record(row, bundleSequence) {
+    record(row) {
       if (closed) return Promise.reject(caError(CA_ERRORS.closed));
       return new Promise<boolean>((resolve, reject) => {
-        queue.push({ row, bundleSequence, resolve, reject });
+        queue.push({ row, resolve, reject });
         if (!scheduled) {
           scheduled = true;
           setImmediate(flush);

@@ -269,8 +269,9 @@ describe('forced rotation', () => {
     const pending = t.ca.status().warnings.find((w) => w.code === CA_WARNINGS.bundleNotDistributed);
     assert.equal(pending?.detail.holdersBehind, 2);
     // Until then the old CA signs.
+    t.clock.now += 1;
     assert.equal((await t.ca.issue({ csr, serviceName: 'orders' })).generation, 1);
-    // That new SVID came with bundle 2: it counts as acknowledged. The other two must confirm.
+    // That SVID, issued after the publication, came with bundle 2. The other two must confirm.
     t.ca.acknowledgeBundle(a.serial, 2);
     assert.deepEqual(await t.ca.tick(), []);
     t.ca.acknowledgeBundle(b.serial.toUpperCase(), 2); // Node prints serials in upper case
@@ -290,6 +291,7 @@ describe('forced rotation', () => {
     const csr = (await makeCsr()).pem;
     const first = await t.ca.issue({ csr, serviceName: 'orders' });
     await t.ca.rotateNow();
+    t.clock.now += 1;
     const renewed = await t.ca.renew({ peerCertificate: first.certificateDer, csr });
     assert.equal(renewed.generation, 1);
     assert.equal(

@@ -76,7 +76,7 @@ export function computeStatus(input: {
   settings: { anchorWarningMs: number };
   bundleSequence: number;
   authorities: { row: AuthorityRow; sha256: string; lastLeafNotAfter: number | null; liveSvids: number }[];
-  holdersBehind: (sequence: number) => number;
+  holdersBehind: (sequence: number, publishedAt: number) => number;
 }): CaStatus {
   const { now } = input;
   const warnings: CaWarning[] = [];
@@ -129,7 +129,7 @@ export function computeStatus(input: {
   if (prepared) {
     const row = input.authorities.find((a) => a.row.generation === prepared.generation)?.row;
     const sequence = row?.publishedSequence ?? input.bundleSequence;
-    const behind = input.holdersBehind(sequence);
+    const behind = input.holdersBehind(sequence, row?.createdAt ?? now);
     if (behind > 0) {
       warn(CA_WARNINGS.bundleNotDistributed, 'SVID holders have not acknowledged the bundle with the successor CA', {
         sequence,
