@@ -550,3 +550,32 @@ describe('configuration and lifecycle', () => {
     t.cleanup();
   });
 });
+
+describe('join-token checks come before costly work', () => {
+  test('a forged or unknown token is refused before the CSR is even parsed', async () => {
+    const t = await openTestCa();
+    try {
+      // An unparseable CSR with a bad token: the token is what is reported.
+      const real = t.ca.mintJoinToken('orders').token;
+      const forged = Buffer.concat([Buffer.from(real, 'base64url').subarray(0, 16), randomBytes(32)]).toString(
+        'base64url',
+      );
+      assert.equal(await codeOf(t.ca.issueWithJoinToken({ token: forged, csr: 'garbage' })), CA_ERRORS.tokenForged);
+      assert.equal(
+        await codeOf(t.ca.issueWithJoinToken({ token: randomBytes(48).toString('base64url'), csr: 'garbage' })),
+        CA_ERRORS.tokenUnknown,
+      );
+      // A spent token too, and an expired one.
+      await t.ca.issueWithJoinToken({ token: real, csr: (await makeCsr()).pem });
+      assert.equal(await codeOf(t.ca.issueWithJoinToken({ token: real, csr: 'garbage' })), CA_ERRORS.tokenReused);
+      const late = t.ca.mintJoinToken('orders', 1_000);
+      t.clock.now += 1_000;
+      assert.equal(
+        await codeOf(t.ca.issueWithJoinToken({ token: late.token, csr: 'garbage' })),
+        CA_ERRORS.tokenExpired,
+      );
+    } finally {
+      t.cleanup();
+    }
+  });
+});

@@ -14,7 +14,13 @@ import { type AuthorityRow, CaStore, type IssuanceRow, openCaDatabase, type Slot
 import { CA_DEFAULTS } from './defaults.ts';
 import { CA_ERRORS, caError } from './errors.ts';
 import { createIssuanceJournal, type IssuanceJournal } from './issuance-journal.ts';
-import { type MintedJoinToken, mintJoinToken, redeemJoinToken } from './join-tokens.ts';
+import {
+  checkJoinToken,
+  consumeJoinToken,
+  type MintedJoinToken,
+  mintJoinToken,
+  redeemJoinToken,
+} from './join-tokens.ts';
 import { createLeafSigner, type LeafSigner } from './leaf.ts';
 import { newSerial } from './serial.ts';
 import { createSigningCa, fingerprint, loadSigningCa } from './signing-ca.ts';
@@ -268,8 +274,11 @@ class Authority implements CertificateAuthority {
         kek: this.#kek,
       }).then(createLeafSigner);
       // A failed unwrap is not cached: a fixed KEK (after a restart) can succeed.
-      signer.catch(() => this.#signers.delete(row.generation));
-      this.#signers.set(row.generation, signer);
+      const pending = signer;
+      pending.catch(() => {
+        if (this.#signers.get(row.generation) === pending) this.#signers.delete(row.generation);
+      });
+      this.#signers.set(row.generation, pending);
     }
     return signer;
   }
@@ -303,10 +312,12 @@ class Authority implements CertificateAuthority {
   }
 
   async issueWithJoinToken(request: { token: string; csr: string | Uint8Array }): Promise<IssuedSvid> {
-    // The CSR is checked before the token is consumed: a malformed request does not burn a token.
+    // Token checked first (cheap: requests without a real token cost no signature verification), then
+    // the CSR, then the token is spent: a malformed CSR or a CA that cannot sign does not burn it.
+    const checked = checkJoinToken(this.#open(), request.token, this.#clock());
     const csr = await verifyCsr(request.csr);
     this.#activeOrThrow(this.#clock());
-    const serviceName = redeemJoinToken(this.#open(), request.token, this.#clock());
+    const serviceName = consumeJoinToken(this.#open(), checked, this.#clock());
     return this.#issueVerified(serviceName, csr, 'join-token', null);
   }
 

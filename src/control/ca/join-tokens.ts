@@ -54,12 +54,25 @@ export function mintJoinToken(
   return { token: raw.toString('base64url'), serviceName, expiresAt };
 }
 
+/** A token that passed the checks that consume nothing; {@link consumeJoinToken} spends it. */
+export interface CheckedJoinToken {
+  readonly selector: string;
+}
+
+function refuseSpent(store: CaStore, selector: string): never {
+  const row = store.joinToken(selector);
+  if (row?.usedAt !== null && row?.usedAt !== undefined) {
+    throw caError(CA_ERRORS.tokenReused, { selector, usedAt: row.usedAt });
+  }
+  throw caError(CA_ERRORS.tokenExpired, { selector, expiresAt: row?.expiresAt });
+}
+
 /**
- * Redeems a token: returns the service it was minted for, or throws CA_ERR_TOKEN_* (401). The checks
- * run in this order: format, selector known, secret matches (constant time), then the atomic
- * consume; a consume that fails tells reused from expired by re-reading the row.
+ * Checks a token without spending it, in this order: format, selector known, secret matches (constant
+ * time), unused, unexpired. Throws CA_ERR_TOKEN_* (401). Callers check the token before any costly work
+ * (a CSR signature), so requests without a real token cost nothing, then spend it.
  */
-export function redeemJoinToken(store: CaStore, token: string, now: number): string {
+export function checkJoinToken(store: CaStore, token: string, now: number): CheckedJoinToken {
   if (typeof token !== 'string' || !TOKEN_PATTERN.test(token)) {
     throw caError(CA_ERRORS.tokenMalformed, { length: typeof token === 'string' ? token.length : typeof token });
   }
@@ -75,11 +88,22 @@ export function redeemJoinToken(store: CaStore, token: string, now: number): str
   if (expected.length !== 32 || !timingSafeEqual(sha256(raw), expected)) {
     throw caError(CA_ERRORS.tokenForged, { selector });
   }
-  const serviceName = store.consumeJoinToken(selector, now);
-  if (serviceName !== null) return serviceName;
-  const after = store.joinToken(selector);
-  if (after?.usedAt !== null && after?.usedAt !== undefined) {
-    throw caError(CA_ERRORS.tokenReused, { selector, usedAt: after.usedAt });
-  }
-  throw caError(CA_ERRORS.tokenExpired, { selector, expiresAt: after?.expiresAt });
+  if (row.usedAt !== null || row.expiresAt <= now) refuseSpent(store, selector);
+  return Object.freeze({ selector });
+}
+
+/**
+ * Spends a checked token: one conditional UPDATE, so of concurrent redemptions (in this process or
+ * another) exactly one wins; the others get CA_ERR_TOKEN_REUSED (or EXPIRED if it expired meanwhile).
+ * Returns the service the token was minted for.
+ */
+export function consumeJoinToken(store: CaStore, checked: CheckedJoinToken, now: number): string {
+  const serviceName = store.consumeJoinToken(checked.selector, now);
+  if (serviceName === null) refuseSpent(store, checked.selector);
+  return serviceName;
+}
+
+/** Checks and spends a token; returns its service. */
+export function redeemJoinToken(store: CaStore, token: string, now: number): string {
+  return consumeJoinToken(store, checkJoinToken(store, token, now), now);
 }
