@@ -1,40 +1,97 @@
-import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
+import { ConfigError } from '../config/config-error.ts';
+import { formatIssues } from '../config/format.ts';
 import { loadManifest } from '../config/load.ts';
+import type { Manifest } from '../config/model.ts';
 import { startAdminServer } from '../core/admin-server.ts';
 import { onShutdown } from '../core/lifecycle.ts';
 import { createLogger } from '../core/logger.ts';
 import { createMetrics } from '../core/metrics.ts';
 import { readRuntime } from '../core/runtime.ts';
-import { createFileDecisionSink } from './decision-sink.ts';
-import { createGateway } from './gateway.ts';
-import { createGatewayMetrics } from './metrics.ts';
+import { openDecisionLog } from './decision-sink.ts';
+import { GATEWAY_PROCESS_DEFAULTS } from './process/defaults.ts';
+import { GatewayProcessRegistry } from './process/metrics.ts';
+import { ConfigReloader } from './process/reload.ts';
+import { WorkerPool } from './process/worker-pool.ts';
+import { SharedRateLimitTable } from './rate-limit/shared-table.ts';
 
-/** The gateway process, as the launcher starts it. */
+/**
+ * The gateway process, as the launcher starts it. The main thread serves no public traffic: it loads
+ * and validates the manifest, creates the gateway-wide rate-limit table (shared memory), runs the
+ * worker threads that do serve (process/worker-pool.ts), writes their decision events durably,
+ * reloads the configuration (SIGHUP, file changes) and serves the loopback admin listener, whose
+ * `/metrics` aggregates every worker's registry.
+ */
 const runtime = readRuntime('gateway');
 const logger = createLogger({ name: runtime.name });
-const manifest = loadManifest(runtime.manifestFile);
+
+let manifest: Manifest;
+try {
+  manifest = loadManifest(runtime.manifestFile);
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  logger.fatal(
+    { issues: formatIssues(err.issues, { color: false, cwd: dirname(runtime.manifestFile) }) },
+    'invalid manifest',
+  );
+  process.exit(2);
+}
+
 const registry = createMetrics('gateway');
-const gateway = createGateway({
+const decisionLog = await openDecisionLog(join(runtime.dataDir, 'decisions.jsonl'), { logger, registry });
+const workers = manifest.gateway.workers === 0 ? availableParallelism() : manifest.gateway.workers;
+let failed = false;
+const pool = new WorkerPool({
+  size: workers,
+  runtime,
   manifest,
-  upstreams: runtime.upstreams,
+  rateLimitTable: SharedRateLimitTable.create().transferable,
   logger,
   registry,
-  metrics: createGatewayMetrics(registry),
-  decisions: createFileDecisionSink(join(runtime.dataDir, 'decisions.jsonl')),
-  now: Date.now,
+  onDecisions: (lines, count) => decisionLog.append(lines, count),
+  onGiveUp: () => {
+    failed = true;
+    void stop('worker-crashes').finally(() => process.exit(1));
+  },
 });
-const { host, port } = manifest.gateway.listen;
-const bound = await gateway.listen(host, port);
+const reloader = new ConfigReloader({
+  file: runtime.manifestFile,
+  initial: manifest,
+  apply: (next) => pool.reconfigure(next, GATEWAY_PROCESS_DEFAULTS.reconfigureTimeoutMs),
+  logger,
+  registry,
+});
 const admin = await startAdminServer({
   port: runtime.adminPort,
-  registry,
+  registry: new GatewayProcessRegistry(registry, () => pool.collectMetrics(GATEWAY_PROCESS_DEFAULTS.metricsTimeoutMs)),
   logger,
-  readiness: { listening: () => gateway.server.listening },
+  readiness: { workers: () => pool.ready() },
 });
-logger.info({ host, port: bound, stages: gateway.stageNames }, 'gateway listening');
 
-onShutdown(logger, async () => {
-  admin.drain();
-  await gateway.close();
-  await admin.close();
-});
+let stopping: Promise<void> | null = null;
+function stop(reason: string): Promise<void> {
+  stopping ??= (async () => {
+    logger.info({ reason }, 'gateway draining');
+    admin.drain();
+    await reloader.close();
+    await pool.drain(GATEWAY_PROCESS_DEFAULTS.drainGraceMs);
+    await decisionLog.close();
+    await admin.close();
+  })();
+  return stopping;
+}
+onShutdown(logger, stop);
+
+try {
+  await pool.start();
+} catch (err) {
+  if (!failed) logger.fatal({ err }, 'gateway workers did not start');
+  await stop('start-failed');
+  process.exit(1);
+}
+// The launcher stops itself on SIGHUP; this process is signalled on its own (`kill -HUP <pid>`).
+process.on('SIGHUP', () => void reloader.reload('signal'));
+reloader.watch();
+const { host, port } = manifest.gateway.listen;
+logger.info({ host, port, workers, sha256: reloader.hash }, 'gateway listening');

@@ -9,6 +9,19 @@ export const FROM_SOURCE = import.meta.url.endsWith('.ts');
 /** The preload every child gets (sqlite-preload.ts), in the flavour this launcher runs as. */
 export const SQLITE_PRELOAD = new URL(`./sqlite-preload${FROM_SOURCE ? '.ts' : '.js'}`, import.meta.url).href;
 
+/**
+ * The gateway, and only the gateway, may start worker threads (one listener per core with SO_REUSEPORT;
+ * issue 3 §1). What that grants, measured on Node 24 (test/launcher/gateway-workers-permission.test.ts):
+ * a worker started with the inherited `execArgv` (the default, and what the gateway does) runs under
+ * the same permission model and allow-list as its process. But the model is carried by those
+ * arguments, not inherited by the thread (Node's docs: "The model does not inherit to ... a worker
+ * thread"; nodejs/node#62222): a worker started with `execArgv: []` is unrestricted. So `--allow-worker`
+ * makes the gateway's permission model a seat belt for its own code only; code that can start a worker
+ * with other arguments can leave it. Node prints a PERM0006 SecurityWarning saying so for every thread;
+ * it is documented here and turned off for the gateway, and no other warning is.
+ */
+export const GATEWAY_WORKER_ARGS: readonly string[] = Object.freeze(['--allow-worker', '--disable-warning=PERM0006']);
+
 export interface ChildCommandOptions {
   /** What every process may read before the carve-out (see allow-list.ts `readableRoots`). */
   roots: readonly string[];
@@ -31,8 +44,9 @@ export interface ChildCommand {
 /**
  * The Node arguments that start one process with least privilege: the permission model on, reads
  * limited to the project and the rampart package minus every other process's data directory, writes
- * to its own data directory only; no child processes, workers, addons, WASI or inspector (the model
- * denies them unless allowed, and nothing here allows them); `node:sqlite` guarded by the preload.
+ * to its own data directory only; no child processes, addons, WASI or inspector (the model denies them
+ * unless allowed, and nothing here allows them), and no worker threads except for the gateway (see
+ * {@link GATEWAY_WORKER_ARGS}); `node:sqlite` guarded by the preload.
  * Throws LAUNCH_ERR_ENTRY when the entry file is outside what the process may read.
  *
  * What this buys: a service cannot read or write another's data by mistake, through a path an attacker
@@ -68,6 +82,7 @@ export function childCommand(plan: PlannedProcess, options: ChildCommandOptions)
       '--permission',
       ...allow.map((path) => `--allow-fs-read=${path}`),
       `--allow-fs-write=${own}`,
+      ...(plan.kind === 'gateway' ? GATEWAY_WORKER_ARGS : []),
       `--import=${options.preload ?? SQLITE_PRELOAD}`,
       entry,
     ],

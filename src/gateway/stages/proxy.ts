@@ -1,10 +1,12 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { pipeline } from 'node:stream/promises';
-import { Client, Pool } from 'undici';
+import type { Dispatcher } from 'undici';
+import { isRampartError } from '../../core/errors.ts';
 import type { RequestContext } from '../context.ts';
-import { GATEWAY_LIMITS } from '../defaults.ts';
 import { deny } from '../deny.ts';
 import type { GatewayDeps, Stage } from '../stage.ts';
+import { createUpstreamTransports, type UpstreamTransports } from '../upstream.ts';
+import { limitBody } from './hygiene.ts';
 
 /** RFC 9110 §7.6.1 hop-by-hop fields, plus the non-standard ones proxies have used. Never forwarded. */
 const HOP_BY_HOP = new Set([
@@ -35,55 +37,34 @@ const GATEWAY_OWNED = new Set([
   'tracestate',
 ]);
 
-/** Idempotent methods that carry no body in practice: retried once after a dead pooled connection. */
-const RETRYABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
-
 export type ResponseWriter = (ctx: RequestContext, status: number, headers: OutgoingHttpHeaders) => void;
 
 /**
- * The terminal stage: streams the request to the route's service over a keep-alive undici pool and
- * streams the response back. The pool (a Dispatcher) is where transport concerns plug in: mTLS to the
- * service's SPIFFE identity arrives here as the pool's connector.
+ * What the proxy may be given besides {@link GatewayDeps}: the worker's upstream transport, made once
+ * and kept across configuration reloads (warm pools, breakers that remember). Without it the proxy
+ * makes its own and closes it with the stage.
  */
-export function createProxy(deps: GatewayDeps, writeHead: ResponseWriter): Stage {
-  const pools = new Map<string, { origin: string; pool: Pool }>();
-  const poolOptions = {
-    connectTimeout: GATEWAY_LIMITS.upstreamConnectTimeoutMs,
-    headersTimeout: GATEWAY_LIMITS.upstreamHeadersTimeoutMs,
-    bodyTimeout: GATEWAY_LIMITS.upstreamBodyTimeoutMs,
-    keepAliveTimeout: 4_000,
-  };
-  for (const [service, origin] of Object.entries(deps.upstreams)) {
-    pools.set(service, {
-      origin,
-      pool: new Pool(origin, { ...poolOptions, connections: GATEWAY_LIMITS.upstreamConnections }),
-    });
-  }
+export interface ProxyDeps {
+  readonly upstream?: UpstreamTransports;
+}
 
-  /**
-   * One request on a connection of its own, closed when the exchange ends. For the retry after a dead
-   * pooled connection: the pool may hold several sockets the service closed at once (it restarted), and
-   * only a fresh connection tells "the service is back" from "the service is gone" (then 503).
-   */
-  async function requestOnFreshConnection(origin: string, options: Parameters<Pool['request']>[0]) {
-    const client = new Client(origin, poolOptions);
-    try {
-      const response = await client.request(options);
-      response.body.once('close', () => void client.close());
-      return response;
-    } catch (err) {
-      void client.destroy();
-      throw err;
-    }
-  }
+/**
+ * The terminal stage: streams the request to the route's service through that service's dispatcher
+ * (upstream.ts: circuit breaker → one retry on a fresh connection → keep-alive pool) and streams the
+ * response back, without buffering either body. A refused connection or an open circuit answers 503 at
+ * once, timeouts 504, other upstream failures 502; the gateway's error path adds the `error_id`.
+ */
+export function createProxy(deps: GatewayDeps & ProxyDeps, writeHead: ResponseWriter): Stage {
+  const owned = deps.upstream === undefined;
+  const transports =
+    deps.upstream ?? createUpstreamTransports(deps.upstreams, { logger: deps.logger, registry: deps.registry });
 
   return {
     name: 'proxy',
     request: async (ctx) => {
       const service = ctx.route!.route.service;
-      const upstreamPool = pools.get(service);
-      if (!upstreamPool) throw deny(503, 'GW_ERR_UPSTREAM_UNAVAILABLE', { reason: 'no_upstream' });
-      const { origin, pool } = upstreamPool;
+      const upstream = transports.get(service);
+      if (!upstream) throw deny(503, 'GW_ERR_UPSTREAM_UNAVAILABLE', { reason: 'no_upstream' });
       const { req, res } = ctx;
       const abort = new AbortController();
       const onClose = () => {
@@ -92,57 +73,55 @@ export function createProxy(deps: GatewayDeps, writeHead: ResponseWriter): Stage
       res.once('close', onClose);
 
       const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-      const options = {
-        method: req.method as 'GET',
-        path: ctx.query ? `${ctx.path}?${ctx.query}` : ctx.path,
-        headers: upstreamHeaders(ctx),
-        body: hasBody ? req : null,
-        signal: abort.signal,
-      };
-      let upstream: Awaited<ReturnType<Pool['request']>>;
+      let response: Dispatcher.ResponseData;
       try {
-        try {
-          upstream = await pool.request(options);
-        } catch (err) {
-          // A pooled keep-alive connection the service closed (it restarted, or idled it out) fails before
-          // the request reached anyone. Safe to send once more on a fresh connection, but only when
-          // the method is idempotent and there is no body stream that was partly consumed (RFC 9110 §9.2.2).
-          if (
-            hasBody ||
-            !RETRYABLE_METHODS.has(options.method) ||
-            failureKind(err) !== 'reset' ||
-            abort.signal.aborted
-          ) {
-            throw err;
-          }
-          upstream = await requestOnFreshConnection(origin, options);
-        }
+        response = await upstream.dispatcher.request({
+          method: req.method as Dispatcher.HttpMethod,
+          path: ctx.query ? `${ctx.path}?${ctx.query}` : ctx.path,
+          headers: upstreamHeaders(ctx),
+          // A stream, never `req` itself: counted against the body limit as it flows (chunked bodies
+          // declare no size), and when undici gives up on it (refused, open circuit) it is this stream
+          // that is destroyed, not the client's socket, so the client still gets its status.
+          body: hasBody ? limitBody(req, deps.manifest.gateway.limits.maxBodyBytes) : null,
+          signal: abort.signal,
+        });
       } catch (err) {
         res.off('close', onClose);
-        const kind = failureKind(err);
-        deps.metrics.upstreamErrors.inc({ service, kind });
-        if (kind === 'unavailable')
-          throw deny(503, 'GW_ERR_UPSTREAM_UNAVAILABLE', { reason: 'upstream_unavailable' }, err);
-        if (kind === 'timeout') throw deny(504, 'GW_ERR_UPSTREAM_TIMEOUT', { reason: 'upstream_timeout' }, err);
-        throw deny(502, 'GW_ERR_UPSTREAM', { reason: `upstream_${kind}` }, err);
+        throw upstreamDenial(deps, service, err);
       }
 
-      writeHead(ctx, upstream.statusCode, responseHeaders(upstream.headers));
+      writeHead(ctx, response.statusCode, responseHeaders(response.headers));
       try {
-        await pipeline(upstream.body, res);
+        await pipeline(response.body, res);
       } catch (err) {
         // Headers are gone; all that is left is to stop. The client sees a truncated response.
-        deps.metrics.upstreamErrors.inc({ service, kind: 'reset' });
-        ctx.logger.warn({ err, service }, 'response stream aborted');
+        if (!abort.signal.aborted) {
+          deps.metrics.upstreamErrors.inc({ service, kind: 'reset' });
+          ctx.logger.warn({ err, service }, 'response stream aborted');
+        }
         res.destroy();
       } finally {
         res.off('close', onClose);
       }
     },
     close: async () => {
-      await Promise.all([...pools.values()].map(({ pool }) => pool.close()));
+      if (owned) await transports.close();
     },
   };
+}
+
+function upstreamDenial(deps: GatewayDeps, service: string, err: unknown) {
+  if (isRampartError(err, 'GW_ERR_CIRCUIT_OPEN')) {
+    deps.metrics.upstreamErrors.inc({ service, kind: 'circuit_open' });
+    return deny(503, 'GW_ERR_CIRCUIT_OPEN', { reason: 'circuit_open' });
+  }
+  // A denial raised while reading the client's body (its size limit): the client's fault, passed on as is.
+  if (isRampartError(err) && err.status < 500) return err;
+  const kind = failureKind(err);
+  deps.metrics.upstreamErrors.inc({ service, kind });
+  if (kind === 'unavailable') return deny(503, 'GW_ERR_UPSTREAM_UNAVAILABLE', { reason: 'upstream_unavailable' }, err);
+  if (kind === 'timeout') return deny(504, 'GW_ERR_UPSTREAM_TIMEOUT', { reason: 'upstream_timeout' }, err);
+  return deny(502, 'GW_ERR_UPSTREAM', { reason: `upstream_${kind}` }, err);
 }
 
 function upstreamHeaders(ctx: RequestContext): Record<string, string | string[]> {
@@ -184,7 +163,8 @@ function connectionListed(headers: IncomingHttpHeaders): Set<string> | null {
   );
 }
 
-function failureKind(err: unknown): 'unavailable' | 'timeout' | 'reset' | 'protocol' {
+/** Upstream failures by kind, for the status and the `kind` label of the upstream-error metric. */
+export function failureKind(err: unknown): 'unavailable' | 'timeout' | 'reset' | 'protocol' {
   const code = (err as { code?: string }).code ?? '';
   if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'UND_ERR_CLOSED' || code === 'UND_ERR_DESTROYED') {
     return 'unavailable';
