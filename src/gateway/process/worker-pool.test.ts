@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { pino } from 'pino';
+import { AggregatorRegistry } from 'prom-client';
+import type { Manifest } from '../../config/model.ts';
+import { Registry } from '../../core/metrics.ts';
+import type { GatewayRuntime } from '../../core/runtime.ts';
+import { SharedRateLimitTable } from '../rate-limit/shared-table.ts';
+import { WorkerPool } from './worker-pool.ts';
+
+const FIXTURE = new URL('./fixtures/pool-worker.ts', import.meta.url);
+const MANIFEST = { gateway: {} } as unknown as Manifest;
+
+function pool(t: { after(fn: () => unknown): void }, mode: string, size = 2) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'rampart-pool-'));
+  t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+  const runtime: GatewayRuntime = {
+    kind: 'gateway',
+    name: mode,
+    dataDir,
+    adminPort: 0,
+    manifestFile: '',
+    upstreams: {},
+  };
+  const decisions: string[] = [];
+  const gaveUp: number[] = [];
+  const registry = new Registry();
+  const workers = new WorkerPool({
+    size,
+    runtime,
+    manifest: MANIFEST,
+    rateLimitTable: SharedRateLimitTable.create({ capacity: 16 }).transferable,
+    logger: pino({ level: 'silent' }),
+    registry,
+    onDecisions: (lines) => decisions.push(lines),
+    onGiveUp: (index) => gaveUp.push(index),
+    restartPolicy: {
+      initialDelayMs: 10,
+      maxDelayMs: 20,
+      jitter: 0,
+      stableAfterMs: 60_000,
+      maxCrashes: 3,
+      windowMs: 60_000,
+    },
+    entry: FIXTURE,
+  });
+  t.after(() => workers.drain(500));
+  return { workers, decisions, gaveUp, registry };
+}
+
+const metric = async (registry: Registry, name: string, labels: Record<string, string> = {}) =>
+  (await registry.getSingleMetric(name)!.get()).values
+    .filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))
+    .reduce((sum, v) => sum + v.value, 0);
+
+describe('gateway worker pool', () => {
+  test('starts every worker, is ready when all listen, aggregates their metrics, drains', async (t) => {
+    const { workers, decisions, registry } = pool(t, 'ok', 3);
+    assert.equal(workers.ready(), false);
+    await workers.start();
+    assert.equal(workers.ready(), true);
+    assert.equal(new Set(workers.threadIds()).size, 3);
+    assert.equal(await metric(registry, 'rampart_gateway_workers', { state: 'listening' }), 3);
+    const json = await workers.collectMetrics();
+    assert.equal(json.length, 3);
+    const aggregated = await AggregatorRegistry.aggregate(json).getSingleMetricAsString('fixture_requests_total');
+    assert.match(aggregated, /fixture_requests_total\{route="r"\} 6/, '1 + 2 + 3');
+    await workers.drain(500);
+    assert.equal(workers.ready(), false);
+    assert.deepEqual(workers.threadIds(), [null, null, null]);
+    assert.equal(decisions.length, 3, 'each worker handed over its last events before exiting');
+  });
+
+  test('a worker that crashes is counted and restarted in its slot', async (t) => {
+    const { workers, gaveUp, registry } = pool(t, 'crash-once');
+    await workers.start();
+    assert.equal(workers.ready(), true);
+    assert.equal(await metric(registry, 'rampart_gateway_worker_restarts_total', { reason: 'crash' }), 2);
+    assert.deepEqual(gaveUp, []);
+  });
+
+  test('a slot that keeps crashing makes the pool give up (the process then exits non-zero)', async (t) => {
+    const { workers, gaveUp } = pool(t, 'crash-always', 1);
+    const started = workers.start().then(
+      () => 'started',
+      () => 'rejected',
+    );
+    for (let i = 0; i < 200 && gaveUp.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(gaveUp, [0]);
+    assert.equal(workers.ready(), false);
+    await workers.drain(100);
+    assert.equal(await started, 'rejected');
+  });
+
+  test('a worker that does not answer a scrape is left out of it, within the timeout', async (t) => {
+    const { workers } = pool(t, 'mute-1');
+    await workers.start();
+    const began = performance.now();
+    const json = await workers.collectMetrics(200);
+    assert.equal(json.length, 1);
+    assert.ok(performance.now() - began < 2_000);
+  });
+
+  test('reconfigure reports every worker’s outcome, refusals included', async (t) => {
+    const { workers } = pool(t, 'refuse-1');
+    await workers.start();
+    const outcomes = await workers.reconfigure(MANIFEST);
+    assert.equal(workers.generation, 2);
+    assert.deepEqual(outcomes.get(0), { error: null, restartRequired: ['generation-2'] });
+    assert.deepEqual(outcomes.get(1), { error: 'refused by the fixture', restartRequired: [] });
+  });
+});
