@@ -9,7 +9,6 @@ import {
   svidIdentity,
 } from '../../core/spiffe.ts';
 import { buildBundle, type SpiffeBundleDocument, type TrustBundle, toSpiffeBundle } from './bundle.ts';
-import { verifyCsr } from './csr.ts';
 import { type AuthorityRow, CaStore, type IssuanceRow, openCaDatabase, type SlotName } from './database.ts';
 import { CA_DEFAULTS } from './defaults.ts';
 import { CA_ERRORS, caError } from './errors.ts';
@@ -21,9 +20,9 @@ import {
   mintJoinToken,
   redeemJoinToken,
 } from './join-tokens.ts';
-import { createLeafSigner, type LeafSigner } from './leaf.ts';
+import { autoSigningThreads, createLocalIssuer, createWorkerIssuer, type LeafIssuer } from './leaf-issuer.ts';
 import { newSerial } from './serial.ts';
-import { createSigningCa, fingerprint, loadSigningCa } from './signing-ca.ts';
+import { createSigningCa, fingerprint, loadSigningCa, type SigningCa } from './signing-ca.ts';
 import { type CaStatus, computeStatus, rotationPoints } from './status.ts';
 
 /** Options of {@link openCertificateAuthority}. Durations in milliseconds; defaults in CA_DEFAULTS. */
@@ -44,6 +43,8 @@ export interface CertificateAuthorityOptions {
   bundleRefreshHintMs?: number;
   /** Warn when the active CA expires within this long. Default: two SVID TTLs. */
   anchorWarningMs?: number;
+  /** Threads that verify CSRs and sign leaves (0: this thread). Default `auto` (CA_DEFAULTS.signingThreads). */
+  signingThreads?: number | 'auto';
   /** Called with every lifecycle event (also returned by `tick`): for logs, metrics and audit. */
   onEvent?: (event: CaEvent) => void;
 }
@@ -58,6 +59,7 @@ export interface CaSettings {
   bundlePropagationMs: number;
   bundleRefreshHintMs: number;
   anchorWarningMs: number;
+  signingThreads: number;
 }
 
 /** Lifecycle events. */
@@ -164,6 +166,10 @@ function resolveSettings(options: CertificateAuthorityOptions): CaSettings {
     bundlePropagationMs: options.bundlePropagationMs ?? CA_DEFAULTS.bundlePropagationMs,
     bundleRefreshHintMs: options.bundleRefreshHintMs ?? CA_DEFAULTS.bundleRefreshHintMs,
     anchorWarningMs: options.anchorWarningMs ?? CA_DEFAULTS.anchorWarningSvidTtls * svidTtlMs,
+    signingThreads:
+      (options.signingThreads ?? CA_DEFAULTS.signingThreads) === 'auto'
+        ? autoSigningThreads()
+        : (options.signingThreads as number),
   };
   for (const [field, value] of Object.entries(settings)) {
     if (field !== 'trustDomain' && (!Number.isSafeInteger(value) || (value as number) < 0)) {
@@ -238,8 +244,10 @@ class Authority implements CertificateAuthority {
   readonly #kek: Kek;
   readonly #clock: () => number;
   readonly #onEvent: ((event: CaEvent) => void) | undefined;
-  /** Leaf signers (unwrapped keys) by generation; promises, so concurrent first uses unwrap once. */
-  readonly #signers = new Map<number, Promise<LeafSigner>>();
+  /** Unwrapped signing CAs by generation; promises, so concurrent first uses unwrap once. */
+  readonly #cas = new Map<number, Promise<SigningCa>>();
+  /** Verifies CSRs and signs leaves, here or on worker threads. */
+  readonly #issuer: LeafIssuer;
   readonly #journal: IssuanceJournal;
   /** Serializes tick and rotateNow: each reads state, may await key generation, then writes. */
   #lifecycle: Promise<unknown> = Promise.resolve();
@@ -252,6 +260,7 @@ class Authority implements CertificateAuthority {
     this.settings = settings;
     this.#store = store;
     this.#journal = createIssuanceJournal(store);
+    this.#issuer = settings.signingThreads > 0 ? createWorkerIssuer(settings.signingThreads) : createLocalIssuer();
     this.#kek = options.kek;
     this.#clock = options.clock ?? Date.now;
     this.#onEvent = options.onEvent;
@@ -262,8 +271,8 @@ class Authority implements CertificateAuthority {
     return this.#store;
   }
 
-  #signer(row: AuthorityRow): Promise<LeafSigner> {
-    let signer = this.#signers.get(row.generation);
+  #ca(row: AuthorityRow): Promise<SigningCa> {
+    let signer = this.#cas.get(row.generation);
     if (!signer) {
       if (row.wrappedKey === null) return Promise.reject(caError(CA_ERRORS.noActiveCa, { generation: row.generation }));
       signer = loadSigningCa({
@@ -272,20 +281,20 @@ class Authority implements CertificateAuthority {
         certificate: row.certificate,
         wrappedKey: row.wrappedKey,
         kek: this.#kek,
-      }).then(createLeafSigner);
+      });
       // A failed unwrap is not cached: a fixed KEK (after a restart) can succeed.
       const pending = signer;
       pending.catch(() => {
-        if (this.#signers.get(row.generation) === pending) this.#signers.delete(row.generation);
+        if (this.#cas.get(row.generation) === pending) this.#cas.delete(row.generation);
       });
-      this.#signers.set(row.generation, pending);
+      this.#cas.set(row.generation, pending);
     }
     return signer;
   }
 
   /** Unwraps every live CA key now, so a wrong KEK is reported at start. */
   async unseal(): Promise<void> {
-    for (const row of this.#open().liveAuthorities()) await this.#signer(row);
+    for (const row of this.#open().liveAuthorities()) await this.#ca(row);
   }
 
   #emit(events: CaEvent[], event: CaEvent): void {
@@ -308,17 +317,17 @@ class Authority implements CertificateAuthority {
   // ── issuance ────────────────────────────────────────────────────────────────────────────────
 
   issue(request: { csr: string | Uint8Array; serviceName: string }): Promise<IssuedSvid> {
-    return this.#issueFor(request.serviceName, request.csr, 'direct', null);
+    return this.#issue(request.serviceName, request.csr, 'direct', null, null);
   }
 
   async issueWithJoinToken(request: { token: string; csr: string | Uint8Array }): Promise<IssuedSvid> {
-    // Token checked first (cheap: requests without a real token cost no signature verification), then
-    // the CSR, then the token is spent: a malformed CSR or a CA that cannot sign does not burn it.
+    // The token is checked first without spending it (cheap: requests without a real token cost no
+    // signature work), the CSR is verified and the leaf signed, and only then is the token spent,
+    // atomically: a bad CSR or a CA that cannot sign does not burn it, and of concurrent uses one wins.
     const checked = checkJoinToken(this.#open(), request.token, this.#clock());
-    const csr = await verifyCsr(request.csr);
-    this.#activeOrThrow(this.#clock());
-    const serviceName = consumeJoinToken(this.#open(), checked, this.#clock());
-    return this.#issueVerified(serviceName, csr, 'join-token', null);
+    return this.#issue(checked.serviceName, request.csr, 'join-token', null, () => {
+      consumeJoinToken(this.#open(), checked, this.#clock());
+    });
   }
 
   async renew(request: { peerCertificate: CertificateInput; csr: string | Uint8Array }): Promise<IssuedSvid> {
@@ -335,13 +344,13 @@ class Authority implements CertificateAuthority {
     if (!record || record.spiffeId !== id.id || record.publicKeySha256 !== spkiSha256) {
       throw caError(CA_ERRORS.renewalUnknown, { serial, spiffeId: id.id });
     }
-    const signer = store.authority(record.generation);
-    if (!signer || signer.state === 'retired' || !peer.verify(new NodeX509Certificate(signer.certificate).publicKey)) {
+    const issuer = store.authority(record.generation);
+    if (!issuer || issuer.state === 'retired' || !peer.verify(new NodeX509Certificate(issuer.certificate).publicKey)) {
       throw caError(CA_ERRORS.renewalUnknown, { serial, reason: 'issuer' });
     }
     if (record.notAfter <= this.#clock())
       throw caError(CA_ERRORS.renewalExpired, { serial, notAfter: record.notAfter });
-    return this.#issueFor(serviceName, request.csr, 'svid', serial);
+    return this.#issue(serviceName, request.csr, 'svid', serial, null);
   }
 
   #activeOrThrow(now: number): AuthorityRow {
@@ -352,16 +361,6 @@ class Authority implements CertificateAuthority {
     return active;
   }
 
-  async #issueFor(
-    serviceName: string,
-    csrInput: string | Uint8Array,
-    attestation: IssuanceRow['attestation'],
-    renewsSerial: string | null,
-  ): Promise<IssuedSvid> {
-    this.#spiffeIdFor(serviceName);
-    return this.#issueVerified(serviceName, await verifyCsr(csrInput), attestation, renewsSerial);
-  }
-
   #spiffeIdFor(serviceName: string): string {
     try {
       return serviceSpiffeId(this.trustDomain, serviceName).id;
@@ -370,31 +369,42 @@ class Authority implements CertificateAuthority {
     }
   }
 
-  async #issueVerified(
+  /**
+   * Verifies the CSR and signs with the active CA (here or on a signing thread), runs `beforeRecord`
+   * once (spending a join token), and records the SVID durably before returning it.
+   */
+  async #issue(
     serviceName: string,
-    csr: Awaited<ReturnType<typeof verifyCsr>>,
+    csr: string | Uint8Array,
     attestation: IssuanceRow['attestation'],
     renewsSerial: string | null,
+    beforeRecord: (() => void) | null,
   ): Promise<IssuedSvid> {
     const spiffeId = this.#spiffeIdFor(serviceName);
-    // Up to three attempts cover the races: the active CA retired between reading and recording
+    let pendingBeforeRecord = beforeRecord;
+    // Up to three attempts cover the races: the active CA retired between signing and recording
     // (rotation under load), or — astronomically unlikely — a serial collision.
     for (let attempt = 0; ; attempt++) {
       const now = this.#clock();
       const active = this.#activeOrThrow(now);
-      const signer = await this.#signer(active);
-      const notBefore = Math.max(now - this.settings.clockSkewMs, active.notBefore);
-      const notAfter = Math.min(now + this.settings.svidTtlMs, active.notAfter);
+      const ca = await this.#ca(active);
       const serial = newSerial();
-      // X.509 times have one-second resolution: record what the certificate says.
-      const certificate = await signer.sign({ csr, spiffeId, serial, notBefore, notAfter });
+      const leaf = await this.#issuer.issue(ca, {
+        csr,
+        spiffeId,
+        serial,
+        notBefore: Math.max(now - this.settings.clockSkewMs, active.notBefore),
+        notAfter: Math.min(now + this.settings.svidTtlMs, active.notAfter),
+      });
+      pendingBeforeRecord?.();
+      pendingBeforeRecord = null;
       const row: IssuanceRow = {
         serial,
         generation: active.generation,
         spiffeId,
-        notBefore: certificate.notBefore.getTime(),
-        notAfter: certificate.notAfter.getTime(),
-        publicKeySha256: csr.publicKeySha256,
+        notBefore: leaf.notBefore,
+        notAfter: leaf.notAfter,
+        publicKeySha256: leaf.publicKeySha256,
         issuedAt: now,
         attestation,
         renewsSerial,
@@ -404,13 +414,12 @@ class Authority implements CertificateAuthority {
         if (attempt >= 2) throw caError(CA_ERRORS.noActiveCa, { reason: 'rotating' });
         continue;
       }
-      const der = new Uint8Array(certificate.rawData);
       return {
         spiffeId,
         serviceName,
         serial,
-        certificatePem: pemOf(der),
-        certificateDer: der,
+        certificatePem: pemOf(leaf.certificateDer),
+        certificateDer: leaf.certificateDer,
         notBefore: row.notBefore,
         notAfter: row.notAfter,
         generation: active.generation,
@@ -482,7 +491,8 @@ class Authority implements CertificateAuthority {
           store.retire(row.generation, now);
           return store.bumpBundleSequence(now);
         });
-        this.#signers.delete(row.generation);
+        this.#cas.delete(row.generation);
+        this.#issuer.forget(row.generation);
         this.#emit(events, {
           type: 'ca.retired',
           generation: row.generation,
@@ -574,7 +584,7 @@ class Authority implements CertificateAuthority {
       return seq;
     });
     if (sequence === null) return false;
-    this.#signers.set(generation, Promise.resolve(createLeafSigner(made.ca)));
+    this.#cas.set(generation, Promise.resolve(made.ca));
     if (kind === 'initial') {
       this.#emit(events, {
         type: 'ca.initialized',
@@ -662,7 +672,8 @@ class Authority implements CertificateAuthority {
     if (this.#closed) return;
     this.#closed = true;
     this.#journal.flush();
-    this.#signers.clear();
+    this.#cas.clear();
+    void this.#issuer.close();
     this.#store.close();
   }
 }

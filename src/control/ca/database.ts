@@ -429,13 +429,16 @@ export class CaStore {
     ).run(selector, tokenSha256, serviceName, now, expiresAt);
   }
 
-  joinToken(selector: string): { tokenSha256: Uint8Array; usedAt: number | null; expiresAt: number } | null {
-    const row = this.#sql('SELECT token_sha256, used_at, expires_at FROM join_tokens WHERE selector = ?').get(
-      selector,
-    ) as Row | undefined;
+  joinToken(
+    selector: string,
+  ): { tokenSha256: Uint8Array; serviceName: string; usedAt: number | null; expiresAt: number } | null {
+    const row = this.#sql(
+      'SELECT token_sha256, service_name, used_at, expires_at FROM join_tokens WHERE selector = ?',
+    ).get(selector) as Row | undefined;
     if (!row) return null;
     return {
       tokenSha256: row.token_sha256 as Uint8Array,
+      serviceName: String(row.service_name),
       usedAt: row.used_at === null ? null : Number(row.used_at),
       expiresAt: Number(row.expires_at),
     };

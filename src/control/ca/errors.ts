@@ -19,6 +19,8 @@ export const CA_ERRORS = {
   noActiveCa: 'CA_ERR_NO_ACTIVE_CA',
   /** The CA was closed. */
   closed: 'CA_ERR_CLOSED',
+  /** A signing thread failed (it is replaced; the request can be retried). */
+  signingThread: 'CA_ERR_SIGNING_THREAD',
 
   /** The CSR is not one PEM block or DER structure of a PKCS#10 request, or is too large. */
   csrMalformed: 'CA_ERR_CSR_MALFORMED',

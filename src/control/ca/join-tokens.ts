@@ -57,6 +57,8 @@ export function mintJoinToken(
 /** A token that passed the checks that consume nothing; {@link consumeJoinToken} spends it. */
 export interface CheckedJoinToken {
   readonly selector: string;
+  /** The service the token was minted for. */
+  readonly serviceName: string;
 }
 
 function refuseSpent(store: CaStore, selector: string): never {
@@ -89,7 +91,7 @@ export function checkJoinToken(store: CaStore, token: string, now: number): Chec
     throw caError(CA_ERRORS.tokenForged, { selector });
   }
   if (row.usedAt !== null || row.expiresAt <= now) refuseSpent(store, selector);
-  return Object.freeze({ selector });
+  return Object.freeze({ selector, serviceName: row.serviceName });
 }
 
 /**

@@ -112,6 +112,8 @@ export async function openTestCa(
   const { now: _now, ...rest } = options;
   const ca = await openCertificateAuthority({
     trustDomain: 'shop.local',
+    // In this thread unless a test asks for signing threads: a worker pool per test CA is only cost.
+    signingThreads: 0,
     ...rest,
     databasePath,
     kek,
