@@ -3,17 +3,22 @@ import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http
 import type { TLSSocket } from 'node:tls';
 import type Provider from 'oidc-provider';
 import type { Logger } from '../core/logger.ts';
+import { type Accounts, createAccounts } from './accounts.ts';
 import { AUDIT_EVENTS, type AuditEmitter, tokenRef } from './audit.ts';
 import { type ClientRegistry, createClientRegistry } from './clients.ts';
 import { IDENTITY_DEFAULTS } from './defaults.ts';
 import { IDP_ERRORS, idpError } from './errors.ts';
 import { formTargetsOf, pageCsp, scriptHashesOf, setBaseHeaders } from './http-security.ts';
+import { createInteractions } from './interactions.ts';
 import { STYLESHEET, STYLESHEET_PATH } from './pages/html.ts';
 import { createProviderViews } from './pages/provider-views.ts';
+import { type Argon2Params, createPasswordHasher } from './passwords/argon2.ts';
+import { createPasswordPolicy } from './passwords/policy.ts';
 import { createProvider, type ProviderTtl } from './provider.ts';
 import type { Sealer } from './sealing.ts';
 import { ensureKeys, providerJwks, type RotationResult, rotateKeys } from './signing-keys.ts';
 import type { IdentityStore } from './store/store.ts';
+import { createThrottle, type ThrottlePolicy } from './throttle.ts';
 
 export interface IdentityOptions {
   /** Exact issuer (manifest `identity.builtin.issuer`, default `http://127.0.0.1:<port>`). */
@@ -32,6 +37,10 @@ export interface IdentityOptions {
   keyPollIntervalMs?: number;
   /** How often to delete expired artifacts (ms); 0 disables. */
   purgeIntervalMs?: number;
+  /** Brute-force throttling (default THROTTLE_DEFAULTS). */
+  throttle?: ThrottlePolicy;
+  /** argon2id parameters (default ARGON2_DEFAULTS; never below OWASP's minimum in production). */
+  argon2?: Partial<Argon2Params>;
 }
 
 /** A running identity provider (without its listener: see listen.ts). */
@@ -43,6 +52,7 @@ export interface Identity {
   /** The request handler for the issuer's listener. */
   readonly handler: RequestListener;
   readonly clients: ClientRegistry;
+  readonly accounts: Accounts;
   /** The oidc-provider instance serving right now (replaced when the key set changes). */
   provider(): Provider;
   /** Rotates the signing keys (see signing-keys.ts) and starts signing with the new current key. */
@@ -53,8 +63,11 @@ export interface Identity {
   close(): Promise<void>;
 }
 
-const COOKIE_KEY_SETTING = 'cookie_key_v1';
-const COOKIE_KEY_CONTEXT = 'rampart/identity/cookie-key/v1';
+/** Random keys the provider makes once and keeps sealed in its store. */
+const KEYS = {
+  cookie: { setting: 'cookie_key_v1', context: 'rampart/identity/cookie-key/v1' },
+  csrf: { setting: 'csrf_key_v1', context: 'rampart/identity/csrf-key/v1' },
+} as const;
 /** Headers a client could use to make the provider believe it was reached under another name. */
 const FORWARDING_HEADERS = [
   'forwarded',
@@ -86,15 +99,22 @@ export async function createIdentity(options: IdentityOptions): Promise<Identity
   const expectedHost = issuerUrl.host.toLowerCase();
   const adminAudience = `${options.issuer}/admin`;
 
-  const cookieKey = kek.unwrap(
-    await store.initSetting(COOKIE_KEY_SETTING, kek.wrap(randomBytes(32), COOKIE_KEY_CONTEXT)),
-    COOKIE_KEY_CONTEXT,
-  );
+  const storedKey = async (which: keyof typeof KEYS) => {
+    const { setting, context } = KEYS[which];
+    return kek.unwrap(await store.initSetting(setting, kek.wrap(randomBytes(32), context)), context);
+  };
+  const cookieKey = await storedKey('cookie');
   const cookieKeys = [cookieKey.toString('base64url')];
   cookieKey.fill(0);
+  const csrfKey = await storedKey('csrf');
 
   const clients = createClientRegistry(store, kek, now);
   const views = createProviderViews(prefix);
+  const hasher = createPasswordHasher(options.argon2);
+  const throttle = createThrottle(store, options.throttle, now);
+  const accounts = createAccounts({ store, hasher, policy: createPasswordPolicy(), throttle, audit, now });
+  // Make the dummy hash now: the first login of an unknown user must not pay for it (timing).
+  await hasher.verifyDummy('warm-up');
 
   let keysVersion = -1;
   let provider: Provider | null = null;
@@ -152,6 +172,23 @@ export async function createIdentity(options: IdentityOptions): Promise<Identity
   );
   every(options.purgeIntervalMs, IDENTITY_DEFAULTS.purgeInterval * 1000, () => store.purgeExpired(now()), 'purge');
 
+  const interactions = createInteractions({
+    provider: () => provider!,
+    accounts,
+    store,
+    kek,
+    throttle,
+    audit,
+    logger,
+    issuer: options.issuer,
+    base: prefix,
+    adminAudience,
+    csrfKey,
+    totpIssuer: `Rampart (${issuerUrl.host})`,
+    interactionTtl: options.ttl?.interaction ?? IDENTITY_DEFAULTS.interactionTtl,
+    now,
+  });
+
   const handler: RequestListener = (req: IncomingMessage, res: ServerResponse) => {
     setBaseHeaders(res, https);
     const host = (req.headers.host ?? '').toLowerCase();
@@ -178,6 +215,13 @@ export async function createIdentity(options: IdentityOptions): Promise<Identity
       res.end(req.method === 'HEAD' ? undefined : STYLESHEET);
       return;
     }
+    if (path.startsWith('/interaction/')) {
+      interactions(req, res, path).catch((err: unknown) => {
+        logger.error({ err }, 'interaction handler failed');
+        if (!res.headersSent) res.writeHead(500).end();
+      });
+      return;
+    }
     callback!(req, res);
   };
 
@@ -187,6 +231,7 @@ export async function createIdentity(options: IdentityOptions): Promise<Identity
     adminAudience,
     handler,
     clients,
+    accounts,
     provider: () => provider!,
     async rotateKeys(rotation = {}) {
       const result = await rotateKeys(store, kek, {
