@@ -86,10 +86,10 @@ export async function signIn(issuer: string, input: SignIn, agent = new Agent())
   }
   assert.ok(res.location, `no redirect to the client: ${res.status}\n${res.body}`);
   const callback = new URL(res.location);
-  assert.equal(callback.searchParams.get('state'), state);
+  assert.equal(callback.searchParams.get('state'), input.extra?.['state'] ?? state);
   const code = callback.searchParams.get('code');
   assert.ok(code, `no code in ${callback}`);
-  return { agent, code, verifier, state, callback, enrolledSecret, recoveryCodes };
+  return { agent, code, verifier, state: input.extra?.['state'] ?? state, callback, enrolledSecret, recoveryCodes };
 }
 
 /** Redeems a code at the token endpoint (public client, or Basic credentials). */
