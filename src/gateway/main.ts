@@ -82,6 +82,9 @@ function stop(reason: string): Promise<void> {
   return stopping;
 }
 onShutdown(logger, stop);
+// Installed before the workers start: Node's default for SIGHUP would end the process. The launcher stops
+// itself on SIGHUP; this process is signalled on its own (`kill -HUP <gateway pid>`).
+process.on('SIGHUP', () => void reloader.reload('signal'));
 
 try {
   await pool.start();
@@ -90,8 +93,6 @@ try {
   await stop('start-failed');
   process.exit(1);
 }
-// The launcher stops itself on SIGHUP; this process is signalled on its own (`kill -HUP <pid>`).
-process.on('SIGHUP', () => void reloader.reload('signal'));
 reloader.watch();
 const { host, port } = manifest.gateway.listen;
 logger.info({ host, port, workers, sha256: reloader.hash }, 'gateway listening');
