@@ -16,6 +16,10 @@ const COMMANDS: Record<string, { summary: string; run: Command }> = {
     summary: 'validate a manifest and print a summary of the system',
     run: async (args) => (await import('./check.ts')).runCheck(args, io()),
   },
+  audit: {
+    summary: 'verify the audit log, or show its events (verify, tail, query)',
+    run: async (args) => (await import('./audit.ts')).runAudit(args, io()),
+  },
 };
 
 function usage(): string {

@@ -1,0 +1,360 @@
+import { readFileSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { DatabaseSync } from 'node:sqlite';
+import type { Writable } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import { openAuditDatabase } from '../control/audit/database.ts';
+import { AUDIT_DEFAULTS } from '../control/audit/defaults.ts';
+import { type AuditQuery, type QueryResult, queryEvents, tailEvents } from '../control/audit/query.ts';
+import { VERIFY_PROBLEMS, type VerifyProblem, type VerifyReport, verifyLog } from '../control/audit/verify.ts';
+import type { AuditDecision } from '../core/audit-event.ts';
+import { isRampartError } from '../core/errors.ts';
+
+export interface AuditIo {
+  stdout: Writable;
+  stderr: Writable;
+  cwd: string;
+  /** Stops `tail --follow` (Ctrl-C in the real CLI). */
+  signal?: AbortSignal;
+  /** `tail --follow` poll interval (tests). */
+  pollMs?: number;
+  /** Clock for relative times (`--since 15m`). */
+  now?: () => number;
+}
+
+/** The control plane's data directory relative to a manifest's directory (src/launcher: `.rampart/<name>`). */
+const DEFAULT_DATA = '.rampart/control';
+
+const USAGE = `Usage: rampart audit <verify|tail|query> [options]
+
+  verify   recompute the audit log's Merkle tree from the stored events, check every signed
+           checkpoint and name the first bad index if anything was changed
+  tail     the last events (and, with --follow, new ones as they arrive)
+  query    events matching filters, oldest first
+
+Options:
+  --data <dir|file>       the control plane's data directory (default ${DEFAULT_DATA}) or the
+                          ${AUDIT_DEFAULTS.databaseFile} file itself
+  --json                  JSON (verify: the report; tail/query: one event per line)
+
+verify:
+  --key <vkey|@file>      trusted verifier key (<name>+<id>+<key>); repeatable. Without one the key
+                          stored in the log is used, which cannot detect a replaced key
+  --checkpoint <file>     a signed checkpoint kept outside the log; the log must contain it (repeatable)
+  --full                  validate every event fully, not only its id
+
+tail and query filters:
+  --actor <id>            SPIFFE ID, user subject or client id
+  --action <action>       exact, or a prefix ending in * (secret.*)
+  --decision <d>          allow, deny or error
+  --component <name>      gateway, ca, secrets, identity, admin or a service name
+  --since <time>          RFC 3339 time, or a duration ago: 30s, 15m, 2h, 7d
+  --until <time>          same forms; exclusive
+tail:    -n <count> (default 20), --follow
+query:   --limit <count> (default 100), --desc (newest first)
+
+Exit codes: 0 ok (verify: verified), 1 problems found or the log cannot be read, 2 usage.
+`;
+
+class UsageError extends Error {}
+
+/** `rampart audit …`: resolves to the exit code. Never prints a stack trace. */
+export async function runAudit(args: string[], io: AuditIo): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
+    (sub === undefined ? io.stderr : io.stdout).write(USAGE);
+    return sub === undefined ? 2 : 0;
+  }
+  try {
+    if (sub === 'verify') return runVerify(rest, io);
+    if (sub === 'tail') return await runTail(rest, io);
+    if (sub === 'query') return runQuery(rest, io);
+    throw new UsageError(`unknown subcommand "${clean(sub)}"`);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr.write(`rampart audit: ${err.message}\n\n${USAGE}`);
+      return 2;
+    }
+    io.stderr.write(`rampart audit ${clean(sub)}: ${describeError(err)}\n`);
+    return 1;
+  }
+}
+
+const COMMON = {
+  data: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+const FILTERS = {
+  actor: { type: 'string' },
+  action: { type: 'string' },
+  decision: { type: 'string' },
+  component: { type: 'string' },
+  since: { type: 'string' },
+  until: { type: 'string' },
+} as const;
+
+type Options = NonNullable<NonNullable<Parameters<typeof parseArgs>[0]>['options']>;
+type Values = Record<string, string | boolean | string[] | undefined>;
+
+function parse(args: string[], options: Options): Values {
+  try {
+    return parseArgs({ args, options, allowPositionals: false, strict: true }).values as Values;
+  } catch (err) {
+    throw new UsageError(oneLine(err));
+  }
+}
+
+/** The database file: `--data` may name the data directory or the file. */
+function databasePath(data: string | undefined, io: AuditIo): string {
+  const target = resolve(io.cwd, data ?? DEFAULT_DATA);
+  let isDirectory = false;
+  try {
+    isDirectory = statSync(target).isDirectory();
+  } catch {
+    throw new Error(`no audit log at ${target}`);
+  }
+  const file = isDirectory ? resolve(target, AUDIT_DEFAULTS.databaseFile) : target;
+  try {
+    statSync(file);
+  } catch {
+    throw new Error(`no audit log at ${file}`);
+  }
+  return file;
+}
+
+function withDatabase<T>(file: string, fn: (db: DatabaseSync) => T): T {
+  const db = openAuditDatabase(file, { readOnly: true });
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+  }
+}
+
+function readArgFile(value: string, io: AuditIo, what: string): string {
+  try {
+    return readFileSync(resolve(io.cwd, value), 'utf8');
+  } catch {
+    throw new UsageError(`cannot read ${what} file ${clean(value)}`);
+  }
+}
+
+function runVerify(args: string[], io: AuditIo): number {
+  const values = parse(args, {
+    ...COMMON,
+    key: { type: 'string', multiple: true },
+    checkpoint: { type: 'string', multiple: true },
+    full: { type: 'boolean' },
+  });
+  if (values.help) {
+    io.stdout.write(USAGE);
+    return 0;
+  }
+  const keys = ((values.key as string[] | undefined) ?? []).map((k) =>
+    k.startsWith('@') ? readArgFile(k.slice(1), io, 'key').trim() : k,
+  );
+  const checkpoints = ((values.checkpoint as string[] | undefined) ?? []).map((f) => readArgFile(f, io, 'checkpoint'));
+  const file = databasePath(values.data as string | undefined, io);
+  const report = withDatabase(file, (db) =>
+    verifyLog(db, {
+      verifierKeys: keys,
+      trustedCheckpoints: checkpoints,
+      checkEvents: values.full === true ? 'full' : 'id',
+    }),
+  );
+  if (values.json === true) io.stdout.write(`${JSON.stringify(report)}\n`);
+  else io.stdout.write(formatReport(report));
+  return report.ok ? 0 : 1;
+}
+
+const PROBLEM_TEXT: Record<string, string> = {
+  [VERIFY_PROBLEMS.meta]: 'the database names no log origin',
+  [VERIFY_PROBLEMS.checkpointSignature]: 'checkpoint signature does not verify with a trusted key',
+  [VERIFY_PROBLEMS.checkpointRow]: 'checkpoint row differs from its signed text',
+  [VERIFY_PROBLEMS.trustedCheckpoint]: 'a given checkpoint does not verify for this log',
+  [VERIFY_PROBLEMS.missingEntry]: 'entry missing (deleted row)',
+  [VERIFY_PROBLEMS.leafHash]: 'stored bytes do not match their leaf hash (modified entry)',
+  [VERIFY_PROBLEMS.event]: 'entry is not the event its row says (modified entry or event id)',
+  [VERIFY_PROBLEMS.treeNode]: 'entry does not match the Merkle tree (modified, moved, inserted or deleted row)',
+  [VERIFY_PROBLEMS.extraNode]: 'the tree has leaves without entries (rows deleted from the tail)',
+  [VERIFY_PROBLEMS.checkpointRoot]: 'recomputed root differs from the signed checkpoint (rewritten history)',
+  [VERIFY_PROBLEMS.truncated]: 'a signed checkpoint covers entries that are gone (truncated tail)',
+  [VERIFY_PROBLEMS.inconsistent]: 'checkpoint is not consistent with the previous one',
+};
+
+function describeProblem(p: VerifyProblem): string {
+  const where =
+    p.index === null
+      ? p.checkpointSize === undefined
+        ? ''
+        : `checkpoint ${p.checkpointSize}: `
+      : `index ${p.index}: `;
+  const range = p.range === undefined ? '' : ` (somewhere in [${p.range[0]}, ${p.range[1]}))`;
+  const cp = p.index !== null && p.checkpointSize !== undefined ? ` (checkpoint of size ${p.checkpointSize})` : '';
+  return `  ${where}${PROBLEM_TEXT[p.kind] ?? p.kind}${range}${cp}\n`;
+}
+
+function formatReport(r: VerifyReport): string {
+  const n = (x: number) => x.toLocaleString('en-US');
+  const origin = r.origin === null ? '(no origin)' : clean(r.origin);
+  let out = '';
+  if (r.ok) {
+    out += `audit log ${origin}: verified ${n(r.entries)} entries and ${n(r.checkpoints)} signed checkpoint${r.checkpoints === 1 ? '' : 's'}\n`;
+    if (r.checkpoints === 0)
+      out += '  warning: no signed checkpoint: nothing proves these entries were not rewritten\n';
+    if (r.unsignedEntries > 0) {
+      out += `  ${n(r.unsignedEntries)} entr${r.unsignedEntries === 1 ? 'y' : 'ies'} after the last checkpoint (size ${n(r.signedSize)}) not signed yet\n`;
+    }
+  } else {
+    const first = r.firstBadIndex === null ? '' : `: first bad index ${r.firstBadIndex}`;
+    out += `audit log ${origin}: TAMPERED${first}\n`;
+    for (const p of r.problems) out += describeProblem(p);
+  }
+  for (const key of r.verifierKeys) out += `  signing key: ${clean(key)}\n`;
+  if (r.keySource === 'log') {
+    out += '  note: the key was read from the log itself; pin it with --key to detect a replaced key\n';
+  }
+  return out;
+}
+
+function parseTime(value: string | undefined, field: string, io: AuditIo): string | undefined {
+  if (value === undefined) return undefined;
+  const relative = /^(\d{1,9})(s|m|h|d)$/.exec(value);
+  if (relative) {
+    const unit = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[relative[2] as 's' | 'm' | 'h' | 'd'];
+    return new Date((io.now ?? Date.now)() - Number(relative[1]) * unit).toISOString();
+  }
+  const ms = Date.parse(value);
+  if (!Number.isFinite(ms)) throw new UsageError(`--${field} must be an RFC 3339 time or a duration like 15m`);
+  return new Date(ms).toISOString();
+}
+
+function filters(values: Record<string, unknown>, io: AuditIo): AuditQuery {
+  const decision = values.decision as string | undefined;
+  if (decision !== undefined && !['allow', 'deny', 'error'].includes(decision)) {
+    throw new UsageError('--decision must be allow, deny or error');
+  }
+  const query: AuditQuery = {};
+  if (values.actor !== undefined) query.actor = String(values.actor);
+  if (values.action !== undefined) query.action = String(values.action);
+  if (decision !== undefined) query.decision = decision as AuditDecision;
+  if (values.component !== undefined) query.component = String(values.component);
+  const since = parseTime(values.since as string | undefined, 'since', io);
+  const until = parseTime(values.until as string | undefined, 'until', io);
+  if (since !== undefined) query.since = since;
+  if (until !== undefined) query.until = until;
+  return query;
+}
+
+function count(value: unknown, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!/^[1-9][0-9]{0,5}$/.test(String(value)) || n > 100_000) throw new UsageError(`${name} must be 1 to 100000`);
+  return n;
+}
+
+async function runTail(args: string[], io: AuditIo): Promise<number> {
+  const values = parse(args, {
+    ...COMMON,
+    ...FILTERS,
+    n: { type: 'string', short: 'n' },
+    follow: { type: 'boolean', short: 'f' },
+  });
+  if (values.help) {
+    io.stdout.write(USAGE);
+    return 0;
+  }
+  const query = filters(values, io);
+  const n = count(values.n, '-n', 20);
+  const file = databasePath(values.data as string | undefined, io);
+  const json = values.json === true;
+  let last = -1;
+  const print = (results: QueryResult[], header: boolean) => {
+    if (results.length > 0) last = results[results.length - 1]!.index;
+    io.stdout.write(json ? jsonLines(results) : table(results, header));
+  };
+  withDatabase(file, (db) => print(tailEvents(db, query, n), true));
+  if (values.follow !== true) return 0;
+  const pollMs = io.pollMs ?? 1_000;
+  while (io.signal?.aborted !== true) {
+    try {
+      await delay(pollMs, undefined, { signal: io.signal });
+    } catch {
+      break;
+    }
+    withDatabase(file, (db) => {
+      for (;;) {
+        const batch = queryEvents(db, { ...query, afterIndex: last, limit: 1_000 });
+        if (batch.length === 0) break;
+        print(batch, false);
+      }
+    });
+  }
+  return 0;
+}
+
+function runQuery(args: string[], io: AuditIo): number {
+  const values = parse(args, { ...COMMON, ...FILTERS, limit: { type: 'string' }, desc: { type: 'boolean' } });
+  if (values.help) {
+    io.stdout.write(USAGE);
+    return 0;
+  }
+  const query = filters(values, io);
+  query.limit = count(values.limit, '--limit', 100);
+  query.order = values.desc === true ? 'desc' : 'asc';
+  const file = databasePath(values.data as string | undefined, io);
+  const results = withDatabase(file, (db) => queryEvents(db, query));
+  io.stdout.write(values.json === true ? jsonLines(results) : table(results, true));
+  return 0;
+}
+
+function jsonLines(results: QueryResult[]): string {
+  return results.map((r) => `${JSON.stringify({ index: r.index, ...(r.event ?? { unreadable: true }) })}\n`).join('');
+}
+
+const COLUMNS = ['INDEX', 'TIME', 'DECISION', 'COMPONENT', 'ACTION', 'ACTOR', 'RESOURCE', 'REASON'] as const;
+
+function table(results: QueryResult[], header: boolean): string {
+  const rows = results.map((r) => {
+    const e = r.event;
+    if (e === null) return [String(r.index), '(unreadable entry: run rampart audit verify)', '', '', '', '', '', ''];
+    const actor = e.actor?.subject ?? e.actor?.clientId ?? e.actor?.spiffeId ?? '-';
+    return [String(r.index), e.time, e.decision, e.component, e.action, actor, e.resource ?? '-', e.reason ?? '-'].map(
+      (cell) => clean(cell),
+    );
+  });
+  if (rows.length === 0) return header ? '(no matching events)\n' : '';
+  const all = header ? [[...COLUMNS] as string[], ...rows] : rows;
+  const widths = COLUMNS.map((_, i) => Math.min(48, Math.max(...all.map((row) => row[i]!.length))));
+  return all
+    .map((row) =>
+      row
+        .map((cell, i) => (cell.length > widths[i]! ? `${cell.slice(0, widths[i]! - 1)}…` : cell.padEnd(widths[i]!)))
+        .join('  ')
+        .trimEnd(),
+    )
+    .map((line) => `${line}\n`)
+    .join('');
+}
+
+function describeError(err: unknown): string {
+  if (isRampartError(err)) {
+    const reason = err.detail?.reason === undefined ? '' : ` (${String(err.detail.reason)})`;
+    return `${err.message}${reason} [${err.code}]`;
+  }
+  return oneLine(err);
+}
+
+function oneLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return clean(text.split('\n')[0] ?? '');
+}
+
+/** Text from the log or the command line, with control characters (terminal escapes) made visible. */
+function clean(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}

@@ -1,0 +1,34 @@
+/**
+ * Audit log settings, each with the reason for its value (house style: defaults in one place).
+ */
+export const AUDIT_DEFAULTS = Object.freeze({
+  /** The database file inside the control plane's data directory. */
+  databaseFile: 'audit.db',
+  /**
+   * At most this many events per transaction. node:sqlite is synchronous, so one commit holds the
+   * event loop for its inserts and one fsync: 10,000 events is ~40–60 ms of inserts on the bench
+   * machine (bench/audit.bench.ts), an upper bound on the pause other work sees; the rest of the queue
+   * goes into the next transaction right after.
+   */
+  maxBatchEvents: 10_000,
+  /**
+   * Events accepted but not yet committed. Past this, `append` refuses with AUDIT_ERR_OVERLOADED (503)
+   * and senders keep their events in their own spool: memory stays bounded (100,000 events of ≤ 8 KiB
+   * is under 1 GB in the worst case, ~40 MB for typical 400-byte events).
+   */
+  maxQueuedEvents: 100_000,
+  /**
+   * A checkpoint is signed this often when the log grew. Entries after the last checkpoint are
+   * unsigned: whoever can write the database could drop them undetected, so the window is short;
+   * a checkpoint costs one Ed25519 signature and one ~250-byte row.
+   */
+  checkpointIntervalMs: 10_000,
+  /**
+   * On-demand checkpoints (for a proof of a just-appended event) are signed at most this often; a
+   * caller asking sooner gets the latest checkpoint, or AUDIT_ERR_RANGE with a retry hint. Bounds
+   * the signing rate and the checkpoint table whatever clients ask.
+   */
+  minCheckpointIntervalMs: 1_000,
+  /** How long a connection waits for another's write lock (the CLI reading while the log writes). */
+  busyTimeoutMs: 5_000,
+});

@@ -1,0 +1,477 @@
+import {
+  type AuditEvent,
+  canonicalizeAuditEvent,
+  parseAuditEntry,
+  validateAuditEvent,
+} from '../../core/audit-event.ts';
+import { isRampartError } from '../../core/errors.ts';
+import type { Kek } from '../../core/kek.ts';
+import { isOrigin, openCheckpoint, signCheckpoint } from './checkpoint.ts';
+import { AuditStore, type CheckpointRow, openAuditDatabase } from './database.ts';
+import { AUDIT_DEFAULTS } from './defaults.ts';
+import { AUDIT_ERRORS, auditError } from './errors.ts';
+import { consistencyProof, Frontier, inclusionProof, leafHash, rootAt } from './merkle.ts';
+import { ed25519Verifier } from './note.ts';
+import { type LogSigningKey, loadOrCreateSigningKey } from './signing-key.ts';
+
+/** Options of {@link openAuditLog}. */
+export interface AuditLogOptions {
+  /** The SQLite file (created when missing); `<control data dir>/audit.db` in the control plane. */
+  path: string;
+  /**
+   * The log's identity: the checkpoint origin line and the signing key's name (tlog-checkpoint: the
+   * key name SHOULD match the origin), e.g. `shop.local/rampart/audit`. Fixed for the life of the log.
+   */
+  origin: string;
+  /** Wraps the signing key at rest (src/core/kek.ts). */
+  kek: Kek;
+  /** Clock (ms since the epoch); tests. */
+  now?: () => number;
+  /** Periodic checkpoints; 0 turns the timer off (on-demand and close() still sign). */
+  checkpointIntervalMs?: number;
+  minCheckpointIntervalMs?: number;
+  maxBatchEvents?: number;
+  maxQueuedEvents?: number;
+}
+
+/** What `append` resolves with, per event, in order. */
+export interface AppendReceipt {
+  eventId: string;
+  /** The event's leaf index. */
+  index: number;
+  /** True when the event id was already in the log (with identical content): nothing was written. */
+  duplicate: boolean;
+}
+
+/** A signed checkpoint as stored. */
+export interface SignedCheckpoint {
+  size: number;
+  root: Buffer;
+  /** The C2SP signed note, byte for byte what was signed. */
+  note: string;
+  createdAt: number;
+}
+
+/** An inclusion proof against a signed checkpoint: everything a client needs to check it alone. */
+export interface InclusionProofResult {
+  checkpoint: SignedCheckpoint;
+  index: number;
+  leafHash: Buffer;
+  proof: Buffer[];
+}
+
+/** A consistency proof from an older tree size to a signed checkpoint. */
+export interface ConsistencyProofResult {
+  checkpoint: SignedCheckpoint;
+  fromSize: number;
+  proof: Buffer[];
+}
+
+/** A stored event with its index. */
+export interface LoggedEvent {
+  index: number;
+  event: AuditEvent;
+}
+
+/** Counters for metrics and the bench. */
+export interface AuditLogStats {
+  size: number;
+  queuedEvents: number;
+  commits: number;
+  committedEvents: number;
+  duplicates: number;
+  lastBatchEvents: number;
+  checkpoints: number;
+}
+
+/**
+ * The audit log: an append-only, durable RFC 9162 Merkle tree of audit events with signed checkpoints.
+ * One instance per database file and process (it is the only writer).
+ *
+ * A network front end (mTLS, authorized by SPIFFE ID) plugs in by calling `append` with the events a
+ * component sent and answering with the receipts once the promise resolves: the receipt is the
+ * acknowledgement that lets the component drop its spooled copy. `proveInclusion`/`proveConsistency`
+ * return everything a client needs to check a proof offline against the signed checkpoint.
+ */
+export interface AuditLog {
+  readonly origin: string;
+  /** The signing key as a verifier key string: pin it where `rampart audit verify --key` can read it. */
+  readonly verifierKey: string;
+  /** Entries durably committed. */
+  size(): number;
+  /**
+   * Appends events. Each is validated (AUDIT_ERR_EVENT for any invalid one: nothing of the call is
+   * appended). Resolves once the transaction holding them is durable (fsync'd); concurrent calls share
+   * one transaction (group commit). An event id already logged with the same bytes is a duplicate:
+   * its receipt carries the original index. The same id with other bytes rejects the call with
+   * AUDIT_ERR_ID_CONFLICT, nothing of it appended. AUDIT_ERR_OVERLOADED when too much waits already.
+   */
+  append(events: readonly unknown[]): Promise<AppendReceipt[]>;
+  /**
+   * Signs a checkpoint at the current size now, unless the latest one already has this size (then it
+   * is returned). Periodic checkpoints call this; so does close().
+   */
+  checkpoint(): SignedCheckpoint;
+  latestCheckpoint(): SignedCheckpoint | null;
+  /**
+   * Inclusion proof of an event (by id or index) against the smallest checkpoint covering it; signs
+   * one on demand when none does and the last is older than `minCheckpointIntervalMs`, else
+   * AUDIT_ERR_RANGE with `detail.retryAfterMs`. AUDIT_ERR_RANGE for an unknown event.
+   */
+  proveInclusion(eventIdOrIndex: string | number): InclusionProofResult;
+  /** Consistency proof from `fromSize` to the latest checkpoint (AUDIT_ERR_RANGE if beyond it). */
+  proveConsistency(fromSize: number): ConsistencyProofResult;
+  /** The stored event at `index`, or null. */
+  entry(index: number): LoggedEvent | null;
+  stats(): AuditLogStats;
+  /** Commits what is queued, signs a final checkpoint if the log grew, closes the database. */
+  close(): Promise<void>;
+}
+
+interface Settings {
+  checkpointIntervalMs: number;
+  minCheckpointIntervalMs: number;
+  maxBatchEvents: number;
+  maxQueuedEvents: number;
+}
+
+interface Prepared {
+  id: string;
+  bytes: Buffer;
+  leaf: Buffer;
+}
+
+interface Pending {
+  items: Prepared[];
+  resolve(receipts: AppendReceipt[]): void;
+  reject(err: unknown): void;
+}
+
+function positiveInteger(name: string, value: number | undefined, fallback: number, allowZero = false): number {
+  const v = value ?? fallback;
+  if (!Number.isSafeInteger(v) || v < (allowZero ? 0 : 1)) throw auditError(AUDIT_ERRORS.config, { option: name });
+  return v;
+}
+
+function toSigned(row: CheckpointRow): SignedCheckpoint {
+  return { size: row.size, root: row.root, note: row.note, createdAt: row.createdAt };
+}
+
+/**
+ * Opens (creating on first start) the audit log. Checks at open, before anything can be appended or
+ * signed: the schema and origin, the signing key (unwrapped with the KEK: AUDIT_ERR_SEALED when it
+ * does not), the stored tree against the latest signed checkpoint (AUDIT_ERR_TAMPERED when the root
+ * at that size differs or the log is shorter: a log must never sign a checkpoint inconsistent with
+ * one it signed before, tlog-checkpoint "Signatures"). The full check is `verifyLog`.
+ */
+export function openAuditLog(options: AuditLogOptions): AuditLog {
+  if (typeof options.origin !== 'string' || !isOrigin(options.origin)) {
+    throw auditError(AUDIT_ERRORS.config, { option: 'origin' });
+  }
+  if (typeof options.path !== 'string' || options.path.length === 0) {
+    throw auditError(AUDIT_ERRORS.config, { option: 'path' });
+  }
+  const settings: Settings = {
+    checkpointIntervalMs: positiveInteger(
+      'checkpointIntervalMs',
+      options.checkpointIntervalMs,
+      AUDIT_DEFAULTS.checkpointIntervalMs,
+      true,
+    ),
+    minCheckpointIntervalMs: positiveInteger(
+      'minCheckpointIntervalMs',
+      options.minCheckpointIntervalMs,
+      AUDIT_DEFAULTS.minCheckpointIntervalMs,
+      true,
+    ),
+    maxBatchEvents: positiveInteger('maxBatchEvents', options.maxBatchEvents, AUDIT_DEFAULTS.maxBatchEvents),
+    maxQueuedEvents: positiveInteger('maxQueuedEvents', options.maxQueuedEvents, AUDIT_DEFAULTS.maxQueuedEvents),
+  };
+  const db = openAuditDatabase(options.path);
+  try {
+    return new SqliteAuditLog(new AuditStore(db), options, settings);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+class SqliteAuditLog implements AuditLog {
+  readonly origin: string;
+  readonly verifierKey: string;
+  readonly #store: AuditStore;
+  readonly #key: LogSigningKey;
+  readonly #now: () => number;
+  readonly #settings: Settings;
+  #frontier: Frontier;
+  #latest: CheckpointRow | null;
+  #queue: Pending[] = [];
+  #queuedEvents = 0;
+  #scheduled: NodeJS.Immediate | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #closed = false;
+  #stats = { commits: 0, committedEvents: 0, duplicates: 0, lastBatchEvents: 0, checkpoints: 0 };
+
+  constructor(store: AuditStore, options: AuditLogOptions, settings: Settings) {
+    this.#store = store;
+    this.origin = options.origin;
+    this.#now = options.now ?? Date.now;
+    this.#settings = settings;
+    const now = this.#now();
+    this.#key = store.transaction(() => {
+      const origin = store.meta('origin');
+      if (origin === null) store.setMeta('origin', options.origin);
+      else if (origin !== options.origin) {
+        throw auditError(AUDIT_ERRORS.schema, { reason: 'origin', stored: origin });
+      }
+      return loadOrCreateSigningKey(store, options.origin, options.kek, now);
+    });
+    this.verifierKey = this.#key.verifierKey;
+
+    const size = store.leafCount();
+    if (store.entryCount() !== size) {
+      throw auditError(AUDIT_ERRORS.tampered, { reason: 'entries_and_tree_differ', entries: store.entryCount(), size });
+    }
+    this.#frontier = Frontier.fromSource(store.source(), size);
+    this.#latest = store.latestCheckpoint();
+    if (this.#latest !== null) this.#checkLatest(this.#latest, size);
+
+    if (settings.checkpointIntervalMs > 0) {
+      this.#timer = setInterval(() => {
+        if (this.#latest === null || this.#frontier.size > this.#latest.size) this.#tryCheckpoint();
+      }, settings.checkpointIntervalMs);
+      this.#timer.unref();
+    }
+  }
+
+  #checkLatest(latest: CheckpointRow, size: number): void {
+    const verifier = ed25519Verifier(this.origin, this.#key.publicKey);
+    let checkpoint: ReturnType<typeof openCheckpoint>;
+    try {
+      checkpoint = openCheckpoint(latest.note, [verifier], this.origin);
+    } catch (cause) {
+      throw auditError(AUDIT_ERRORS.tampered, { reason: 'checkpoint_signature', checkpointSize: latest.size }, cause);
+    }
+    if (checkpoint.size !== latest.size || !checkpoint.root.equals(latest.root)) {
+      throw auditError(AUDIT_ERRORS.tampered, { reason: 'checkpoint_row', checkpointSize: latest.size });
+    }
+    if (latest.size > size) {
+      throw auditError(AUDIT_ERRORS.tampered, { reason: 'truncated', checkpointSize: latest.size, size });
+    }
+    if (!Buffer.from(rootAt(this.#store.source(), latest.size)).equals(latest.root)) {
+      throw auditError(AUDIT_ERRORS.tampered, { reason: 'root', checkpointSize: latest.size });
+    }
+  }
+
+  size(): number {
+    return this.#frontier.size;
+  }
+
+  append(events: readonly unknown[]): Promise<AppendReceipt[]> {
+    if (this.#closed) return Promise.reject(auditError(AUDIT_ERRORS.closed));
+    if (!Array.isArray(events))
+      return Promise.reject(auditError(AUDIT_ERRORS.event, { field: '', reason: 'not_an_array' }));
+    let items: Prepared[];
+    try {
+      // Validated and hashed in the caller's turn: the commit then only writes.
+      items = events.map((value) => {
+        const event = validateAuditEvent(value);
+        const bytes = canonicalizeAuditEvent(event);
+        return { id: event.id, bytes, leaf: leafHash(bytes) };
+      });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (items.length === 0) return Promise.resolve([]);
+    if (this.#queuedEvents + items.length > this.#settings.maxQueuedEvents) {
+      return Promise.reject(auditError(AUDIT_ERRORS.overloaded, { queued: this.#queuedEvents }));
+    }
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ items, resolve, reject });
+      this.#queuedEvents += items.length;
+      // setImmediate: every append made in this turn of the event loop (and every message read from
+      // the network in it) joins the same transaction: one fsync for all of them.
+      this.#scheduled ??= setImmediate(() => this.#flush());
+    });
+  }
+
+  #flush(): void {
+    this.#scheduled = null;
+    const batch: Pending[] = [];
+    let events = 0;
+    while (this.#queue.length > 0) {
+      const next = this.#queue[0]!;
+      if (batch.length > 0 && events + next.items.length > this.#settings.maxBatchEvents) break;
+      batch.push(this.#queue.shift()!);
+      events += next.items.length;
+    }
+    this.#queuedEvents -= events;
+    this.#commit(batch);
+    if (this.#queue.length > 0) this.#scheduled ??= setImmediate(() => this.#flush());
+  }
+
+  /** One transaction for the whole batch; each request is checked for conflicts before it writes. */
+  #commit(batch: Pending[]): void {
+    const snapshot = this.#frontier.clone();
+    const store = this.#store;
+    const outcomes: (AppendReceipt[] | Error)[] = [];
+    let written = 0;
+    let duplicates = 0;
+    try {
+      store.transaction(() => {
+        const inBatch = new Map<string, { index: number; bytes: Buffer }>();
+        for (const request of batch) {
+          const receipts: AppendReceipt[] = [];
+          const fresh: Prepared[] = [];
+          // Ids this request adds (index assigned when written), so a repeat inside it is a duplicate.
+          const own = new Map<string, { index: number; bytes: Buffer }>();
+          let conflict: Error | null = null;
+          for (const item of request.items) {
+            const stored = own.has(item.id) || inBatch.has(item.id) ? null : store.entryByEventId(item.id);
+            const prior =
+              own.get(item.id) ?? inBatch.get(item.id) ?? (stored && { index: stored.index, bytes: stored.entry });
+            if (prior) {
+              if (!prior.bytes.equals(item.bytes)) {
+                conflict = auditError(AUDIT_ERRORS.conflict, { eventId: item.id });
+                break;
+              }
+              receipts.push({ eventId: item.id, index: prior.index, duplicate: true });
+            } else {
+              own.set(item.id, { index: -1, bytes: item.bytes });
+              fresh.push(item);
+              receipts.push({ eventId: item.id, index: -1, duplicate: false });
+            }
+          }
+          if (conflict !== null) {
+            outcomes.push(conflict);
+            continue;
+          }
+          for (const item of fresh) {
+            const index = this.#frontier.size;
+            store.insertEntry(index, item.id, item.bytes, item.leaf);
+            for (const node of this.#frontier.push(item.leaf)) store.insertNode(node.level, node.index, node.hash);
+            own.get(item.id)!.index = index;
+            inBatch.set(item.id, { index, bytes: item.bytes });
+          }
+          for (const receipt of receipts) {
+            if (receipt.index === -1) receipt.index = own.get(receipt.eventId)!.index;
+            if (receipt.duplicate) duplicates++;
+          }
+          written += fresh.length;
+          outcomes.push(receipts);
+        }
+      });
+    } catch (cause) {
+      this.#frontier = snapshot;
+      const err = isRampartError(cause) ? cause : auditError(AUDIT_ERRORS.storage, { reason: 'commit' }, cause);
+      for (const request of batch) request.reject(err);
+      return;
+    }
+    this.#stats.commits++;
+    this.#stats.committedEvents += written;
+    this.#stats.duplicates += duplicates;
+    this.#stats.lastBatchEvents = written;
+    batch.forEach((request, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome instanceof Error) request.reject(outcome);
+      else request.resolve(outcome);
+    });
+  }
+
+  #sign(now: number): CheckpointRow {
+    const size = this.#frontier.size;
+    const root = this.#frontier.root();
+    const note = signCheckpoint({ origin: this.origin, size, root }, this.#key.signer);
+    const row: CheckpointRow = { size, root, note, createdAt: now };
+    this.#store.transaction(() => this.#store.insertCheckpoint(row));
+    this.#latest = row;
+    this.#stats.checkpoints++;
+    return row;
+  }
+
+  checkpoint(): SignedCheckpoint {
+    if (this.#closed) throw auditError(AUDIT_ERRORS.closed);
+    if (this.#latest !== null && this.#latest.size === this.#frontier.size) return toSigned(this.#latest);
+    try {
+      return toSigned(this.#sign(this.#now()));
+    } catch (cause) {
+      throw isRampartError(cause) ? cause : auditError(AUDIT_ERRORS.storage, { reason: 'checkpoint' }, cause);
+    }
+  }
+
+  #tryCheckpoint(): void {
+    try {
+      this.checkpoint();
+    } catch {
+      // The next period tries again; the error surfaces to on-demand callers.
+    }
+  }
+
+  latestCheckpoint(): SignedCheckpoint | null {
+    return this.#latest === null ? null : toSigned(this.#latest);
+  }
+
+  #coveringCheckpoint(size: number): CheckpointRow {
+    const covering = this.#store.checkpointCovering(size);
+    if (covering !== null) return covering;
+    const now = this.#now();
+    const since = this.#latest === null ? Number.POSITIVE_INFINITY : now - this.#latest.createdAt;
+    if (since < this.#settings.minCheckpointIntervalMs) {
+      throw auditError(AUDIT_ERRORS.range, {
+        reason: 'not_yet_checkpointed',
+        retryAfterMs: this.#settings.minCheckpointIntervalMs - since,
+      });
+    }
+    return this.#sign(now);
+  }
+
+  proveInclusion(eventIdOrIndex: string | number): InclusionProofResult {
+    if (this.#closed) throw auditError(AUDIT_ERRORS.closed);
+    const row =
+      typeof eventIdOrIndex === 'number'
+        ? Number.isSafeInteger(eventIdOrIndex)
+          ? this.#store.entryAt(eventIdOrIndex)
+          : null
+        : this.#store.entryByEventId(String(eventIdOrIndex));
+    if (row === null || row.index >= this.#frontier.size)
+      throw auditError(AUDIT_ERRORS.range, { reason: 'unknown_event' });
+    const checkpoint = this.#coveringCheckpoint(row.index + 1);
+    const proof = inclusionProof(this.#store.source(), row.index, checkpoint.size).map((h) => Buffer.from(h));
+    return { checkpoint: toSigned(checkpoint), index: row.index, leafHash: row.leafHash, proof };
+  }
+
+  proveConsistency(fromSize: number): ConsistencyProofResult {
+    if (this.#closed) throw auditError(AUDIT_ERRORS.closed);
+    const latest = this.#latest;
+    if (latest === null || !Number.isSafeInteger(fromSize) || fromSize < 0 || fromSize > latest.size) {
+      throw auditError(AUDIT_ERRORS.range, { reason: 'size', fromSize: String(fromSize) });
+    }
+    const proof = consistencyProof(this.#store.source(), fromSize, latest.size).map((h) => Buffer.from(h));
+    return { checkpoint: toSigned(latest), fromSize, proof };
+  }
+
+  entry(index: number): LoggedEvent | null {
+    if (!Number.isSafeInteger(index) || index < 0 || index >= this.#frontier.size) return null;
+    const row = this.#store.entryAt(index);
+    return row === null ? null : { index, event: parseAuditEntry(row.entry) };
+  }
+
+  stats(): AuditLogStats {
+    return { size: this.#frontier.size, queuedEvents: this.#queuedEvents, ...this.#stats };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer !== null) clearInterval(this.#timer);
+    if (this.#scheduled !== null) clearImmediate(this.#scheduled);
+    this.#scheduled = null;
+    while (this.#queue.length > 0) this.#flush();
+    if (this.#scheduled !== null) clearImmediate(this.#scheduled);
+    try {
+      if (this.#latest === null || this.#latest.size !== this.#frontier.size) this.#sign(this.#now());
+    } finally {
+      this.#store.db.close();
+    }
+  }
+}

@@ -1,0 +1,83 @@
+import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import sodium from 'sodium-native';
+import type { Kek } from '../../core/kek.ts';
+import type { AuditStore, SigningKeyRow } from './database.ts';
+import { AUDIT_ERRORS, auditError } from './errors.ts';
+import { ed25519KeyId, ed25519Signer, formatVerifierKey, type NoteSigner, rawEd25519PublicKey } from './note.ts';
+
+/**
+ * The log's checkpoint signing key: Ed25519 (node:crypto), generated at the log's first start, its
+ * private half stored only wrapped by the key-encryption key (src/core/kek.ts: XChaCha20-Poly1305).
+ * The KEK context binds the wrapped key to its key name and note key ID, so a wrapped key copied
+ * from another log's row does not unwrap here.
+ */
+
+/** The loaded key: a signer for checkpoints and the verifier key text to pin elsewhere. */
+export interface LogSigningKey {
+  signer: NoteSigner;
+  publicKey: Buffer;
+  /** `<name>+<key id>+<base64(0x01 ‖ public key)>`: give this to whoever verifies the log. */
+  verifierKey: string;
+}
+
+/** The KEK context of a wrapped audit signing key. */
+export function signingKeyContext(name: string, keyIdHex: string): string {
+  return `rampart/audit-signing-key/v1/${keyIdHex}/${name}`;
+}
+
+function loaded(name: string, privateKey: KeyObject, publicKey: Buffer): LogSigningKey {
+  return { signer: ed25519Signer(name, privateKey), publicKey, verifierKey: formatVerifierKey(name, publicKey) };
+}
+
+/**
+ * Loads the active signing key of the log, or makes one (inside the caller's transaction) when there
+ * is none. Throws AUDIT_ERR_SEALED when the stored key does not unwrap with `kek` or does not match
+ * its public key.
+ */
+export function loadOrCreateSigningKey(store: AuditStore, name: string, kek: Kek, now: number): LogSigningKey {
+  const active = store.signingKeys().find((k) => k.state === 'active');
+  if (active !== undefined) return unwrapSigningKey(active, name, kek);
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const raw = rawEd25519PublicKey(publicKey);
+  const keyIdHex = ed25519KeyId(name, raw).toString('hex');
+  const pkcs8 = privateKey.export({ format: 'der', type: 'pkcs8' });
+  let wrapped: Buffer;
+  try {
+    wrapped = kek.wrap(pkcs8, signingKeyContext(name, keyIdHex));
+  } finally {
+    sodium.sodium_memzero(pkcs8);
+  }
+  store.insertSigningKey({
+    name,
+    keyId: keyIdHex,
+    publicKey: raw,
+    wrappedKey: wrapped,
+    state: 'active',
+    createdAt: now,
+  });
+  return loaded(name, privateKey, raw);
+}
+
+function unwrapSigningKey(row: SigningKeyRow, name: string, kek: Kek): LogSigningKey {
+  if (row.name !== name) throw auditError(AUDIT_ERRORS.schema, { reason: 'key_name', stored: row.name });
+  if (row.wrappedKey === null) throw auditError(AUDIT_ERRORS.sealed, { reason: 'no_wrapped_key' });
+  let pkcs8: Buffer;
+  try {
+    pkcs8 = kek.unwrap(row.wrappedKey, signingKeyContext(row.name, row.keyId));
+  } catch (cause) {
+    throw auditError(AUDIT_ERRORS.sealed, { keyId: row.keyId }, cause);
+  }
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' });
+  } catch (cause) {
+    throw auditError(AUDIT_ERRORS.sealed, { keyId: row.keyId, reason: 'pkcs8' }, cause);
+  } finally {
+    sodium.sodium_memzero(pkcs8);
+  }
+  const raw = rawEd25519PublicKey(privateKey);
+  if (!raw.equals(row.publicKey) || ed25519KeyId(name, raw).toString('hex') !== row.keyId) {
+    throw auditError(AUDIT_ERRORS.sealed, { keyId: row.keyId, reason: 'public_key_mismatch' });
+  }
+  return loaded(name, privateKey, raw);
+}
