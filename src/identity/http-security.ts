@@ -11,7 +11,9 @@ import type { ServerResponse } from 'node:http';
  */
 export function setBaseHeaders(res: ServerResponse, https: boolean): void {
   res.setHeader('x-content-type-options', 'nosniff');
-  res.setHeader('referrer-policy', 'no-referrer');
+  // same-origin, not no-referrer: with no-referrer browsers send `Origin: null` on the pages' own form
+  // posts, and the CSRF check needs the real origin. Nothing leaks to other sites either way.
+  res.setHeader('referrer-policy', 'same-origin');
   res.setHeader('x-frame-options', 'DENY');
   res.setHeader('cross-origin-opener-policy', 'same-origin');
   res.setHeader('content-security-policy', pageCsp([]));

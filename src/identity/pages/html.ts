@@ -81,7 +81,7 @@ export function page(options: PageOptions): string {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
+<meta name="referrer" content="same-origin">
 <title>${escapeHtml(options.title)} – Rampart</title>
 <link rel="stylesheet" href="${escapeHtml(`${options.base}${STYLESHEET_PATH}`)}">
 </head>
