@@ -1,0 +1,513 @@
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import sodium from 'sodium-native';
+import { compileSecretsAcl } from '../control/secrets/acl.ts';
+import type { SecretsActor } from '../control/secrets/audit.ts';
+import { SECRET_NAME, SECRETS_DEFAULTS } from '../control/secrets/defaults.ts';
+import { SEC_ERRORS } from '../control/secrets/errors.ts';
+import { isLabel, type Label, type Labels } from '../control/secrets/labels.ts';
+import { openJsonlAuditSink } from '../control/secrets/local-audit-sink.ts';
+import { openPostgresSecretsStore } from '../control/secrets/postgres-store.ts';
+import { openSecretsService, type SecretsService, type VersionSelector } from '../control/secrets/service.ts';
+import { openSqliteSecretsStore } from '../control/secrets/sqlite-store.ts';
+import type { SecretRecord } from '../control/secrets/store.ts';
+import { isRampartError } from '../core/errors.ts';
+import { createDevKek, KEK_ENV, type Kek, type KekSource, loadKek } from '../core/kek.ts';
+
+/**
+ * `rampart secrets …`: the operator's side of the secrets module, working on a local data directory
+ * (the control plane's, default `.rampart/control`) until the control plane serves an admin API.
+ * Values come from stdin or `--file` and are never printed, except by `get --reveal`; list, history and
+ * get print metadata only. Values are handled as Buffers and zeroed after use.
+ */
+export interface SecretsIo {
+  stdout: NodeJS.WritableStream & { isTTY?: boolean };
+  stderr: NodeJS.WritableStream;
+  cwd: string;
+  /** Default process.stdin. */
+  stdin?: NodeJS.ReadableStream & { isTTY?: boolean };
+  /** Default process.env (RAMPART_KEK). */
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+/** File names inside the data directory. */
+export const SECRETS_FILES = {
+  database: 'secrets.db',
+  /** Development key file (`rampart start` creates it; `set --create-dev-key` too). */
+  devKey: 'kek.key',
+  /** Stand-in audit trail until the audit log's client is wired in. */
+  audit: 'secrets-audit.jsonl',
+} as const;
+
+const DEFAULT_DATA_DIR = '.rampart/control';
+
+const USAGE = `Usage: rampart secrets <command> [options]
+
+Commands:
+  set <name>       store a new version as current (value from stdin or --file)
+  rotate <name>    stage a new version as pending (value from stdin or --file); then promote it
+  promote <name>   make the pending version current (current becomes previous)
+  rollback <name>  make the previous version current again (and back, run twice)
+  get <name>       show a version's metadata; with --reveal, print its value
+  list             every secret's labels and rotation dates
+  history <name>   every version of a secret: label, author, date, size, key id
+  rotate-kek       re-wrap every data key under a new key-encryption key (--new-key-file)
+
+Options:
+  --data-dir <dir>       the control plane's data directory (default ${DEFAULT_DATA_DIR})
+  --key-file <path>      key-encryption key file (default: $${KEK_ENV} if set, else <data-dir>/${SECRETS_FILES.devKey})
+  --postgres <url>       use PostgreSQL (schema ${SECRETS_DEFAULTS.postgresSchema}) instead of <data-dir>/${SECRETS_FILES.database}
+  --file <path>          set, rotate: read the value from a file instead of stdin
+  --raw                  set, rotate: keep the value's bytes exactly (default: drop one trailing newline)
+  --rotate-every <n>     set, rotate: rotation interval, e.g. 90d, 12h, 30m
+  --discard-pending      set: replace the current value even though a version is pending
+  --create-dev-key       set, rotate: create a development key file when there is none (mode 0600)
+  --label <label>        get: current (default), previous or pending
+  --version <n>          get: a version number instead of a label
+  --reveal               get: print the value (nothing else) to stdout
+  --new-key-file <path>  rotate-kek: the new key; afterwards, install it where --key-file points
+  --json                 list, history, get: JSON output
+
+Exit codes: 0 done, 1 refused or failed (the code is printed), 2 usage.
+`;
+
+const OPTIONS = {
+  help: { type: 'boolean', short: 'h' },
+  'data-dir': { type: 'string' },
+  'key-file': { type: 'string' },
+  postgres: { type: 'string' },
+  file: { type: 'string' },
+  raw: { type: 'boolean' },
+  'rotate-every': { type: 'string' },
+  'discard-pending': { type: 'boolean' },
+  'create-dev-key': { type: 'boolean' },
+  label: { type: 'string' },
+  version: { type: 'string' },
+  reveal: { type: 'boolean' },
+  'new-key-file': { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
+
+type Values = ReturnType<typeof parse>['values'];
+
+function parse(args: string[]) {
+  return parseArgs({ args, allowPositionals: true, strict: true, options: OPTIONS });
+}
+
+/** Which subcommands take a name, write, and which options each accepts. */
+const COMMANDS: Record<string, { name: boolean; writes: boolean; options: readonly string[] }> = {
+  set: { name: true, writes: true, options: ['file', 'raw', 'rotate-every', 'discard-pending', 'create-dev-key'] },
+  rotate: { name: true, writes: true, options: ['file', 'raw', 'rotate-every', 'create-dev-key'] },
+  promote: { name: true, writes: true, options: [] },
+  rollback: { name: true, writes: true, options: [] },
+  get: { name: true, writes: false, options: ['label', 'version', 'reveal', 'json'] },
+  list: { name: false, writes: false, options: ['json'] },
+  history: { name: true, writes: false, options: ['json'] },
+  'rotate-kek': { name: false, writes: true, options: ['new-key-file'] },
+};
+const COMMON = ['help', 'data-dir', 'key-file', 'postgres'];
+
+class UsageError extends Error {}
+
+/** `rampart secrets …`; resolves to the exit code. */
+export async function runSecrets(args: string[], io: SecretsIo): Promise<number> {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(args);
+  } catch (err) {
+    io.stderr.write(`rampart secrets: ${clean(err instanceof Error ? err.message : String(err))}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const [command, name, ...extra] = positionals;
+  if (values.help || command === 'help') {
+    io.stdout.write(USAGE);
+    return 0;
+  }
+  try {
+    const spec = command === undefined ? undefined : COMMANDS[command];
+    if (command === undefined || spec === undefined) {
+      throw new UsageError(command === undefined ? 'a command is required' : `unknown command "${clean(command)}"`);
+    }
+    if (spec.name && name === undefined) throw new UsageError(`${command} needs a secret name`);
+    if ((spec.name ? extra.length : positionals.length - 1) > 0) throw new UsageError('too many arguments');
+    for (const option of Object.keys(values)) {
+      if (!COMMON.includes(option) && !spec.options.includes(option)) {
+        throw new UsageError(`--${option} does not apply to ${command}`);
+      }
+    }
+    if (name !== undefined && !SECRET_NAME.test(name)) {
+      throw new UsageError(`invalid secret name "${clean(name)}" (lower-case letters, digits and -, up to 63)`);
+    }
+    return await execute(command, name ?? '', values, io);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr.write(`rampart secrets: ${err.message}\n\n${USAGE}`);
+      return 2;
+    }
+    io.stderr.write(`rampart secrets: ${describeError(err)}\n`);
+    return 1;
+  }
+}
+
+async function execute(command: string, name: string, values: Values, io: SecretsIo): Promise<number> {
+  const env = io.env ?? process.env;
+  const dataDir = resolve(io.cwd, values['data-dir'] ?? DEFAULT_DATA_DIR);
+  const database = join(dataDir, SECRETS_FILES.database);
+  const writes = COMMANDS[command]!.writes;
+  if (values.postgres === undefined && !writes && !existsSync(database)) {
+    throw new CliFailure(`no secrets store in ${dataDir} (rampart secrets set creates one)`);
+  }
+  // Parse everything the command needs before touching the store or reading a value.
+  const rotationIntervalMs = values['rotate-every'] === undefined ? undefined : duration(values['rotate-every']);
+  const selector = command === 'get' ? getSelector(values) : undefined;
+  const keySource = kekSource(values, env, dataDir, io.cwd);
+  if (values['create-dev-key'] && !('file' in keySource)) {
+    throw new UsageError(`--create-dev-key makes a key file; $${KEK_ENV} is set`);
+  }
+  if (values['create-dev-key'] && 'file' in keySource) {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    createDevKek(keySource.file).kek.destroy();
+  }
+  let value: Buffer | null = null;
+  if (command === 'set' || command === 'rotate') value = await readValue(values, io);
+  let newKek: Kek | null = null;
+  try {
+    if (command === 'rotate-kek') {
+      if (values['new-key-file'] === undefined) throw new UsageError('rotate-kek needs --new-key-file');
+      newKek = loadKek({ file: resolve(io.cwd, values['new-key-file']) });
+    }
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const audit = await openJsonlAuditSink(join(dataDir, SECRETS_FILES.audit));
+    try {
+      const store =
+        values.postgres !== undefined
+          ? await openPostgresSecretsStore({ connectionString: values.postgres })
+          : openSqliteSecretsStore({ path: database });
+      // The CLI acts as an operator; services read over mTLS, so the operator's ACL grants nothing.
+      const acl = compileSecretsAcl({ trustDomain: 'cli.invalid', services: {}, secrets: {} });
+      const service = await openSecretsService({ store, kek: keySource, audit, acl });
+      try {
+        const actor = operator();
+        return await run(command, name, {
+          service,
+          actor,
+          values,
+          io,
+          value,
+          selector,
+          rotationIntervalMs,
+          newKek,
+          keySource,
+        });
+      } finally {
+        await service.close();
+      }
+    } finally {
+      await audit.close();
+    }
+  } finally {
+    if (value) sodium.sodium_memzero(value);
+    newKek?.destroy();
+  }
+}
+
+interface RunContext {
+  service: SecretsService;
+  actor: SecretsActor;
+  values: Values;
+  io: SecretsIo;
+  value: Buffer | null;
+  selector: VersionSelector | undefined;
+  rotationIntervalMs: number | undefined;
+  newKek: Kek | null;
+  keySource: KekSource;
+}
+
+async function run(command: string, name: string, c: RunContext): Promise<number> {
+  const { service, actor, io } = c;
+  const out = (line: string) => io.stdout.write(`${line}\n`);
+  switch (command) {
+    case 'set':
+    case 'rotate': {
+      const stage = command === 'rotate';
+      const result = await service.set(actor, name, c.value!, {
+        stage,
+        discardPending: c.values['discard-pending'] === true,
+        ...(c.rotationIntervalMs === undefined ? {} : { rotationIntervalMs: c.rotationIntervalMs }),
+      });
+      out(
+        stage
+          ? `${name}: version ${result.version} staged as pending (promote it with: rampart secrets promote ${name})`
+          : `${name}: version ${result.version} is current${labelSuffix(result.labels)}`,
+      );
+      return 0;
+    }
+    case 'promote':
+    case 'rollback': {
+      const labels = command === 'promote' ? await service.promote(actor, name) : await service.rollback(actor, name);
+      out(`${name}: version ${labels.current} is current${labelSuffix(labels)}`);
+      return 0;
+    }
+    case 'get': {
+      const selector = c.selector!;
+      if (c.values.reveal) {
+        const secret = await service.reveal(actor, name, selector);
+        try {
+          await write(io.stdout, secret.value);
+          if (io.stdout.isTTY) await write(io.stdout, Buffer.from('\n'));
+        } finally {
+          sodium.sodium_memzero(secret.value);
+        }
+        return 0;
+      }
+      const { secret, versions } = await service.history(actor, name);
+      const wanted = 'version' in selector ? selector.version : secret.labels[selector.label];
+      const version = versions.find((v) => v.version === wanted);
+      if (version === undefined) throw notFound();
+      if (c.values.json) {
+        out(JSON.stringify(version));
+      } else {
+        out(
+          `${name} version ${version.version}${version.label ? ` (${version.label})` : ''}: ${version.size} bytes, ` +
+            `created ${iso(version.createdAt)} by ${version.createdBy}; value not shown (--reveal prints it)`,
+        );
+      }
+      return 0;
+    }
+    case 'list': {
+      const secrets = await service.list(actor);
+      if (c.values.json) {
+        out(JSON.stringify(secrets));
+        return 0;
+      }
+      if (secrets.length === 0) {
+        out('no secrets');
+        return 0;
+      }
+      table(
+        out,
+        ['NAME', 'CURRENT', 'PREVIOUS', 'PENDING', 'VERSIONS', 'UPDATED', 'ROTATION DUE'],
+        secrets.map(listRow),
+      );
+      return 0;
+    }
+    case 'history': {
+      const { secret, versions } = await service.history(actor, name);
+      if (c.values.json) {
+        out(JSON.stringify({ secret, versions }));
+        return 0;
+      }
+      out(`${name}: created ${iso(secret.createdAt)} by ${secret.createdBy}${rotationText(secret)}`);
+      table(
+        out,
+        ['VERSION', 'LABEL', 'CREATED', 'BY', 'SIZE', 'KEK'],
+        versions.map((v) => [String(v.version), v.label ?? '', iso(v.createdAt), v.createdBy, `${v.size} B`, v.kekId]),
+      );
+      return 0;
+    }
+    case 'rotate-kek': {
+      const result = await service.rotateKek(actor, c.newKek!);
+      out(`re-wrapped ${result.versions} data keys: key ${result.previousKekId} → ${result.kekId}`);
+      out(
+        'file' in c.keySource
+          ? `install the new key at ${c.keySource.file} now: the store no longer opens with the old one`
+          : `set ${c.keySource.env} to the new key now: the store no longer opens with the old one`,
+      );
+      return 0;
+    }
+  }
+  throw new UsageError(`unknown command "${command}"`);
+}
+
+/** A failure the CLI explains itself (exit 1). */
+class CliFailure extends Error {}
+
+function notFound(): Error {
+  return Object.assign(new CliFailure('secret not found'), { code: SEC_ERRORS.notFound });
+}
+
+function kekSource(
+  values: Values,
+  env: Readonly<Record<string, string | undefined>>,
+  dataDir: string,
+  cwd: string,
+): KekSource {
+  if (values['key-file'] !== undefined) return { file: resolve(cwd, values['key-file']) };
+  if (env[KEK_ENV] !== undefined && env[KEK_ENV] !== '') return { env: KEK_ENV, environment: env };
+  return { file: join(dataDir, SECRETS_FILES.devKey) };
+}
+
+function getSelector(values: Values): VersionSelector {
+  if (values.version !== undefined && values.label !== undefined)
+    throw new UsageError('--label or --version, not both');
+  if (values.version !== undefined) {
+    if (!/^[1-9][0-9]{0,9}$/.test(values.version)) throw new UsageError('--version takes a positive number');
+    return { version: Number(values.version) };
+  }
+  const label = values.label ?? 'current';
+  if (!isLabel(label)) throw new UsageError('--label takes current, previous or pending');
+  return { label: label as Label };
+}
+
+const UNITS: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+function duration(text: string): number {
+  const match = /^([1-9][0-9]{0,5})([mhd])$/.exec(text);
+  if (!match) throw new UsageError('--rotate-every takes a number and a unit: 90d, 12h or 30m');
+  return Number(match[1]) * UNITS[match[2]!]!;
+}
+
+/**
+ * The value, from `--file` or stdin, at most the module's limit (+ a newline). Refuses a terminal on
+ * stdin: what is typed there is echoed to the screen.
+ */
+async function readValue(values: Values, io: SecretsIo): Promise<Buffer> {
+  const limit = SECRETS_DEFAULTS.maxValueBytes + 2;
+  let value: Buffer;
+  if (values.file !== undefined) {
+    value = readFileLimited(resolve(io.cwd, values.file), limit);
+  } else {
+    const stdin = io.stdin ?? process.stdin;
+    if (stdin.isTTY) throw new UsageError('pipe the value on stdin or use --file (typing it would show it on screen)');
+    value = await readStreamLimited(stdin, limit);
+  }
+  if (!values.raw) {
+    let end = value.length;
+    if (end > 0 && value[end - 1] === 0x0a) end--;
+    if (end > 0 && value[end - 1] === 0x0d) end--;
+    if (end !== value.length) {
+      const trimmed = Buffer.from(value.subarray(0, end));
+      sodium.sodium_memzero(value);
+      value = trimmed;
+    }
+  }
+  if (value.length === 0) throw new CliFailure('the value is empty');
+  return value;
+}
+
+function readFileLimited(path: string, limit: number): Buffer {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    throw new CliFailure(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+  try {
+    const size = fstatSync(fd).size;
+    if (size > limit) throw new CliFailure(`the value is larger than ${SECRETS_DEFAULTS.maxValueBytes} bytes`);
+    const buffer = Buffer.alloc(size);
+    let length = 0;
+    while (length < size) {
+      const n = readSync(fd, buffer, length, size - length, null);
+      if (n === 0) break;
+      length += n;
+    }
+    return buffer.subarray(0, length);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function readStreamLimited(stream: NodeJS.ReadableStream, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  try {
+    for await (const chunk of stream) {
+      const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+      chunks.push(bytes);
+      length += bytes.length;
+      if (length > limit) throw new CliFailure(`the value is larger than ${SECRETS_DEFAULTS.maxValueBytes} bytes`);
+    }
+    return Buffer.concat(chunks, length);
+  } finally {
+    for (const chunk of chunks) sodium.sodium_memzero(chunk);
+  }
+}
+
+/** Writes and waits until the stream took the bytes (the caller zeroes them afterwards). */
+function write(stream: NodeJS.WritableStream, bytes: Buffer): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    stream.write(bytes, (err) => (err ? reject(err) : resolvePromise()));
+  });
+}
+
+function operator(): SecretsActor {
+  try {
+    return { subject: userInfo().username || `uid:${process.getuid?.() ?? 'unknown'}` };
+  } catch {
+    return { subject: `uid:${process.getuid?.() ?? 'unknown'}` };
+  }
+}
+
+function labelSuffix(labels: Labels): string {
+  const parts = [
+    labels.previous === null ? null : `previous: ${labels.previous}`,
+    labels.pending === null ? null : `pending: ${labels.pending}`,
+  ].filter((p) => p !== null);
+  return parts.length === 0 ? '' : ` (${parts.join(', ')})`;
+}
+
+function listRow(s: SecretRecord): string[] {
+  const v = (n: number | null) => (n === null ? '-' : String(n));
+  const due =
+    s.rotationDueAt === null ? '-' : `${iso(s.rotationDueAt)}${s.rotationDueAt <= Date.now() ? ' (overdue)' : ''}`;
+  return [
+    s.name,
+    v(s.labels.current),
+    v(s.labels.previous),
+    v(s.labels.pending),
+    String(s.latestVersion),
+    iso(s.updatedAt),
+    due,
+  ];
+}
+
+function rotationText(s: SecretRecord): string {
+  if (s.rotationIntervalMs === null) return '';
+  const days = s.rotationIntervalMs / 86_400_000;
+  const every = Number.isInteger(days) ? `${days}d` : `${s.rotationIntervalMs / 60_000}m`;
+  return `; rotate every ${every}, next due ${s.rotationDueAt === null ? '-' : iso(s.rotationDueAt)}`;
+}
+
+function table(out: (line: string) => void, header: string[], rows: string[][]): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  for (const row of [header, ...rows])
+    out(
+      row
+        .map((cell, i) => cell.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    );
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** Hints for the codes an operator can act on. */
+const HINTS: Readonly<Record<string, string>> = {
+  [SEC_ERRORS.sealed]: `check --key-file or $${KEK_ENV}: the key-encryption key is missing or is not this store's (a development key is made by rampart start, or set --create-dev-key)`,
+  [SEC_ERRORS.label]: 'see rampart secrets history <name>',
+  [SEC_ERRORS.conflict]: 'another writer changed the secret; run the command again',
+  [SEC_ERRORS.auditUnavailable]: 'the audit trail could not be written; nothing was read or changed',
+};
+
+/** One line: fixed message, code, hint. Never a stack trace, never a value (errors carry none). */
+function describeError(err: unknown): string {
+  if (err instanceof CliFailure) return clean(err.message);
+  if (isRampartError(err)) {
+    const reason = typeof err.detail?.['reason'] === 'string' ? ` (${err.detail['reason']})` : '';
+    const hint = HINTS[err.code];
+    return `${err.message}${reason} [${err.code}]${hint ? `\n  ${hint}` : ''}`;
+  }
+  return `unexpected error: ${clean(err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err))}`;
+}
+
+/** Text from arguments, with control characters (terminal escapes) made visible. */
+function clean(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}

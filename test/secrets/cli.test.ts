@@ -1,0 +1,266 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { describe, test } from 'node:test';
+import { runSecrets, SECRETS_FILES } from '../../src/cli/secrets.ts';
+import { SEC_ERRORS } from '../../src/control/secrets/errors.ts';
+import { createDevKek } from '../../src/core/kek.ts';
+import { leakForms } from './fixtures.ts';
+
+const BIN = new URL('../../bin/rampart.js', import.meta.url).pathname;
+
+class Capture extends Writable {
+  chunks: Buffer[] = [];
+  isTTY = false;
+  override _write(chunk: Buffer, _encoding: string, callback: () => void) {
+    this.chunks.push(Buffer.from(chunk));
+    callback();
+  }
+  bytes() {
+    return Buffer.concat(this.chunks);
+  }
+  text() {
+    return this.bytes().toString();
+  }
+}
+
+/** A project directory with a development key, removed after the test. */
+function project(t: import('node:test').TestContext) {
+  const cwd = mkdtempSync(join(tmpdir(), 'rampart-secrets-cli-'));
+  t.after(() => rmSync(cwd, { recursive: true, force: true }));
+  return cwd;
+}
+
+async function cli(
+  cwd: string,
+  args: string[],
+  stdin?: Buffer | string,
+  options: { tty?: boolean; env?: Record<string, string> } = {},
+) {
+  const stdout = new Capture();
+  const stderr = new Capture();
+  const input = Object.assign(Readable.from(stdin === undefined ? [] : [Buffer.from(stdin)]), {
+    isTTY: options.tty === true,
+  });
+  const code = await runSecrets(args, { stdout, stderr, cwd, stdin: input, env: options.env ?? {} });
+  return { code, stdout: stdout.text(), stderr: stderr.text(), raw: stdout.bytes() };
+}
+
+describe('rampart secrets (in process)', () => {
+  test('set, get, rotate, promote, rollback, list, history: values only with get --reveal', async (t) => {
+    const cwd = project(t);
+    const secret = `s3cr3t-${randomBytes(8).toString('hex')}`;
+    let r = await cli(cwd, ['set', 'db-password', '--create-dev-key', '--rotate-every', '90d'], `${secret}\n`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /db-password: version 1 is current/);
+    assert.equal(statSync(join(cwd, '.rampart/control', SECRETS_FILES.devKey)).mode & 0o777, 0o600);
+    assert.equal(statSync(join(cwd, '.rampart/control')).mode & 0o777, 0o700);
+
+    r = await cli(cwd, ['get', 'db-password']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /version 1 \(current\): \d+ bytes/);
+    assert.ok(!r.stdout.includes(secret));
+
+    r = await cli(cwd, ['get', 'db-password', '--reveal']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, secret, 'exactly the value, its trailing newline dropped at set');
+
+    r = await cli(cwd, ['rotate', 'db-password'], 'next-value');
+    assert.match(r.stdout, /version 2 staged as pending/);
+    r = await cli(cwd, ['get', 'db-password', '--reveal', '--label', 'pending']);
+    assert.equal(r.stdout, 'next-value');
+    r = await cli(cwd, ['promote', 'db-password']);
+    assert.match(r.stdout, /version 2 is current \(previous: 1\)/);
+    r = await cli(cwd, ['rollback', 'db-password']);
+    assert.match(r.stdout, /version 1 is current \(previous: 2\)/);
+    r = await cli(cwd, ['get', 'db-password', '--reveal', '--version', '2']);
+    assert.equal(r.stdout, 'next-value');
+
+    r = await cli(cwd, ['list']);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /^NAME\s+CURRENT\s+PREVIOUS\s+PENDING\s+VERSIONS\s+UPDATED\s+ROTATION DUE$/m);
+    assert.match(r.stdout, /^db-password\s+1\s+2\s+-\s+2\s/m);
+    r = await cli(cwd, ['history', 'db-password', '--json']);
+    const history = JSON.parse(r.stdout) as { versions: { version: number; label: string }[] };
+    assert.deepEqual(
+      history.versions.map((v) => [v.version, v.label]),
+      [
+        [1, 'current'],
+        [2, 'previous'],
+      ],
+    );
+    for (const out of [await cli(cwd, ['list', '--json']), await cli(cwd, ['history', 'db-password'])]) {
+      assert.ok(!out.stdout.includes(secret) && !out.stdout.includes('next-value'));
+    }
+  });
+
+  test('--file, --raw, and the trailing-newline rule', async (t) => {
+    const cwd = project(t);
+    writeFileSync(join(cwd, 'value.txt'), 'from-file\r\n');
+    assert.equal((await cli(cwd, ['set', 'api-token', '--file', 'value.txt', '--create-dev-key'])).code, 0);
+    assert.equal((await cli(cwd, ['get', 'api-token', '--reveal'])).stdout, 'from-file');
+    assert.equal((await cli(cwd, ['set', 'api-token', '--raw'], 'line\n\n')).code, 0);
+    assert.deepEqual((await cli(cwd, ['get', 'api-token', '--reveal'])).raw, Buffer.from('line\n\n'));
+    assert.equal((await cli(cwd, ['set', 'api-token'], 'two\n\n')).code, 0);
+    assert.deepEqual(
+      (await cli(cwd, ['get', 'api-token', '--reveal'])).raw,
+      Buffer.from('two\n'),
+      'only one newline dropped',
+    );
+    const binary = randomBytes(64);
+    writeFileSync(join(cwd, 'bin.key'), binary);
+    assert.equal((await cli(cwd, ['set', 'api-token', '--file', 'bin.key', '--raw'])).code, 0);
+    assert.deepEqual((await cli(cwd, ['get', 'api-token', '--reveal'])).raw, binary);
+  });
+
+  test('the key from $RAMPART_KEK or --key-file; a wrong key is SEC_ERR_SEALED (exit 1), never output', async (t) => {
+    const cwd = project(t);
+    const key = randomBytes(32).toString('base64');
+    const env = { RAMPART_KEK: key };
+    assert.equal((await cli(cwd, ['set', 'db-password'], 'v', { env })).code, 0);
+    assert.equal((await cli(cwd, ['get', 'db-password', '--reveal'], undefined, { env })).stdout, 'v');
+    const wrong = await cli(cwd, ['get', 'db-password', '--reveal'], undefined, {
+      env: { RAMPART_KEK: randomBytes(32).toString('base64') },
+    });
+    assert.equal(wrong.code, 1);
+    assert.equal(wrong.stdout, '');
+    assert.match(wrong.stderr, new RegExp(`\\[${SEC_ERRORS.sealed}\\]`));
+    const missing = await cli(cwd, ['get', 'db-password', '--reveal']);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, new RegExp(`kek_unavailable\\) \\[${SEC_ERRORS.sealed}\\]`));
+    createDevKek(join(cwd, 'other.key')).kek.destroy();
+    const other = await cli(cwd, ['list', '--key-file', 'other.key']);
+    assert.equal(other.code, 1);
+    assert.match(other.stderr, /wrong_key/);
+  });
+
+  test('rotate-kek: every version re-wrapped, the old key refused afterwards, the new one reads', async (t) => {
+    const cwd = project(t);
+    assert.equal((await cli(cwd, ['set', 'db-password', '--create-dev-key'], 'one')).code, 0);
+    assert.equal((await cli(cwd, ['set', 'db-password'], 'two')).code, 0);
+    createDevKek(join(cwd, 'new.key')).kek.destroy();
+    const r = await cli(cwd, ['rotate-kek', '--new-key-file', 'new.key']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /re-wrapped 2 data keys/);
+    assert.equal((await cli(cwd, ['list'])).code, 1, 'the old key no longer opens the store');
+    assert.equal(
+      (await cli(cwd, ['get', 'db-password', '--reveal', '--version', '1', '--key-file', 'new.key'])).stdout,
+      'one',
+    );
+  });
+
+  const usage: ReadonlyArray<readonly [string, string[], string | undefined, number, RegExp]> = [
+    ['no command', [], undefined, 2, /a command is required/],
+    ['unknown command', ['frobnicate'], undefined, 2, /unknown command/],
+    ['missing name', ['set'], 'v', 2, /needs a secret name/],
+    ['extra argument', ['get', 'a', 'b'], undefined, 2, /too many arguments/],
+    ['invalid name, escapes shown', ['get', 'x\u001b[31m'], undefined, 2, /invalid secret name "x\\u001b\[31m"/],
+    ['option for another command', ['list', '--reveal'], undefined, 2, /--reveal does not apply to list/],
+    ['unknown option', ['list', '--bogus'], undefined, 2, /bogus/],
+    ['bad duration', ['set', 'a', '--rotate-every', '90'], 'v', 2, /--rotate-every/],
+    ['bad label', ['get', 'a', '--label', 'latest'], undefined, 2, /--label/],
+    ['label and version', ['get', 'a', '--label', 'current', '--version', '1'], undefined, 2, /not both/],
+    ['bad version', ['get', 'a', '--version', '0'], undefined, 2, /--version/],
+    ['rotate-kek without a key', ['rotate-kek'], undefined, 2, /--new-key-file/],
+  ];
+  for (const [label, args, stdin, code, pattern] of usage) {
+    test(`usage: ${label}`, async (t) => {
+      const cwd = project(t);
+      // A store exists, so read commands reach argument checks rather than "no store".
+      await cli(cwd, ['set', 'a', '--create-dev-key'], 'v');
+      const r = await cli(cwd, args, stdin);
+      assert.equal(r.code, code, r.stderr);
+      assert.match(r.stderr, pattern);
+      assert.ok(!r.stderr.includes('    at '), 'no stack trace');
+    });
+  }
+
+  test('a terminal on stdin is refused (typing would echo the value); empty and oversized values too', async (t) => {
+    const cwd = project(t);
+    const tty = await cli(cwd, ['set', 'a', '--create-dev-key'], 'v', { tty: true });
+    assert.equal(tty.code, 2);
+    assert.match(tty.stderr, /pipe the value/);
+    assert.equal((await cli(cwd, ['set', 'a', '--create-dev-key'], '\n')).code, 1);
+    const big = await cli(cwd, ['set', 'a', '--create-dev-key'], Buffer.alloc(70_000, 0x61));
+    assert.equal(big.code, 1);
+    assert.match(big.stderr, /larger than 65536 bytes/);
+  });
+
+  test('reading commands do not create a store where there is none', async (t) => {
+    const cwd = project(t);
+    const r = await cli(cwd, ['list']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /no secrets store/);
+    assert.equal(existsSync(join(cwd, '.rampart')), false);
+  });
+
+  test('a refused label move names the reason; nothing changes', async (t) => {
+    const cwd = project(t);
+    await cli(cwd, ['set', 'a', '--create-dev-key'], 'v');
+    const r = await cli(cwd, ['promote', 'a']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /no_pending\) \[SEC_ERR_LABEL\]/);
+    const pending = await cli(cwd, ['rotate', 'a'], 'w');
+    assert.equal(pending.code, 0);
+    const blocked = await cli(cwd, ['set', 'a'], 'x');
+    assert.match(blocked.stderr, /pending_exists/);
+    assert.equal((await cli(cwd, ['set', 'a', '--discard-pending'], 'x')).code, 0);
+  });
+});
+
+describe('rampart secrets (a real process)', () => {
+  test('the plaintext appears nowhere: not in any output but --reveal, not in the data directory', (t) => {
+    const cwd = project(t);
+    const secrets = [`PLAIN-${randomBytes(10).toString('hex')}`, `PLAIN-${randomBytes(10).toString('hex')}`];
+    const outputs: Buffer[] = [];
+    const run = (args: string[], input?: string) => {
+      const r = spawnSync(process.execPath, [BIN, 'secrets', ...args], {
+        cwd,
+        input,
+        timeout: 60_000,
+        env: { PATH: process.env['PATH'] ?? '' },
+      });
+      assert.equal(r.status, 0, r.stderr.toString());
+      return r;
+    };
+    const keep = (r: ReturnType<typeof run>) => outputs.push(r.stdout, r.stderr);
+    keep(run(['set', 'payment-provider-key', '--create-dev-key'], `${secrets[0]}\n`));
+    keep(run(['rotate', 'payment-provider-key'], secrets[1]));
+    keep(run(['promote', 'payment-provider-key']));
+    keep(run(['get', 'payment-provider-key']));
+    keep(run(['list']));
+    keep(run(['history', 'payment-provider-key']));
+    keep(run(['rollback', 'payment-provider-key']));
+    const failed = spawnSync(process.execPath, [BIN, 'secrets', 'promote', 'payment-provider-key'], {
+      cwd,
+      timeout: 60_000,
+    });
+    assert.equal(failed.status, 1);
+    outputs.push(failed.stdout, failed.stderr);
+    const revealed = run(['get', 'payment-provider-key', '--reveal']);
+    assert.equal(revealed.stdout.toString(), secrets[0], 'the one place a value may appear');
+    outputs.push(revealed.stderr);
+
+    const dataDir = join(cwd, '.rampart/control');
+    const files = readdirSync(dataDir).map((f) => join(dataDir, f));
+    assert.ok(files.some((f) => f.endsWith(SECRETS_FILES.audit)));
+    const everything = Buffer.concat([...outputs, ...files.map((f) => readFileSync(f))]);
+    for (const secret of secrets) {
+      for (const form of leakForms(Buffer.from(secret))) {
+        assert.equal(everything.indexOf(form), -1, `${form.toString()} leaked`);
+      }
+    }
+    const audit = readFileSync(join(dataDir, SECRETS_FILES.audit), 'utf8').trim().split('\n');
+    assert.ok(audit.length >= 9);
+    assert.ok(!audit.join('\n').includes('payment-provider-key'), 'the audit trail names secrets by reference');
+  });
+
+  test('rampart --help lists the secrets command', () => {
+    const r = spawnSync(process.execPath, [BIN, '--help'], { timeout: 30_000 });
+    assert.match(r.stdout.toString(), /^ {2}secrets\s/m);
+  });
+});
