@@ -175,6 +175,9 @@ export function limitBody(req: IncomingMessage, maxBytes: number): Transform {
   };
   req.once('close', onClose);
   limited.once('close', () => req.off('close', onClose));
+  // The reader (undici) listens for errors while it sends the body; once it stopped (the upstream
+  // answered or the exchange was aborted) a late error must not become an uncaught exception.
+  limited.on('error', () => {});
   req.pipe(limited);
   return limited;
 }
