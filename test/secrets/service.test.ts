@@ -419,6 +419,33 @@ describe('secrets service: lifecycle', () => {
     assert.equal(kek.unwrap(kek.wrap(Buffer.from('x'), 'ctx'), 'ctx').toString(), 'x');
   });
 
+  test('close waits for reads in flight: they finish with intact keys; later calls are refused', async () => {
+    const audit = new RecordingSink();
+    const inner = openSqliteSecretsStore({ path: ':memory:' });
+    let hold: Promise<void> | null = null;
+    const store: SecretsStore = {
+      ...inner,
+      async versionByLabel(name, label) {
+        if (hold) await hold; // the read is between its ACL check and its audit event
+        return inner.versionByLabel(name, label);
+      },
+    };
+    const service = await openTestService(store, { kek: testKek(), audit });
+    await service.set(OPERATOR, 'db-password', Buffer.from('v'));
+    const ref = service.auditRef('db-password', 1);
+    let release!: () => void;
+    hold = new Promise<void>((r) => {
+      release = r;
+    });
+    const read = service.read(PAYMENTS, 'db-password');
+    const closing = service.close();
+    await assert.rejects(service.read(PAYMENTS, 'db-password'), is(SEC_ERRORS.closed));
+    release();
+    assert.equal((await read).value.toString(), 'v');
+    await closing;
+    assert.equal(audit.events.at(-1)!.resource, `secret:${ref}`, 'the audit key was not zeroed under the read');
+  });
+
   test('after close every call is SEC_ERR_CLOSED', async () => {
     const service: SecretsService = await openTestService(openSqliteSecretsStore({ path: ':memory:' }), {
       kek: testKek(),

@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, type KeyObject } from 'node:crypto';
 import { type AuditDecision, type AuditEvent, createAuditEvent } from '../../core/audit-event.ts';
 import { parseSpiffeId } from '../../core/spiffe.ts';
 import { MAX_VERSION } from './defaults.ts';
@@ -133,7 +133,7 @@ const MAX_REF_NAME_BYTES = 256;
  * HMAC-SHA-256(key, "rampart/secret-ref/v1" NUL name NUL uint32be(version)).
  * Deterministic per store, so a log can be searched; unlinkable to the name without the key.
  */
-export function secretRef(key: Uint8Array, name: unknown, version = 0): string {
+export function secretRef(key: Uint8Array | KeyObject, name: unknown, version = 0): string {
   if (typeof name !== 'string' || Buffer.byteLength(name, 'utf8') > MAX_REF_NAME_BYTES) return 'invalid-name';
   if (!Number.isInteger(version) || version < 0 || version > MAX_VERSION) return 'invalid-version';
   const suffix = Buffer.alloc(5);

@@ -1,3 +1,4 @@
+import { createSecretKey, type KeyObject } from 'node:crypto';
 import sodium from 'sodium-native';
 import type { AuditDecision } from '../../core/audit-event.ts';
 import { isRampartError } from '../../core/errors.ts';
@@ -250,10 +251,18 @@ class Service implements SecretsService {
   /** The KEK a rotation is moving to, between its commit and the switch (reads may see re-wrapped rows). */
   #nextKek: Kek | null = null;
   #auditKey: Buffer;
+  /**
+   * The same key as an OpenSSL key object for HMAC (importing the raw key on every HMAC costs ~8 µs of a
+   * ~90 µs read). Node cannot zero a KeyObject; it is freed with the service. The key only links audit
+   * references to names; it protects no value.
+   */
+  #auditHmacKey: KeyObject;
   #acl: SecretsAcl;
   /** Writes of this process, one at a time (compare-and-set in the store covers other processes). */
   #writes: Promise<unknown> = Promise.resolve();
   #closed = false;
+  /** Reads in progress: close() waits for them before zeroing the audit key. */
+  readonly #running = new Set<Promise<unknown>>();
 
   constructor(init: ServiceInit) {
     this.#store = init.store;
@@ -264,6 +273,7 @@ class Service implements SecretsService {
     this.#kek = init.kek;
     this.#ownsKek = init.ownsKek;
     this.#auditKey = init.auditKey;
+    this.#auditHmacKey = createSecretKey(init.auditKey);
     this.#acl = init.acl;
   }
 
@@ -278,15 +288,28 @@ class Service implements SecretsService {
 
   auditRef(name: string, version = 0): string {
     this.#guard();
-    return secretRef(this.#auditKey, name, version);
+    return secretRef(this.#auditHmacKey, name, version);
   }
 
-  async read(
-    callerSpiffeId: string,
+  read(callerSpiffeId: string, name: string, options: { label?: Label } & RequestContext = {}): Promise<SecretValue> {
+    return this.#track(() => this.#read(callerSpiffeId, name, options));
+  }
+
+  reveal(
+    actor: SecretsActor,
     name: string,
-    options: { label?: Label } & RequestContext = {},
+    selector: VersionSelector = { label: 'current' },
+    context: RequestContext = {},
   ): Promise<SecretValue> {
-    this.#guard();
+    return this.#track(async () => {
+      checkActor(actor);
+      checkName(name);
+      checkSelector(selector);
+      return this.#readValue(actor, SECRETS_ACTIONS.reveal, name, selector, context);
+    });
+  }
+
+  async #read(callerSpiffeId: string, name: string, options: { label?: Label } & RequestContext): Promise<SecretValue> {
     const actor: SecretsActor = { spiffeId: typeof callerSpiffeId === 'string' ? callerSpiffeId.slice(0, 2048) : '' };
     const label = options.label ?? 'current';
     if (!this.#acl.allows(callerSpiffeId, name)) {
@@ -302,19 +325,6 @@ class Service implements SecretsService {
       );
     }
     return this.#readValue(actor, SECRETS_ACTIONS.read, name, { label }, options);
-  }
-
-  async reveal(
-    actor: SecretsActor,
-    name: string,
-    selector: VersionSelector = { label: 'current' },
-    context: RequestContext = {},
-  ): Promise<SecretValue> {
-    this.#guard();
-    checkActor(actor);
-    checkName(name);
-    checkSelector(selector);
-    return this.#readValue(actor, SECRETS_ACTIONS.reveal, name, selector, context);
   }
 
   async set(actor: SecretsActor, name: string, value: Uint8Array, options: SetOptions = {}): Promise<WriteResult> {
@@ -388,8 +398,11 @@ class Service implements SecretsService {
     return this.#moveLabels(actor, name, { op: 'rollback' }, SECRETS_ACTIONS.rollback, context);
   }
 
-  async history(actor: SecretsActor, name: string, context: RequestContext = {}) {
-    this.#guard();
+  history(actor: SecretsActor, name: string, context: RequestContext = {}) {
+    return this.#track(() => this.#history(actor, name, context));
+  }
+
+  async #history(actor: SecretsActor, name: string, context: RequestContext) {
     checkActor(actor);
     checkName(name);
     const secret = await this.#store.secret(name);
@@ -409,9 +422,14 @@ class Service implements SecretsService {
     return { secret, versions };
   }
 
-  async list(actor: SecretsActor, context: RequestContext = {}): Promise<SecretRecord[]> {
-    this.#guard();
-    checkActor(actor);
+  list(actor: SecretsActor, context: RequestContext = {}): Promise<SecretRecord[]> {
+    return this.#track(async () => {
+      checkActor(actor);
+      return this.#list(actor, context);
+    });
+  }
+
+  async #list(actor: SecretsActor, context: RequestContext): Promise<SecretRecord[]> {
     const secrets = await this.#store.listSecrets();
     await this.#append({
       ...this.#context(context),
@@ -484,7 +502,8 @@ class Service implements SecretsService {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#writes.catch(() => {});
+    // Operations already running finish with the keys they started with; new ones are refused.
+    await Promise.allSettled([this.#writes, ...this.#running]);
     sodium.sodium_memzero(this.#auditKey);
     if (this.#ownsKek) this.#kek.destroy();
     await this.#store.close();
@@ -572,6 +591,16 @@ class Service implements SecretsService {
     });
   }
 
+  /** Runs a read-side operation, refused once closed, and remembered until it settles. */
+  #track<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(secError(SEC_ERRORS.closed));
+    const run = fn();
+    this.#running.add(run);
+    const done = () => this.#running.delete(run);
+    run.then(done, done);
+    return run;
+  }
+
   /** Runs `fn` after every earlier write of this service. */
   #serially<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.#writes.then(fn, fn);
@@ -601,14 +630,14 @@ class Service implements SecretsService {
     context: RequestContext,
     label?: Label,
   ): SecretsEventInput {
-    const nameRef = secretRef(this.#auditKey, name, 0);
+    const nameRef = secretRef(this.#auditHmacKey, name, 0);
     return {
       ...this.#context(context),
       actor,
       action,
       decision,
       reason,
-      resource: `secret:${version === 0 ? nameRef : secretRef(this.#auditKey, name, version)}`,
+      resource: `secret:${version === 0 ? nameRef : secretRef(this.#auditHmacKey, name, version)}`,
       detail: { nameRef, ...(version === 0 ? {} : { version }), ...(label ? { label } : {}) },
     };
   }
