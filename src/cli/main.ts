@@ -24,6 +24,26 @@ const COMMANDS: Record<string, { summary: string; run: Command }> = {
     summary: 'set, read, rotate and roll back secrets (local data directory)',
     run: async (args) => (await import('./secrets.ts')).runSecrets(args, io()),
   },
+  users: {
+    summary: 'manage accounts of the built-in identity provider (add, list, disable, reset-mfa)',
+    run: async (args) => (await import('./identity-commands.ts')).runUsers(args),
+  },
+  clients: {
+    summary: 'manage OAuth clients of the built-in identity provider (add, list, rotate-secret)',
+    run: async (args) => (await import('./identity-commands.ts')).runClients(args),
+  },
+  login: {
+    summary: 'sign in to the built-in identity provider (device flow) and store a token',
+    run: async (args) => (await import('./identity-commands.ts')).runLogin(args),
+  },
+  token: {
+    summary: 'print the stored access token of `rampart login` (refreshed when needed)',
+    run: async (args) => (await import('./identity-commands.ts')).runToken(args),
+  },
+  identity: {
+    summary: 'operate the built-in identity provider (keys, rotate-keys)',
+    run: async (args) => (await import('./identity-commands.ts')).runIdentity(args),
+  },
 };
 
 function usage(): string {

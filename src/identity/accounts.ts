@@ -74,6 +74,8 @@ export interface Accounts {
   login(username: string, password: string, address: string): Promise<LoginResult>;
   /** Forgets the failed-login counter of a username (unlock). */
   unlock(username: string, actor?: string): Promise<void>;
+  /** Removes the TOTP secret and recovery codes: the next login enrolls again (if MFA is required). */
+  resetMfa(id: string, actor?: string): Promise<void>;
 }
 
 export interface AccountsOptions {
@@ -184,6 +186,12 @@ export function createAccounts(options: AccountsOptions): Accounts {
       audit.emit({ type: AUDIT_EVENTS.loginFailed, subject: account?.id ?? username, ip: address, reason });
       if (locked) audit.emit({ type: AUDIT_EVENTS.accountLocked, subject: account?.id ?? username, ip: address });
       return { ok: false, reason: 'invalid_credentials' };
+    },
+    async resetMfa(id, actor) {
+      await mustExist(id);
+      await store.updateAccount(id, { totpSecret: null, totpEnrolledAt: null, totpLastStep: null });
+      await store.replaceRecoveryCodes(id, []);
+      audit.emit({ type: AUDIT_EVENTS.mfaReset, ...(actor ? { actor } : {}), subject: id });
     },
     async unlock(username, actor) {
       const normalized = normalizeUsername(username);

@@ -187,10 +187,15 @@ export interface ClientRegistry {
   /** A new secret replaces the old one at once (the old one stops working). */
   rotateSecret(clientId: string): Promise<string>;
   setDisabled(clientId: string, disabled: boolean): Promise<void>;
+  /**
+   * Registers a public client, or brings an existing one's metadata up to date (the provider's own
+   * CLI client, whose scopes follow the manifest). Never for confidential clients (no secret to show).
+   */
+  ensurePublic(input: ClientInput & { clientId: string }): Promise<ClientView>;
 }
 
 export function createClientRegistry(store: IdentityStore, kek: Sealer, now: () => number = Date.now): ClientRegistry {
-  return {
+  const registry: ClientRegistry = {
     async add(input) {
       const clientId = input.clientId ?? randomBytes(12).toString('base64url');
       if (typeof clientId !== 'string' || !CLIENT_ID.test(clientId)) invalid('clientId', 'invalid client id');
@@ -225,10 +230,19 @@ export function createClientRegistry(store: IdentityStore, kek: Sealer, now: () 
       await store.updateClient(clientId, { secret: issued.sealed });
       return issued.secret;
     },
+    async ensurePublic(input) {
+      const metadata = clientMetadata(input);
+      if (metadata['token_endpoint_auth_method'] !== 'none') invalid('kind', 'only public clients are ensured');
+      const existing = await store.findClient(input.clientId);
+      if (!existing) return (await registry.add(input)).client;
+      await store.updateClient(input.clientId, { metadata });
+      return clientView((await store.findClient(input.clientId))!);
+    },
     async setDisabled(clientId, disabled) {
       if (!(await store.updateClient(clientId, { disabled }))) {
         throw idpError(IDP_ERRORS.notFound, 'no such client', { status: 404 });
       }
     },
   };
+  return registry;
 }

@@ -116,3 +116,13 @@ export const TOTP_DEFAULTS = Object.freeze({
   /** Recovery codes issued at enrollment: 10 single-use codes of 60 random bits each. */
   recoveryCodes: 10,
 });
+
+/** Fixed names shared by the provider and the CLI (src/cli/identity-client.ts). */
+export const IDENTITY_NAMES = Object.freeze({
+  /** The provider's own public client for `rampart login` (device flow, loopback PKCE: RFC 8252). */
+  cliClientId: 'rampart-cli',
+  /** Loopback redirect of the CLI client; any port matches (RFC 8252 §7.3). */
+  cliRedirectUri: 'http://127.0.0.1/callback',
+  /** File (in the identity's data directory) holding the one-time bootstrap token. */
+  bootstrapFile: 'bootstrap-admin.token',
+});

@@ -1,12 +1,14 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, constants, openSync, rmSync, writeSync } from 'node:fs';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type Provider from 'oidc-provider';
 import type { Logger } from '../core/logger.ts';
 import { type Accounts, createAccounts } from './accounts.ts';
+import { createAdminApi } from './admin-api.ts';
 import { AUDIT_EVENTS, type AuditEmitter, tokenRef } from './audit.ts';
 import { type ClientRegistry, createClientRegistry } from './clients.ts';
-import { IDENTITY_DEFAULTS } from './defaults.ts';
+import { IDENTITY_DEFAULTS, IDENTITY_NAMES } from './defaults.ts';
 import { IDP_ERRORS, idpError } from './errors.ts';
 import { formTargetsOf, pageCsp, scriptHashesOf, setBaseHeaders } from './http-security.ts';
 import { createInteractions } from './interactions.ts';
@@ -14,7 +16,7 @@ import { STYLESHEET, STYLESHEET_PATH } from './pages/html.ts';
 import { createProviderViews } from './pages/provider-views.ts';
 import { type Argon2Params, createPasswordHasher } from './passwords/argon2.ts';
 import { createPasswordPolicy } from './passwords/policy.ts';
-import { createProvider, type ProviderTtl } from './provider.ts';
+import { ADMIN_ROLE, ADMIN_SCOPE, createProvider, OIDC_SCOPES, type ProviderTtl } from './provider.ts';
 import type { Sealer } from './sealing.ts';
 import { ensureKeys, providerJwks, type RotationResult, rotateKeys } from './signing-keys.ts';
 import type { IdentityStore } from './store/store.ts';
@@ -41,6 +43,12 @@ export interface IdentityOptions {
   throttle?: ThrottlePolicy;
   /** argon2id parameters (default ARGON2_DEFAULTS; never below OWASP's minimum in production). */
   argon2?: Partial<Argon2Params>;
+  /**
+   * Where to write the one-time bootstrap token while no administrator exists (mode 0600, in the
+   * identity's data directory). It lets `rampart users add --role admin` create the first
+   * administrator; the file is deleted once one exists. Undefined: no bootstrap.
+   */
+  bootstrapFile?: string;
 }
 
 /** A running identity provider (without its listener: see listen.ts). */
@@ -115,6 +123,33 @@ export async function createIdentity(options: IdentityOptions): Promise<Identity
   const accounts = createAccounts({ store, hasher, policy: createPasswordPolicy(), throttle, audit, now });
   // Make the dummy hash now: the first login of an unknown user must not pay for it (timing).
   await hasher.verifyDummy('warm-up');
+  await clients.ensurePublic({
+    clientId: IDENTITY_NAMES.cliClientId,
+    kind: 'native',
+    name: 'Rampart CLI',
+    redirectUris: [IDENTITY_NAMES.cliRedirectUri],
+    scopes: [...OIDC_SCOPES, ...options.apiScopes, ADMIN_SCOPE],
+  });
+
+  // Bootstrap: while no administrator exists, a random token in a file only the operator reads.
+  let bootstrapHash: Buffer | null = null;
+  const hasAdmin = async () => (await accounts.list()).some((a) => !a.disabled && a.roles.includes(ADMIN_ROLE));
+  if (options.bootstrapFile && !(await hasAdmin())) {
+    const token = randomBytes(32).toString('base64url');
+    rmSync(options.bootstrapFile, { force: true });
+    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | constants.O_SYNC;
+    const fd = openSync(options.bootstrapFile, flags, 0o600);
+    try {
+      writeSync(fd, `${token}\n`);
+    } finally {
+      closeSync(fd);
+    }
+    bootstrapHash = createHash('sha256').update(token).digest();
+    logger.warn(
+      { file: options.bootstrapFile },
+      'no administrator yet: `rampart users add <name> --role admin` creates one',
+    );
+  }
 
   let keysVersion = -1;
   let provider: Provider | null = null;
@@ -189,6 +224,24 @@ export async function createIdentity(options: IdentityOptions): Promise<Identity
     now,
   });
 
+  const adminApi = createAdminApi({
+    issuer: options.issuer,
+    adminAudience,
+    accounts,
+    clients,
+    store,
+    audit,
+    logger,
+    publicKeys: async () => (await store.listKeys()).map((k) => k.publicJwk),
+    rotateKeys: (force) => identity.rotateKeys({ force }),
+    bootstrapHash: () => bootstrapHash,
+    bootstrapDone: async () => {
+      if (!bootstrapHash || !(await hasAdmin())) return;
+      bootstrapHash = null;
+      if (options.bootstrapFile) rmSync(options.bootstrapFile, { force: true });
+    },
+  });
+
   const handler: RequestListener = (req: IncomingMessage, res: ServerResponse) => {
     setBaseHeaders(res, https);
     const host = (req.headers.host ?? '').toLowerCase();
@@ -215,6 +268,13 @@ export async function createIdentity(options: IdentityOptions): Promise<Identity
       res.end(req.method === 'HEAD' ? undefined : STYLESHEET);
       return;
     }
+    if (path === '/admin' || path.startsWith('/admin/')) {
+      adminApi(req, res, path).catch((err: unknown) => {
+        logger.error({ err }, 'admin handler failed');
+        if (!res.headersSent) res.writeHead(500).end();
+      });
+      return;
+    }
     if (path.startsWith('/interaction/')) {
       interactions(req, res, path).catch((err: unknown) => {
         logger.error({ err }, 'interaction handler failed');
@@ -225,7 +285,7 @@ export async function createIdentity(options: IdentityOptions): Promise<Identity
     callback!(req, res);
   };
 
-  return {
+  const identity: Identity = {
     issuer: options.issuer,
     audience: options.audience,
     adminAudience,
@@ -248,6 +308,7 @@ export async function createIdentity(options: IdentityOptions): Promise<Identity
       for (const timer of timers) clearInterval(timer);
     },
   };
+  return identity;
 }
 
 /** Audit events and the CSP of oidc-provider's own pages. */

@@ -9,6 +9,7 @@ import { createLogger } from '../core/logger.ts';
 import { createMetrics } from '../core/metrics.ts';
 import { readRuntime } from '../core/runtime.ts';
 import { createFileAudit } from './audit.ts';
+import { IDENTITY_NAMES } from './defaults.ts';
 import { createIdentity } from './identity.ts';
 import { listenIssuer } from './listen.ts';
 import { openKeyFile } from './sealing.ts';
@@ -59,6 +60,7 @@ const identity = await createIdentity({
   kek,
   logger,
   audit,
+  bootstrapFile: join(runtime.dataDir, IDENTITY_NAMES.bootstrapFile),
 });
 const listener = await listenIssuer(identity.handler, runtime.port);
 const admin = await startAdminServer({
