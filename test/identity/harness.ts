@@ -91,9 +91,9 @@ export async function startTestIdentity(options: TestIdentityOptions = {}): Prom
   const stores = await testStore(options.store ?? 'sqlite', keks.dir, options.postgresUrl);
   let handler: RequestListener = (_req, res) => void res.writeHead(503).end();
   const listener: IssuerListener = await listenIssuer((req, res) => handler(req, res), 0);
-  const issuer = `http://127.0.0.1:${listener.port}`;
+  const issuer = options.issuer?.(listener.port) ?? `http://127.0.0.1:${listener.port}`;
   const audit = createMemoryAudit();
-  const { store: _s, postgresUrl: _p, ...rest } = options;
+  const { store: _s, postgresUrl: _p, issuer: _i, ...rest } = options;
   const identity = await createIdentity({
     audience: TEST_AUDIENCE,
     apiScopes: [...TEST_SCOPES],
