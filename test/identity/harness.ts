@@ -84,6 +84,8 @@ export interface TestIdentityOptions
   extends Partial<Omit<IdentityOptions, 'issuer' | 'store' | 'kek' | 'logger' | 'audit'>> {
   store?: StoreKind;
   postgresUrl?: string | null;
+  /** The issuer; default `http://127.0.0.1:<port>`. Another one needs requests with its Host. */
+  issuer?: (port: number) => string;
 }
 
 export async function startTestIdentity(options: TestIdentityOptions = {}): Promise<TestIdentity> {
