@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { parseManifest } from '../../src/config/load.ts';
-import type { CorsPolicy, GatewayConfig, GatewayLimits, Manifest } from '../../src/config/model.ts';
+import type { CorsPolicy, GatewayConfig, GatewayLimits, HttpMethod, Manifest, Route } from '../../src/config/model.ts';
 import { createMetrics } from '../../src/core/metrics.ts';
 import { createMemoryDecisionSink, type DecisionEvent } from '../../src/gateway/decision-sink.ts';
 import { createGateway, type Gateway } from '../../src/gateway/gateway.ts';
@@ -19,11 +19,37 @@ export interface ManifestPatch {
   trustedProxies?: readonly string[];
   /** CORS policies by route id. */
   cors?: Readonly<Record<string, CorsPolicy>>;
+  /**
+   * Routes added after validation: layouts the manifest's cross-checks refuse today (a catch-all that
+   * overlaps other services' routes) but the gateway must still route safely if they ever exist.
+   */
+  addRoutes?: readonly {
+    id: string;
+    service: string;
+    path: string;
+    methods: readonly HttpMethod[];
+    scopes?: string[];
+  }[];
 }
 
 /** A copy of `manifest` with `patch` applied (the original is frozen and stays as it was). */
 export function patchManifest(manifest: Manifest, patch: ManifestPatch): Manifest {
-  const routes = manifest.routes.map((route) => ({ ...route, cors: patch.cors?.[route.id] ?? route.cors }));
+  const added = (patch.addRoutes ?? []).map(
+    (r): Route => ({
+      id: r.id,
+      service: r.service,
+      path: { source: r.path, segments: r.path.split('/').filter((s) => s !== '') },
+      methods: r.methods,
+      auth: r.scopes ? { kind: 'token', scopes: r.scopes, scopeMatch: 'all', roles: [] } : { kind: 'none' },
+      rateLimit: null,
+      where: { file: manifest.file, line: 0, column: 0 },
+      cors: null,
+    }),
+  );
+  const routes = [...manifest.routes, ...added].map((route) => ({
+    ...route,
+    cors: patch.cors?.[route.id] ?? route.cors,
+  }));
   const services = Object.fromEntries(
     Object.entries(manifest.services).map(([name, service]) => [
       name,
