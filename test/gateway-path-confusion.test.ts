@@ -217,9 +217,9 @@ describe('path confusion', () => {
     const route = (match as { route: { route: Manifest['routes'][number] } }).route.route;
     assert.equal(route.service, service, `${JSON.stringify(target)}: forwarded to its route's service`);
     if (route.auth.kind === 'token') {
-      const held = token === 'none' || token === 'noscope' ? [] : [token];
+      const held: string[] = token === 'none' || token === 'noscope' ? [] : [token];
       assert.ok(
-        route.auth.scopes.every((s) => held.includes(s as TokenKind)),
+        route.auth.scopes.every((s) => held.includes(s)),
         `${JSON.stringify(target)}: reached ${route.id} without its scopes`,
       );
     }
