@@ -149,6 +149,7 @@ const TRACE_ID = /^(?!0{32})[0-9a-f]{32}$/;
 const DETAIL_KEY = /^[a-z][A-Za-z0-9]{0,31}$/;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /** Field names that announce a credential (detail keys): never logged, whatever the value. */
@@ -175,24 +176,34 @@ function refuse(field: string, reason: string): RampartError {
   return new RampartError(AUDIT_EVENT_ERROR, 'invalid audit event', { status: 400, detail: { field, reason } });
 }
 
+/** Shannon entropy in bits per character of an ASCII run. */
 function entropy(run: string): number {
-  const counts = new Map<string, number>();
-  for (const ch of run) counts.set(ch, (counts.get(ch) ?? 0) + 1);
+  const counts = new Uint16Array(128);
+  for (let i = 0; i < run.length; i++) counts[run.charCodeAt(i) & 0x7f]!++;
   let bits = 0;
-  for (const n of counts.values()) {
+  for (const n of counts) {
+    if (n === 0) continue;
     const p = n / run.length;
     bits -= p * Math.log2(p);
   }
   return bits;
 }
 
+/** Fewer distinct characters than this cannot reach the entropy threshold (log2(20) ≈ 4.32). */
+const MIN_DISTINCT = Math.ceil(2 ** AUDIT_EVENT_LIMITS.secretEntropyBits);
+const HEX_AND_DASHES = /^[0-9a-fA-F-]+$/;
+
 function highEntropyRun(value: string): RegExpExecArray | null {
+  if (value.length < AUDIT_EVENT_LIMITS.secretRunLength) return null;
   BASE64_RUN.lastIndex = 0;
   for (let m = BASE64_RUN.exec(value); m !== null; m = BASE64_RUN.exec(value)) {
     const run = m[0];
+    // Hex (UUIDs, digests) has 17 symbols at most: never above the threshold, skip it cheaply.
+    if (HEX_AND_DASHES.test(run)) continue;
     // Two character classes at least: a run of one case or of digits alone is a word or a number.
     const classes = Number(/[A-Z]/.test(run)) + Number(/[a-z]/.test(run)) + Number(/[0-9]/.test(run));
     if (classes < 2) continue;
+    if (new Set(run).size < MIN_DISTINCT) continue;
     if (entropy(run) >= AUDIT_EVENT_LIMITS.secretEntropyBits) return m;
   }
   return null;
@@ -204,10 +215,11 @@ function highEntropyRun(value: string): RegExpExecArray | null {
  * high-entropy base64 runs; it cannot recognize a short or low-entropy password.
  */
 export function secretReason(value: string): string | null {
-  if (JWT.test(value)) return AUDIT_EVENT_REASONS.jwt;
+  // Each test runs only when the value could match it (most values are short paths and codes).
+  if (value.includes('eyJ') && JWT.test(value)) return AUDIT_EVENT_REASONS.jwt;
   if (AUTH_SCHEME.test(value)) return AUDIT_EVENT_REASONS.authScheme;
-  if (PRIVATE_KEY.test(value)) return AUDIT_EVENT_REASONS.privateKey;
-  if (API_KEY.test(value)) return AUDIT_EVENT_REASONS.apiKey;
+  if (value.includes('-----') && PRIVATE_KEY.test(value)) return AUDIT_EVENT_REASONS.privateKey;
+  if (value.length >= 20 && API_KEY.test(value)) return AUDIT_EVENT_REASONS.apiKey;
   if (highEntropyRun(value) !== null) return AUDIT_EVENT_REASONS.highEntropy;
   return null;
 }
@@ -234,7 +246,10 @@ function checkText(field: string, value: unknown, max: number, pattern?: RegExp)
   if (typeof value !== 'string') throw refuse(field, AUDIT_EVENT_REASONS.type);
   if (value.length === 0) throw refuse(field, AUDIT_EVENT_REASONS.empty);
   if (value.length > max) throw refuse(field, AUDIT_EVENT_REASONS.tooLong);
-  if (CONTROL.test(value) || LONE_SURROGATE.test(value)) throw refuse(field, AUDIT_EVENT_REASONS.control);
+  // Printable ASCII (the common case) has neither control characters nor surrogates.
+  if (!PRINTABLE_ASCII.test(value) && (CONTROL.test(value) || LONE_SURROGATE.test(value))) {
+    throw refuse(field, AUDIT_EVENT_REASONS.control);
+  }
   if (pattern !== undefined && !pattern.test(value)) throw refuse(field, AUDIT_EVENT_REASONS.format);
   const secret = secretReason(value);
   if (secret !== null) throw refuse(field, secret);
@@ -247,11 +262,22 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return proto === Object.prototype || proto === null;
 }
 
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
 function checkTime(value: unknown): string {
   const text = checkText('time', value, 24, TIME);
-  const ms = Date.parse(text);
-  // Round-trip: refuses 2026-02-30 and other dates Date.parse would roll over.
-  if (!Number.isFinite(ms) || new Date(ms).toISOString() !== text) throw refuse('time', AUDIT_EVENT_REASONS.format);
+  // The pattern fixed the layout; the ranges are checked here (Date.parse would roll 02-30 over).
+  const year = Number(text.slice(0, 4));
+  const month = Number(text.slice(5, 7));
+  const day = Number(text.slice(8, 10));
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const days = month === 2 && leap ? 29 : (DAYS_IN_MONTH[month - 1] ?? 0);
+  const hour = Number(text.slice(11, 13));
+  const minute = Number(text.slice(14, 16));
+  const second = Number(text.slice(17, 19));
+  if (day < 1 || day > days || hour > 23 || minute > 59 || second > 59) {
+    throw refuse('time', AUDIT_EVENT_REASONS.format);
+  }
   return text;
 }
 
@@ -307,6 +333,19 @@ function checkDetail(value: unknown): Readonly<Record<string, AuditDetailValue>>
  * checked. Throws AUDIT_ERR_EVENT (400) with `detail: { field, reason }`, never echoing the value.
  */
 export function validateAuditEvent(value: unknown): AuditEvent {
+  return checkEvent(value).event;
+}
+
+/**
+ * Validates like {@link validateAuditEvent} and returns the canonical bytes too, serialized once: what
+ * the log does with every event it receives.
+ */
+export function encodeAuditEvent(value: unknown): { event: AuditEvent; bytes: Buffer } {
+  const { event, json } = checkEvent(value);
+  return { event, bytes: Buffer.from(json, 'utf8') };
+}
+
+function checkEvent(value: unknown): { event: AuditEvent; json: string } {
   if (!isPlainObject(value)) throw refuse('', AUDIT_EVENT_REASONS.notObject);
   for (const key of Object.keys(value)) {
     if (!FIELDS.has(key)) throw refuse(key.slice(0, 64), AUDIT_EVENT_REASONS.unknownField);
@@ -333,10 +372,10 @@ export function validateAuditEvent(value: unknown): AuditEvent {
   if (value.traceId !== undefined) event.traceId = checkText('traceId', value.traceId, 32, TRACE_ID);
   if (value.detail !== undefined) event.detail = checkDetail(value.detail);
   const frozen = Object.freeze(event);
-  if (canonicalJson(frozen).length > AUDIT_EVENT_LIMITS.maxEventBytes) {
+  const json = canonicalJson(frozen);
+  if (Buffer.byteLength(json, 'utf8') > AUDIT_EVENT_LIMITS.maxEventBytes)
     throw refuse('', AUDIT_EVENT_REASONS.tooLarge);
-  }
-  return frozen;
+  return { event: frozen, json };
 }
 
 /**
@@ -390,15 +429,40 @@ export function createAuditEvent(input: AuditEventInput, options: CreateAuditEve
   return validateAuditEvent(draft);
 }
 
-function canonicalJson(value: unknown): string {
-  if (value === null || typeof value === 'boolean' || typeof value === 'number') return JSON.stringify(value);
-  if (typeof value === 'string') return JSON.stringify(value);
-  const object = value as Record<string, unknown>;
-  // RFC 8785 §3.2.3: members sorted by their names' UTF-16 code units (the default sort order).
-  const keys = Object.keys(object)
-    .filter((k) => object[k] !== undefined)
-    .sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(object[k])}`).join(',')}}`;
+const q = JSON.stringify;
+
+function scalar(value: AuditDetailValue): string {
+  return typeof value === 'string' ? q(value) : String(value);
+}
+
+/**
+ * The canonical JSON of a validated event, written member by member in RFC 8785 §3.2.3 order (names
+ * sorted by UTF-16 code units: action < actor < component < decision < detail < id < reason <
+ * requestId < resource < time < traceId; clientId < spiffeId < subject). Strings are escaped by
+ * JSON.stringify, which is what RFC 8785 §3.2.2.2 specifies; numbers are safe integers.
+ */
+function canonicalJson(e: AuditEvent): string {
+  let out = `{"action":${q(e.action)}`;
+  if (e.actor !== undefined) {
+    const parts: string[] = [];
+    if (e.actor.clientId !== undefined) parts.push(`"clientId":${q(e.actor.clientId)}`);
+    if (e.actor.spiffeId !== undefined) parts.push(`"spiffeId":${q(e.actor.spiffeId)}`);
+    if (e.actor.subject !== undefined) parts.push(`"subject":${q(e.actor.subject)}`);
+    out += `,"actor":{${parts.join(',')}}`;
+  }
+  out += `,"component":${q(e.component)},"decision":${q(e.decision)}`;
+  if (e.detail !== undefined) {
+    const detail = e.detail;
+    const keys = Object.keys(detail).sort();
+    out += `,"detail":{${keys.map((k) => `${q(k)}:${scalar(detail[k]!)}`).join(',')}}`;
+  }
+  out += `,"id":${q(e.id)}`;
+  if (e.reason !== undefined) out += `,"reason":${q(e.reason)}`;
+  if (e.requestId !== undefined) out += `,"requestId":${q(e.requestId)}`;
+  if (e.resource !== undefined) out += `,"resource":${q(e.resource)}`;
+  out += `,"time":${q(e.time)}`;
+  if (e.traceId !== undefined) out += `,"traceId":${q(e.traceId)}`;
+  return `${out}}`;
 }
 
 /**

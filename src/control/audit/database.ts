@@ -217,13 +217,21 @@ export class AuditStore {
     return row === undefined ? null : toEntry(row);
   }
 
-  insertEntry(index: number, eventId: string, entry: Uint8Array, leaf: Uint8Array): void {
-    this.#stmt('INSERT INTO entries (idx, event_id, entry, leaf_hash) VALUES (?, ?, ?, ?)').run(
-      index,
-      eventId,
-      entry,
-      leaf,
-    );
+  /** Inserts the entry unless its event id is already stored; true when inserted. */
+  insertEntryIfNew(index: number, eventId: string, entry: Uint8Array, leaf: Uint8Array): boolean {
+    const result = this.#stmt(
+      'INSERT INTO entries (idx, event_id, entry, leaf_hash) VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING',
+    ).run(index, eventId, entry, leaf);
+    return Number(result.changes) === 1;
+  }
+
+  /** Undo of an insert inside the same transaction (a request that turned out to conflict). */
+  deleteEntry(index: number): void {
+    this.#stmt('DELETE FROM entries WHERE idx = ?').run(index);
+  }
+
+  deleteNode(level: number, index: number): void {
+    this.#stmt('DELETE FROM tree_nodes WHERE level = ? AND idx = ?').run(level, index);
   }
 
   insertNode(level: number, index: number, hash: Uint8Array): void {

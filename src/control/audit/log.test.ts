@@ -93,7 +93,8 @@ test('duplicates are idempotent: across calls, inside one batch and inside one c
 });
 
 test('the same event id with other content rejects that call only; nothing of it is written', async (t) => {
-  const log = openTestLog(t, scratchDir(t));
+  const dir = scratchDir(t);
+  const log = openTestLog(t, dir);
   const original = sampleEvent(1);
   await log.append([original]);
   const rewritten = createAuditEvent({ ...original, decision: 'allow' });
@@ -108,6 +109,10 @@ test('the same event id with other content rejects that call only; nothing of it
   assert.equal(results[1].status, 'fulfilled');
   assert.equal(log.size(), 2, 'the conflicting call appended nothing, the other call its one event');
   assert.equal(log.entry(1)?.event.id, other.id);
+  const [next] = await log.append([sampleEvent(13)]);
+  assert.equal(next!.index, 2);
+  await log.close();
+  assert.equal(verifyLogFile(join(dir, 'audit.db')).ok, true, 'the undone rows left no trace in the tree');
 });
 
 test('invalid events reject the call before anything is queued', async (t) => {

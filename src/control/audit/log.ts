@@ -1,13 +1,8 @@
-import {
-  type AuditEvent,
-  canonicalizeAuditEvent,
-  parseAuditEntry,
-  validateAuditEvent,
-} from '../../core/audit-event.ts';
+import { type AuditEvent, encodeAuditEvent, parseAuditEntry } from '../../core/audit-event.ts';
 import { isRampartError } from '../../core/errors.ts';
 import type { Kek } from '../../core/kek.ts';
 import { isOrigin, openCheckpoint, signCheckpoint } from './checkpoint.ts';
-import { AuditStore, type CheckpointRow, openAuditDatabase } from './database.ts';
+import { AuditStore, type CheckpointRow, type EntryRow, openAuditDatabase } from './database.ts';
 import { AUDIT_DEFAULTS } from './defaults.ts';
 import { AUDIT_ERRORS, auditError } from './errors.ts';
 import { consistencyProof, Frontier, inclusionProof, leafHash, rootAt } from './merkle.ts';
@@ -153,6 +148,10 @@ function positiveInteger(name: string, value: number | undefined, fallback: numb
   return v;
 }
 
+function storedAsPrior(row: EntryRow | null): { index: number; bytes: Buffer } | null {
+  return row === null ? null : { index: row.index, bytes: row.entry };
+}
+
 function toSigned(row: CheckpointRow): SignedCheckpoint {
   return { size: row.size, root: row.root, note: row.note, createdAt: row.createdAt };
 }
@@ -275,8 +274,7 @@ class SqliteAuditLog implements AuditLog {
     try {
       // Validated and hashed in the caller's turn: the commit then only writes.
       items = events.map((value) => {
-        const event = validateAuditEvent(value);
-        const bytes = canonicalizeAuditEvent(event);
+        const { event, bytes } = encodeAuditEvent(value);
         return { id: event.id, bytes, leaf: leafHash(bytes) };
       });
     } catch (err) {
@@ -310,7 +308,11 @@ class SqliteAuditLog implements AuditLog {
     if (this.#queue.length > 0) this.#scheduled ??= setImmediate(() => this.#flush());
   }
 
-  /** One transaction for the whole batch; each request is checked for conflicts before it writes. */
+  /**
+   * One transaction for the whole batch. Each event is inserted unless its id is known (INSERT … ON
+   * CONFLICT DO NOTHING: no lookup on the hot path); a known id is looked up and compared. A conflict
+   * undoes what its request inserted (rows deleted, frontier restored) and fails that request only.
+   */
   #commit(batch: Pending[]): void {
     const snapshot = this.#frontier.clone();
     const store = this.#store;
@@ -321,43 +323,43 @@ class SqliteAuditLog implements AuditLog {
       store.transaction(() => {
         const inBatch = new Map<string, { index: number; bytes: Buffer }>();
         for (const request of batch) {
+          const before = this.#frontier.clone();
           const receipts: AppendReceipt[] = [];
-          const fresh: Prepared[] = [];
-          // Ids this request adds (index assigned when written), so a repeat inside it is a duplicate.
-          const own = new Map<string, { index: number; bytes: Buffer }>();
+          const added: string[] = [];
+          const nodes: [number, number][] = [];
           let conflict: Error | null = null;
           for (const item of request.items) {
-            const stored = own.has(item.id) || inBatch.has(item.id) ? null : store.entryByEventId(item.id);
-            const prior =
-              own.get(item.id) ?? inBatch.get(item.id) ?? (stored && { index: stored.index, bytes: stored.entry });
-            if (prior) {
-              if (!prior.bytes.equals(item.bytes)) {
-                conflict = auditError(AUDIT_ERRORS.conflict, { eventId: item.id });
-                break;
+            const prior = inBatch.get(item.id);
+            if (prior === undefined && store.insertEntryIfNew(this.#frontier.size, item.id, item.bytes, item.leaf)) {
+              const index = this.#frontier.size;
+              for (const node of this.#frontier.push(item.leaf)) {
+                store.insertNode(node.level, node.index, node.hash);
+                nodes.push([node.level, node.index]);
               }
-              receipts.push({ eventId: item.id, index: prior.index, duplicate: true });
-            } else {
-              own.set(item.id, { index: -1, bytes: item.bytes });
-              fresh.push(item);
-              receipts.push({ eventId: item.id, index: -1, duplicate: false });
+              inBatch.set(item.id, { index, bytes: item.bytes });
+              added.push(item.id);
+              receipts.push({ eventId: item.id, index, duplicate: false });
+              continue;
             }
+            const known = prior ?? storedAsPrior(store.entryByEventId(item.id));
+            if (known === null || !known.bytes.equals(item.bytes)) {
+              conflict = auditError(AUDIT_ERRORS.conflict, { eventId: item.id });
+              break;
+            }
+            receipts.push({ eventId: item.id, index: known.index, duplicate: true });
           }
           if (conflict !== null) {
+            for (const [level, index] of nodes) store.deleteNode(level, index);
+            for (const id of added) {
+              store.deleteEntry(inBatch.get(id)!.index);
+              inBatch.delete(id);
+            }
+            this.#frontier = before;
             outcomes.push(conflict);
             continue;
           }
-          for (const item of fresh) {
-            const index = this.#frontier.size;
-            store.insertEntry(index, item.id, item.bytes, item.leaf);
-            for (const node of this.#frontier.push(item.leaf)) store.insertNode(node.level, node.index, node.hash);
-            own.get(item.id)!.index = index;
-            inBatch.set(item.id, { index, bytes: item.bytes });
-          }
-          for (const receipt of receipts) {
-            if (receipt.index === -1) receipt.index = own.get(receipt.eventId)!.index;
-            if (receipt.duplicate) duplicates++;
-          }
-          written += fresh.length;
+          written += added.length;
+          duplicates += receipts.length - added.length;
           outcomes.push(receipts);
         }
       });

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 
 /**
  * The Merkle tree of RFC 9162 §2.1 over SHA-256 (node:crypto), with inclusion and consistency proofs.
@@ -18,20 +18,27 @@ import { createHash } from 'node:crypto';
 /** Bytes in a SHA-256 hash. */
 export const HASH_BYTES = 32;
 
-const LEAF_PREFIX = Buffer.from([0x00]);
-const NODE_PREFIX = Buffer.from([0x01]);
-
 /** The root of the empty tree: SHA-256 of the empty string (RFC 9162 §2.1.1). */
 export const EMPTY_ROOT: Buffer = createHash('sha256').digest();
 
+// One-shot crypto.hash over one buffer is about a third cheaper than a Hash object with several
+// updates, and the verifier computes two hashes per entry: the prefix is copied in front instead.
+
 /** SHA-256(0x00 ‖ entry): the hash of a leaf (RFC 9162 §2.1.1). */
 export function leafHash(entry: Uint8Array): Buffer {
-  return createHash('sha256').update(LEAF_PREFIX).update(entry).digest();
+  const data = Buffer.allocUnsafe(1 + entry.length);
+  data[0] = 0x00;
+  data.set(entry, 1);
+  return hash('sha256', data, 'buffer');
 }
 
 /** SHA-256(0x01 ‖ left ‖ right): the hash of an interior node (RFC 9162 §2.1.1). */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
-  return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest();
+  const data = Buffer.allocUnsafe(1 + left.length + right.length);
+  data[0] = 0x01;
+  data.set(left, 1);
+  data.set(right, 1 + left.length);
+  return hash('sha256', data, 'buffer');
 }
 
 /** The largest power of two strictly less than `n` (n ≥ 2): the RFC's split point k. */

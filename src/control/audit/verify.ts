@@ -1,8 +1,9 @@
-import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import { hash } from 'node:crypto';
+import type { DatabaseSync } from 'node:sqlite';
 import { parseAuditEntry } from '../../core/audit-event.ts';
 import { openCheckpoint } from './checkpoint.ts';
 import { AuditStore, type CheckpointRow, openAuditDatabase } from './database.ts';
-import { consistencyProof, EMPTY_ROOT, Frontier, leafHash, verifyConsistency } from './merkle.ts';
+import { consistencyProof, EMPTY_ROOT, Frontier, verifyConsistency } from './merkle.ts';
 import { ed25519Verifier, formatVerifierKey, type NoteVerifier, parseVerifierKey } from './note.ts';
 
 /**
@@ -100,10 +101,6 @@ export interface VerifyReport {
   verifierKeys: string[];
 }
 
-interface NodeCursor {
-  next(): { idx: number; hash: Uint8Array } | undefined;
-}
-
 /** Opens the database read-only and verifies it. */
 export function verifyLogFile(path: string, options: VerifyOptions = {}): VerifyReport {
   const db = openAuditDatabase(path, { readOnly: true });
@@ -164,23 +161,18 @@ export function verifyLog(db: DatabaseSync, options: VerifyOptions = {}): Verify
   signed.sort((a, b) => a.size - b.size);
 
   // 2–4. Entries, tree and roots, in one pass in index order.
-  const cursors: NodeCursor[] = [];
-  const statements: StatementSync[] = [];
-  const cursor = (level: number): NodeCursor => {
-    let c = cursors[level];
-    if (c === undefined) {
+  // Rows as arrays: node:sqlite builds no object per row (the verifier reads a million of them).
+  const cursors: Iterator<[number, Uint8Array]>[] = [];
+  const nextNode = (level: number): [number, Uint8Array] | undefined => {
+    let iterator = cursors[level];
+    if (iterator === undefined) {
       const statement = db.prepare('SELECT idx, hash FROM tree_nodes WHERE level = ? ORDER BY idx');
-      statements[level] = statement;
-      const iterator = statement.iterate(level) as Iterator<{ idx: number; hash: Uint8Array }>;
-      c = {
-        next: () => {
-          const step = iterator.next();
-          return step.done ? undefined : { idx: Number(step.value.idx), hash: step.value.hash };
-        },
-      };
-      cursors[level] = c;
+      statement.setReturnArrays(true);
+      iterator = statement.iterate(level) as unknown as Iterator<[number, Uint8Array]>;
+      cursors[level] = iterator;
     }
-    return c;
+    const step = iterator.next();
+    return step.done ? undefined : step.value;
   };
 
   const frontier = Frontier.empty();
@@ -203,31 +195,45 @@ export function verifyLog(db: DatabaseSync, options: VerifyOptions = {}): Verify
     nextCheckpoint++;
   }
 
-  const entries = db.prepare('SELECT idx, event_id, entry, leaf_hash FROM entries ORDER BY idx');
-  for (const row of entries.iterate() as Iterable<{
-    idx: number;
-    event_id: string;
-    entry: Uint8Array;
-    leaf_hash: Uint8Array;
-  }>) {
-    const index = Number(row.idx);
+  // The level-0 node is joined in and compared by SQLite (a flag, not a second blob per row): the
+  // verifier reads a million rows fewer through JavaScript.
+  const entries = db.prepare(
+    `SELECT e.idx, e.event_id, e.entry, e.leaf_hash, coalesce(n.hash = e.leaf_hash, 0)
+       FROM entries e LEFT JOIN tree_nodes n ON n.level = 0 AND n.idx = e.idx ORDER BY e.idx`,
+  );
+  entries.setReturnArrays(true);
+  let scratch = Buffer.allocUnsafe(1 + 16_384);
+  for (const [rowIndex, eventId, entry, storedLeaf, inTree] of entries.iterate() as unknown as Iterable<
+    [number, string, Uint8Array, Uint8Array, number]
+  >) {
+    const index = Number(rowIndex);
     if (index !== expected) {
       stop({ kind: VERIFY_PROBLEMS.missingEntry, index: expected });
       break;
     }
-    const leaf = leafHash(row.entry);
-    if (Buffer.compare(leaf, row.leaf_hash) !== 0) {
+    // leafHash(entry), through one reused buffer: no allocation per entry for the prefixed copy.
+    if (scratch.length < entry.length + 1) scratch = Buffer.allocUnsafe(entry.length + 1);
+    scratch[0] = 0x00;
+    scratch.set(entry, 1);
+    const leaf = hash('sha256', scratch.subarray(0, entry.length + 1), 'buffer');
+    if (Buffer.compare(leaf, storedLeaf) !== 0) {
       stop({ kind: VERIFY_PROBLEMS.leafHash, index });
       break;
     }
-    if (!eventMatches(row.entry, row.event_id, fullEvents)) {
+    if (!eventMatches(entry, eventId, fullEvents)) {
       stop({ kind: VERIFY_PROBLEMS.event, index });
       break;
     }
-    for (const node of frontier.push(leaf)) {
-      const stored = cursor(node.level).next();
-      if (stored === undefined || stored.idx !== node.index || Buffer.compare(stored.hash, node.hash) !== 0) {
-        // The first leaf under the differing node; exact at level 0, which is checked first.
+    if (Number(inTree) !== 1) {
+      stop({ kind: VERIFY_PROBLEMS.treeNode, index, level: 0 });
+      break;
+    }
+    const completed = frontier.push(leaf);
+    for (let i = 1; i < completed.length; i++) {
+      const node = completed[i]!;
+      const stored = nextNode(node.level);
+      if (stored === undefined || Number(stored[0]) !== node.index || Buffer.compare(stored[1], node.hash) !== 0) {
+        // The first leaf under the differing node (level 0 was checked above, exactly).
         stop({ kind: VERIFY_PROBLEMS.treeNode, index: node.index * 2 ** node.level, level: node.level });
         break;
       }
@@ -254,11 +260,18 @@ export function verifyLog(db: DatabaseSync, options: VerifyOptions = {}): Verify
 
   if (!stopped) {
     // 3. Nothing stored beyond the entries.
-    for (let level = 0; level < 53; level++) {
-      const extra = cursor(level).next();
-      if (extra !== undefined) {
-        problems.push({ kind: VERIFY_PROBLEMS.extraNode, index: extra.idx * 2 ** level, level });
-        break;
+    const leafBeyond = db
+      .prepare('SELECT idx FROM tree_nodes WHERE level = 0 AND idx >= ? ORDER BY idx LIMIT 1')
+      .get(expected) as { idx: number } | undefined;
+    if (leafBeyond !== undefined) {
+      problems.push({ kind: VERIFY_PROBLEMS.extraNode, index: Number(leafBeyond.idx), level: 0 });
+    } else {
+      for (let level = 1; level < 53; level++) {
+        const extra = nextNode(level);
+        if (extra !== undefined) {
+          problems.push({ kind: VERIFY_PROBLEMS.extraNode, index: Number(extra[0]) * 2 ** level, level });
+          break;
+        }
       }
     }
     // 5. A checkpoint larger than the log: its tail was truncated.
@@ -295,12 +308,22 @@ export function verifyLog(db: DatabaseSync, options: VerifyOptions = {}): Verify
   };
 }
 
+const ID_MEMBER = Buffer.from(',"id":"');
+
 function eventMatches(entry: Uint8Array, eventId: string, full: boolean): boolean {
-  try {
-    if (full) return parseAuditEntry(entry).id === eventId;
-    const text = Buffer.from(entry.buffer, entry.byteOffset, entry.byteLength).toString('utf8');
-    return (JSON.parse(text) as { id?: unknown }).id === eventId;
-  } catch {
-    return false;
+  if (full) {
+    try {
+      return parseAuditEntry(entry).id === eventId;
+    } catch {
+      return false;
+    }
   }
+  // In canonical JSON a bare `,"id":"` is a member name (quotes inside strings are escaped), the
+  // members are sorted, and only `detail` (before `id`) can hold another member named id: the last
+  // occurrence is the event's id. A byte search costs a fraction of JSON.parse; `full` parses.
+  const bytes = Buffer.from(entry.buffer, entry.byteOffset, entry.byteLength);
+  const at = bytes.lastIndexOf(ID_MEMBER);
+  if (at === -1) return false;
+  const start = at + ID_MEMBER.length;
+  return bytes[start + eventId.length] === 0x22 && bytes.toString('latin1', start, start + eventId.length) === eventId;
 }
