@@ -28,9 +28,12 @@ function checkpointError(reason: string): Error {
   return auditError(AUDIT_ERRORS.note, { reason });
 }
 
-/** True when `origin` may name a Rampart log: a key name (no spaces, no `+`), at most 255 bytes. */
+/**
+ * True when `origin` may name a Rampart log: a key name (no spaces, no `+`) of at most 200 bytes
+ * (it is also part of the KEK context of the signing key, which is limited to 256 bytes).
+ */
 export function isOrigin(origin: string): boolean {
-  return isKeyName(origin) && Buffer.byteLength(origin, 'utf8') <= 255;
+  return isKeyName(origin) && Buffer.byteLength(origin, 'utf8') <= 200;
 }
 
 /** The checkpoint note text (unsigned). */

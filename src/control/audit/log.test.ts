@@ -226,6 +226,27 @@ test('periodic checkpoints are signed when the log grew, and close() signs the t
   await assert.rejects(log.append([sampleEvent(3)]), code(AUDIT_ERRORS.closed));
 });
 
+test('a periodic checkpoint that fails is counted and reported, and the next period succeeds', async (t) => {
+  const dir = scratchDir(t);
+  const errors: string[] = [];
+  const log = openTestLog(t, dir, {
+    checkpointIntervalMs: 20,
+    onError: (err) => errors.push((err as { code?: string }).code ?? ''),
+  });
+  const side = new DatabaseSync(join(dir, 'audit.db'));
+  side.exec("CREATE TRIGGER fail BEFORE INSERT ON checkpoints BEGIN SELECT RAISE(ABORT, 'disk on fire'); END");
+  await log.append([sampleEvent(1)]);
+  const deadline = Date.now() + 5_000;
+  while (log.stats().checkpointFailures === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(log.stats().checkpointFailures >= 1);
+  assert.equal(errors[0], AUDIT_ERRORS.storage);
+  assert.equal(log.latestCheckpoint(), null);
+  side.exec('DROP TRIGGER fail');
+  side.close();
+  while (log.latestCheckpoint() === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(log.latestCheckpoint()?.size, 1);
+});
+
 test('open refuses: a wrong KEK (sealed), another origin, a store that contradicts its checkpoint', async (t) => {
   const dir = scratchDir(t);
   const kek = kekText();

@@ -27,6 +27,8 @@ export interface AuditLogOptions {
   minCheckpointIntervalMs?: number;
   maxBatchEvents?: number;
   maxQueuedEvents?: number;
+  /** Told about failures no caller sees (a periodic checkpoint that could not be signed or stored). */
+  onError?: (err: Error) => void;
 }
 
 /** What `append` resolves with, per event, in order. */
@@ -77,6 +79,8 @@ export interface AuditLogStats {
   duplicates: number;
   lastBatchEvents: number;
   checkpoints: number;
+  /** Periodic checkpoints that failed (each also reported to `onError`). */
+  checkpointFailures: number;
 }
 
 /**
@@ -209,12 +213,14 @@ class SqliteAuditLog implements AuditLog {
   #scheduled: NodeJS.Immediate | null = null;
   #timer: NodeJS.Timeout | null = null;
   #closed = false;
-  #stats = { commits: 0, committedEvents: 0, duplicates: 0, lastBatchEvents: 0, checkpoints: 0 };
+  readonly #onError: (err: Error) => void;
+  #stats = { commits: 0, committedEvents: 0, duplicates: 0, lastBatchEvents: 0, checkpoints: 0, checkpointFailures: 0 };
 
   constructor(store: AuditStore, options: AuditLogOptions, settings: Settings) {
     this.#store = store;
     this.origin = options.origin;
     this.#now = options.now ?? Date.now;
+    this.#onError = options.onError ?? (() => {});
     this.#settings = settings;
     const now = this.#now();
     this.#key = store.transaction(() => {
@@ -404,8 +410,10 @@ class SqliteAuditLog implements AuditLog {
   #tryCheckpoint(): void {
     try {
       this.checkpoint();
-    } catch {
-      // The next period tries again; the error surfaces to on-demand callers.
+    } catch (err) {
+      // The next period tries again; meanwhile the unsigned tail grows, which someone must know.
+      this.#stats.checkpointFailures++;
+      this.#onError(err as Error);
     }
   }
 
