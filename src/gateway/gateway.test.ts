@@ -2,13 +2,17 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
+import { patchManifest, testDeps, testManifest } from '../../test/helpers/gateway-harness.ts';
 import { type EchoUpstream, rawExchange, startEchoUpstream, statuses } from '../../test/helpers/http.ts';
 import { startTestIssuer, type TestIssuer } from '../../test/helpers/issuer.ts';
 import { parseManifest } from '../config/load.ts';
+import { isRampartError } from '../core/errors.ts';
 import { createMetrics } from '../core/metrics.ts';
 import { createMemoryDecisionSink } from './decision-sink.ts';
 import { createGateway, type Gateway } from './gateway.ts';
 import { createGatewayMetrics } from './metrics.ts';
+import { PIPELINE } from './pipeline.ts';
+import type { StageDefinition } from './stage.ts';
 
 const AUDIENCE = 'https://api.test';
 const SELF = fileURLToPath(import.meta.url);
@@ -303,5 +307,177 @@ describe('gateway', () => {
     const text = JSON.stringify(decisions.events);
     assert.ok(!text.includes(token.split('.')[2]!));
     assert.equal(decisions.events.at(-1)!.subject, 'user-1');
+  });
+});
+
+describe('gateway listener and reconfiguration', () => {
+  let issuer: TestIssuer;
+  let upstream: EchoUpstream;
+  const closedStages: string[] = [];
+
+  const yaml = (routes: string) => `
+trustDomain: test.local
+gateway:
+  listen: { host: 127.0.0.1, port: 18080 }
+  tls: off
+identity:
+  external: { issuer: "${issuer.issuer}", jwksUri: "${issuer.jwksUri}" }
+  audience: ${AUDIENCE}
+services:
+  echo:
+    run: ${SELF}
+    routes:
+${routes}
+`;
+  const PUBLIC = '      - { id: public, path: /public/**, methods: [GET, POST], auth: none }';
+  const PROTECTED = '      - { id: public, path: /public/**, methods: [GET, POST], auth: { scopes: [orders] } }';
+  const EXTRA = '      - { id: extra, path: /extra, methods: [GET], auth: none }';
+
+  /** A marker stage whose close is recorded, to see which configuration's stages were released when. */
+  const marker = (label: string): StageDefinition => ({
+    name: 'marker',
+    purpose: 'test: records when its configuration is closed',
+    create: () => ({
+      name: 'marker',
+      request: () => {},
+      close: async () => {
+        closedStages.push(label);
+      },
+    }),
+  });
+
+  before(async () => {
+    issuer = await startTestIssuer(AUDIENCE);
+    upstream = await startEchoUpstream();
+  });
+  after(async () => {
+    await upstream.close();
+    await issuer.close();
+  });
+
+  test('reconfigure swaps the stages atomically; requests in flight finish on the old ones', async () => {
+    const deps = testDeps(testManifest(yaml(PUBLIC)), { echo: upstream.url });
+    const gateway = createGateway(deps, [...PIPELINE, marker('first')]);
+    const port = await gateway.listen('127.0.0.1', 0);
+    const url = (path: string) => `http://127.0.0.1:${port}${path}`;
+    try {
+      // In flight for ~300 ms at the upstream (`slow` paths) when the configuration changes.
+      const inFlight = fetch(url('/public/slow'));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const { retired, restartRequired } = gateway.reconfigure({
+        ...deps,
+        manifest: testManifest(yaml(`${PROTECTED}\n${EXTRA}`)),
+      });
+      assert.deepEqual(restartRequired, []);
+      let retiredEarly = false;
+      void retired.then(() => {
+        retiredEarly = true;
+      });
+      // New requests see the new configuration at once.
+      assert.equal((await fetch(url('/public/x'))).status, 401, 'the route now needs a token');
+      assert.equal((await fetch(url('/extra'))).status, 200, 'the new route exists');
+      assert.equal(retiredEarly, false, 'the old stages stay while a request runs on them');
+      assert.deepEqual(closedStages, []);
+      // The request that started before finishes on the configuration it started with.
+      assert.equal((await inFlight).status, 200);
+      await retired;
+      assert.deepEqual(closedStages, ['first'], 'old stages closed once drained');
+    } finally {
+      await gateway.close(100);
+    }
+    assert.deepEqual(closedStages, ['first', 'first'], 'close releases the configuration in force');
+  });
+
+  test('a configuration whose stages cannot be built is refused and the running one stays', async () => {
+    const deps = testDeps(testManifest(yaml(PUBLIC)), { echo: upstream.url });
+    const gateway = createGateway(deps);
+    const port = await gateway.listen('127.0.0.1', 0);
+    try {
+      const bad = testManifest(yaml(PUBLIC), {
+        cors: { public: { origins: ['*'], credentials: true, headers: [], maxAgeSeconds: 1 } },
+      });
+      assert.throws(
+        () => gateway.reconfigure({ ...deps, manifest: bad }),
+        (err: unknown) =>
+          isRampartError(err, 'GW_ERR_RECONFIGURE') && isRampartError((err as Error).cause, 'GW_ERR_CORS_CONFIG'),
+      );
+      assert.equal((await fetch(`http://127.0.0.1:${port}/public/still`)).status, 200);
+    } finally {
+      await gateway.close(100);
+    }
+  });
+
+  test('reconfigure names the settings that need a restart, and applies the live limits', async () => {
+    const deps = testDeps(testManifest(yaml(PUBLIC)), { echo: upstream.url });
+    const gateway = createGateway(deps);
+    await gateway.listen('127.0.0.1', 0);
+    try {
+      const next = patchManifest(testManifest(yaml(PUBLIC)), {
+        limits: { maxHeaderBytes: 8_192, headersTimeoutMs: 3_000, maxConnections: 42, tlsHandshakeTimeoutMs: 1_000 },
+        trustedProxies: ['10.0.0.0/8'],
+      });
+      const moved = { ...next, gateway: { ...next.gateway, listen: { host: '127.0.0.1', port: 19999 } } };
+      const { restartRequired } = gateway.reconfigure({ ...deps, manifest: moved });
+      assert.deepEqual(restartRequired, [
+        'gateway.listen',
+        'gateway.limits.maxHeaderBytes',
+        'gateway.limits.tlsHandshakeTimeoutMs',
+      ]);
+      assert.equal(gateway.server.headersTimeout, 3_000);
+      assert.equal(gateway.server.maxConnections, 42);
+    } finally {
+      await gateway.close(100);
+    }
+  });
+
+  test('chunked bodies over the limit are cut with 413 while streaming, and the connection closes', async () => {
+    const deps = testDeps(testManifest(yaml(PUBLIC), { limits: { maxBodyBytes: 1_000 } }), { echo: upstream.url });
+    const gateway = createGateway(deps);
+    const port = await gateway.listen('127.0.0.1', 0);
+    try {
+      const seen = upstream.seen.length;
+      const chunk = `${(600).toString(16)}\r\n${'x'.repeat(600)}\r\n`;
+      const res = await rawExchange(
+        port,
+        `POST /public/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${chunk}${chunk}${chunk}0\r\n\r\n`,
+      );
+      assert.deepEqual(statuses(res.text), [413]);
+      assert.match(res.text, /\r\nconnection: close\r\n/i);
+      assert.ok(res.closed);
+      assert.equal(upstream.seen.length, seen, 'the service never received a complete oversized body');
+      // Within the limit, chunked bodies go through.
+      const ok = await rawExchange(
+        port,
+        `POST /public/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunk}0\r\n\r\n`,
+      );
+      assert.deepEqual(statuses(ok.text), [200]);
+      assert.equal(upstream.seen.at(-1)!.body, 'x'.repeat(600));
+    } finally {
+      await gateway.close(100);
+    }
+  });
+
+  test('listen with reusePort: two gateways share one port', async () => {
+    const one = createGateway(testDeps(testManifest(yaml(PUBLIC)), { echo: upstream.url }));
+    const two = createGateway(testDeps(testManifest(yaml(PUBLIC)), { echo: upstream.url }));
+    try {
+      const port = await one.listen('127.0.0.1', 0, { reusePort: true });
+      assert.equal(await two.listen('127.0.0.1', port, { reusePort: true }), port);
+      const answers = await Promise.all(
+        Array.from({ length: 10 }, () =>
+          fetch(`http://127.0.0.1:${port}/public/r`, { headers: { connection: 'close' } }),
+        ),
+      );
+      assert.deepEqual(
+        answers.map((r) => r.status),
+        new Array(10).fill(200),
+      );
+      const three = createGateway(testDeps(testManifest(yaml(PUBLIC)), { echo: upstream.url }));
+      await assert.rejects(three.listen('127.0.0.1', port), /EADDRINUSE/, 'without reusePort the port is taken');
+      await three.close(10);
+    } finally {
+      await one.close(100);
+      await two.close(100);
+    }
   });
 });
