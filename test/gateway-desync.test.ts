@@ -372,11 +372,23 @@ services:
     });
   }
 
+  test('a burst of 100 pipelined requests is served in order, one at a time', async () => {
+    const completed = upstream.completed.length;
+    const burst = Array.from({ length: 100 }, (_, i) => `GET /public/p${i} HTTP/1.1\r\n${HOST}\r\n`).join('');
+    const res = await rawExchange(gw.port, `${burst}${last('/public/end')}`, 3_000);
+    assert.deepEqual(statuses(res.text), new Array(101).fill(200));
+    assert.deepEqual(
+      upstream.completed.slice(completed).map((s) => s.url),
+      [...Array.from({ length: 100 }, (_, i) => `/public/p${i}`), '/public/end'],
+    );
+  });
+
   test('refusals are counted and recorded as decision events', async () => {
     assert.ok((await gw.denials('listener', 'hpe_invalid_transfer_encoding')) > 0);
     assert.ok((await gw.denials('hygiene', 'te_coding')) > 0);
     assert.ok((await gw.denials('listener', 'connect_method')) > 0);
     assert.ok(gw.decisions.some((e) => e.stage === 'listener' && e.code === 'GW_ERR_PARSER' && e.status === 400));
     assert.ok(gw.decisions.some((e) => e.stage === 'hygiene' && e.reason === 'duplicate_host'));
+    assert.ok(gw.decisions.some((e) => e.stage === 'hygiene' && e.reason === 'host_missing'));
   });
 });

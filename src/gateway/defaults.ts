@@ -35,6 +35,11 @@ export const GATEWAY_LIMITS = {
    */
   refusalFlushMs: 1_000,
   /**
+   * Pipelined requests queued on one connection before the gateway stops reading from it. They are
+   * served one at a time; without a bound, one packet of tiny requests would queue thousands.
+   */
+  maxPipelinedRequests: 16,
+  /**
    * Certificate files are watched; a change is acted on once nothing changed for this long, because
    * certificate managers write the certificate and the key as separate files (or swap a symlink).
    */

@@ -7,6 +7,7 @@ import { newErrorId, RampartError } from '../core/errors.ts';
 import { StageAnswer } from './answer.ts';
 import type { RequestContext, ResponseHook } from './context.ts';
 import type { DecisionSink } from './decision-sink.ts';
+import { GATEWAY_LIMITS } from './defaults.ts';
 import { denialDetail, PUBLIC_ERRORS } from './deny.ts';
 import {
   applyServerLimits,
@@ -237,12 +238,32 @@ export function createGateway(deps: GatewayDeps, definitions: readonly StageDefi
     const socket = req.socket;
     let state = connections.get(socket);
     if (!state) {
-      state = { tail: Promise.resolve(), closing: false, active: null, last: null, skip: new WeakSet() };
+      state = {
+        tail: Promise.resolve(),
+        closing: false,
+        active: null,
+        last: null,
+        skip: new WeakSet(),
+        queued: 0,
+        paused: false,
+      };
       connections.set(socket, state);
     }
     const connection = state;
     connection.last = { req, res };
-    connection.tail = connection.tail.then(() => run(connection, req, res));
+    // Backpressure: past the bound, stop reading from this client until its queue has drained.
+    if (++connection.queued > GATEWAY_LIMITS.maxPipelinedRequests && !connection.paused) {
+      connection.paused = true;
+      socket.pause();
+    }
+    connection.tail = connection.tail
+      .then(() => run(connection, req, res))
+      .finally(() => {
+        if (--connection.queued === 0 && connection.paused) {
+          connection.paused = false;
+          socket.resume();
+        }
+      });
   }
 
   async function run(connection: ConnectionState, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -474,6 +495,10 @@ interface ConnectionState {
   last: { req: IncomingMessage; res: ServerResponse } | null;
   /** Requests that must not run (their own bytes were refused by the parser). */
   skip: WeakSet<ServerResponse>;
+  /** Requests delivered and not yet finished (running or waiting). */
+  queued: number;
+  /** Reading was paused here because too many requests were queued (never resumes Node's own pauses). */
+  paused: boolean;
 }
 
 /** Settles when the response is done or its connection is gone. */

@@ -34,13 +34,15 @@ export function listenOn(server: Listener, host: string, port: number, options: 
 /**
  * Node server options for a public listener. Node's defaults are not safe for an edge (DESIGN.md):
  * every timeout is set from the manifest, the strict parser is never relaxed (`insecureHTTPParser`),
- * a request without `Host` is refused (RFC 9112 §3.2), and duplicate headers are never joined.
+ * and duplicate headers are never joined.
  */
 export function serverOptions(limits: GatewayLimits): ServerOptions {
   const shortest = Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs);
   return {
     maxHeaderSize: limits.maxHeaderBytes,
-    requireHostHeader: true,
+    // RFC 9112 §3.2 (Host required on HTTP/1.1) is enforced by the hygiene stage instead, so that the
+    // refusal is counted and recorded like every other; Node's own check answers silently.
+    requireHostHeader: false,
     joinDuplicateHeaders: false,
     insecureHTTPParser: false,
     headersTimeout: limits.headersTimeoutMs,

@@ -68,6 +68,7 @@ describe('hygiene', () => {
       ['TE identity, chunked', request([HOST, ['Transfer-Encoding', 'identity, chunked']]), 400, 'te_coding'],
       ['CL not digits', request([HOST, ['Content-Length', '1e3']]), 400, 'cl_invalid'],
       ['CL over the limit', request([HOST, ['Content-Length', '101']]), 413, 'body_too_large'],
+      ['no Host on HTTP/1.1', request([]), 400, 'host_missing'],
       ['empty Host', request([['Host', '']]), 400, 'host_invalid'],
       ['Host with userinfo', request([['Host', 'a@b']]), 400, 'host_invalid'],
       ['Host with a path', request([['Host', 'a/b']]), 400, 'host_invalid'],

@@ -74,7 +74,7 @@ const DUPLICATE_REASON: Readonly<Record<string, string>> = {
  *   asterisk-form: RFC 9112 §3.2.2 lets the two name different hosts);
  * - more header lines than `maxHeadersCount` (431; Node already refuses, this is the second lock);
  * - a duplicated Host, Content-Length, Transfer-Encoding or Authorization (Node keeps one silently);
- * - an empty or malformed Host, and header names that read as a framing, identity or forwarding
+ * - a missing Host on HTTP/1.1, an empty or malformed Host, and header names that read as a framing, identity or forwarding
  *   header once `_` becomes `-` (see CONFUSABLE);
  * - any Transfer-Encoding but exactly `chunked` (`identity, chunked` passes Node), Transfer-Encoding on
  *   HTTP/1.0 (RFC 9112 §6.1: such a message was likely forwarded by something that did not de-chunk);
@@ -116,7 +116,12 @@ export function createHygiene(deps: { manifest: { gateway: { limits: GatewayLimi
       }
 
       const host = req.headers.host;
-      if (host !== undefined && !HOST.test(host)) throw deny(400, 'GW_ERR_HOST', { reason: 'host_invalid' });
+      if (host === undefined) {
+        // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400 (HTTP/1.0 had no Host).
+        if (version === '1.1') throw deny(400, 'GW_ERR_HOST', { reason: 'host_missing' });
+      } else if (!HOST.test(host)) {
+        throw deny(400, 'GW_ERR_HOST', { reason: 'host_invalid' });
+      }
 
       const te = req.headers['transfer-encoding'];
       if (te !== undefined) {
