@@ -13,7 +13,7 @@ import { openDecisionLog } from './decision-sink.ts';
 import { GATEWAY_PROCESS_DEFAULTS } from './process/defaults.ts';
 import { GatewayProcessRegistry } from './process/metrics.ts';
 import { ConfigReloader } from './process/reload.ts';
-import { WorkerPool } from './process/worker-pool.ts';
+import { WorkerPool, workerPlan } from './process/worker-pool.ts';
 import { SharedRateLimitTable } from './rate-limit/shared-table.ts';
 
 /**
@@ -40,10 +40,13 @@ try {
 
 const registry = createMetrics('gateway');
 const decisionLog = await openDecisionLog(join(runtime.dataDir, 'decisions.jsonl'), { logger, registry });
-const workers = manifest.gateway.workers === 0 ? availableParallelism() : manifest.gateway.workers;
+const plan = workerPlan(manifest.gateway.workers, availableParallelism(), process.platform);
+if (plan.note) logger.warn({ workers: manifest.gateway.workers }, plan.note);
+const workers = plan.size;
 let failed = false;
 const pool = new WorkerPool({
   size: workers,
+  reusePort: plan.reusePort,
   runtime,
   manifest,
   rateLimitTable: SharedRateLimitTable.create().transferable,

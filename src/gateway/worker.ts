@@ -63,7 +63,7 @@ function depsFor(manifest: Manifest): GatewayDeps & ProxyDeps {
 const gateway = createGateway(depsFor(data.manifest));
 gateway.server.on('request', () => served.inc(workerLabel));
 const { host, port: listenPort } = data.manifest.gateway.listen;
-const bound = await gateway.listen(host, listenPort, { reusePort: true });
+const bound = await gateway.listen(host, listenPort, { reusePort: data.reusePort });
 logger.info({ host, port: bound, generation: data.generation }, 'gateway worker listening');
 
 let queue: Promise<void> = Promise.resolve();

@@ -18,6 +18,8 @@ export interface WorkerData {
   readonly manifest: Manifest;
   /** Its generation (1 at start, +1 per applied reload). */
   readonly generation: number;
+  /** Listen with SO_REUSEPORT (several workers share the port). */
+  readonly reusePort: boolean;
   /** The gateway-wide rate-limit table (shared memory), attached by every worker. */
   readonly rateLimitTable: SharedTableTransferable;
 }

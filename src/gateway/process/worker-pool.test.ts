@@ -9,7 +9,7 @@ import type { Manifest } from '../../config/model.ts';
 import { Registry } from '../../core/metrics.ts';
 import type { GatewayRuntime } from '../../core/runtime.ts';
 import { SharedRateLimitTable } from '../rate-limit/shared-table.ts';
-import { WorkerPool } from './worker-pool.ts';
+import { WorkerPool, workerPlan } from './worker-pool.ts';
 
 const FIXTURE = new URL('./fixtures/pool-worker.ts', import.meta.url);
 const MANIFEST = { gateway: {} } as unknown as Manifest;
@@ -30,6 +30,7 @@ function pool(t: { after(fn: () => unknown): void }, mode: string, size = 2) {
   const registry = new Registry();
   const workers = new WorkerPool({
     size,
+    reusePort: size > 1,
     runtime,
     manifest: MANIFEST,
     rateLimitTable: SharedRateLimitTable.create({ capacity: 16 }).transferable,
@@ -112,4 +113,18 @@ describe('gateway worker pool', () => {
     assert.deepEqual(outcomes.get(0), { error: null, restartRequired: ['generation-2'] });
     assert.deepEqual(outcomes.get(1), { error: 'refused by the fixture', restartRequired: [] });
   });
+});
+
+test('worker plan: 0 is one per core; platforms without SO_REUSEPORT run one worker and say why', () => {
+  assert.deepEqual(workerPlan(0, 8, 'linux'), { size: 8, reusePort: true, note: null });
+  assert.deepEqual(workerPlan(3, 8, 'linux'), { size: 3, reusePort: true, note: null });
+  assert.deepEqual(workerPlan(1, 8, 'linux'), { size: 1, reusePort: false, note: null });
+  assert.deepEqual(workerPlan(0, 0, 'linux'), { size: 1, reusePort: false, note: null });
+  for (const platform of ['darwin', 'win32']) {
+    const plan = workerPlan(0, 8, platform);
+    assert.equal(plan.size, 1);
+    assert.equal(plan.reusePort, false);
+    assert.match(String(plan.note), new RegExp(platform));
+  }
+  assert.deepEqual(workerPlan(1, 8, 'darwin'), { size: 1, reusePort: false, note: null });
 });

@@ -16,9 +16,35 @@ import type { FromWorker, ReconfigureOutcome, ToWorker, WorkerData, WorkerMetric
 /** The worker thread's entry, in the flavour this module runs as (TypeScript sources or built dist/). */
 export const WORKER_ENTRY = new URL(`../worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
 
+/**
+ * Platforms where Node accepts `reusePort` (SO_REUSEPORT with the kernel spreading connections; Node's
+ * `net` docs: Linux 3.9+, FreeBSD 12+, Solaris 11.4, AIX 7.2.5+). Elsewhere (macOS, Windows) Node
+ * refuses the option (nodejs/node#61018), and the BSD-style SO_REUSEPORT would not spread load anyway.
+ */
+const REUSE_PORT_PLATFORMS: ReadonlySet<string> = new Set(['linux', 'freebsd', 'sunos', 'aix']);
+
+/**
+ * How many workers to run for `gateway.workers` (0: one per available core), and whether they share
+ * the port with SO_REUSEPORT. Where the platform cannot share a port, one worker serves, and `note`
+ * says why (the caller logs it).
+ */
+export function workerPlan(
+  configured: number,
+  cores: number,
+  platform: string,
+): { size: number; reusePort: boolean; note: string | null } {
+  const wanted = configured === 0 ? Math.max(1, cores) : configured;
+  if (wanted > 1 && !REUSE_PORT_PLATFORMS.has(platform)) {
+    return { size: 1, reusePort: false, note: `SO_REUSEPORT is not available on ${platform}: one worker serves` };
+  }
+  return { size: wanted, reusePort: wanted > 1, note: null };
+}
+
 export interface WorkerPoolOptions {
   /** Worker threads to keep running (≥ 1). */
   size: number;
+  /** Workers listen with SO_REUSEPORT (see {@link workerPlan}). */
+  reusePort: boolean;
   runtime: GatewayRuntime;
   manifest: Manifest;
   rateLimitTable: SharedTableTransferable;
@@ -203,6 +229,7 @@ export class WorkerPool {
       runtime: this.#options.runtime,
       manifest: this.#manifest,
       generation: this.#generation,
+      reusePort: this.#options.reusePort,
       rateLimitTable: this.#options.rateLimitTable,
     };
     const worker = new Worker(this.#options.entry ?? WORKER_ENTRY, { workerData: data, name: `gateway-${slot.index}` });
