@@ -194,7 +194,12 @@ describe('rate-limit stage', () => {
   });
 
   test('a policy the stores cannot compute is refused when the stage is built', () => {
-    const m = manifest('      - { id: absurd, path: /x, methods: [GET], auth: none, rateLimit: 999999999/s per ip }');
+    // Config refuses such a rate (CFG_ERR_RATE); this is the stores' own guard behind it, so the policy is
+    // forced past validation here.
+    const valid = manifest('      - { id: absurd, path: /x, methods: [GET], auth: none, rateLimit: 1/s per ip }');
+    const m = structuredClone(valid) as Manifest;
+    const route = m.routes.find((r) => r.id === 'absurd')!;
+    (route as { rateLimit: unknown }).rateLimit = { ...route.rateLimit!, limit: 999_999_999, periodMs: 1000 };
     assert.throws(() => createRateLimit('pre-auth')(depsWith(undefined, m)), { code: 'GW_ERR_RATE_LIMIT_INPUT' });
   });
 });
