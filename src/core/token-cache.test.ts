@@ -137,6 +137,13 @@ describe('token cache', () => {
     );
   });
 
+  test('an expired set supersedes what was cached for the token', () => {
+    const cache = make<string>();
+    cache.set('t', 'old', clock + 10_000);
+    cache.set('t', 'new', clock - 1);
+    assert.equal(cache.get('t'), undefined);
+  });
+
   test('options are validated', () => {
     assert.throws(() => createTokenCache({ maxEntries: 0 }), TypeError);
     assert.throws(() => createTokenCache({ maxEntries: 1.5 }), TypeError);

@@ -95,9 +95,10 @@ export function createTokenCache<V>(options: TokenCacheOptions<V> = {}): TokenCa
     set(token, value, expiresAtMs) {
       const t = now();
       const until = Math.min(expiresAtMs, t + maxTtlMs);
-      if (!(until > t)) return;
       const key = tokenCacheKey(token);
+      // Whatever was cached for this token is superseded, even when the new entry is not kept.
       entries.delete(key);
+      if (!(until > t)) return;
       entries.set(key, { value, expiresAtMs: until, seq: ++seq });
       if (entries.size > maxEntries) entries.delete(entries.keys().next().value!);
     },
