@@ -1,16 +1,17 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { pino } from 'pino';
-import { patchManifest, testDeps, testManifest } from '../../test/helpers/gateway-harness.ts';
+import {
+  patchManifest,
+  type RunningGateway,
+  startGateway,
+  testDeps,
+  testManifest,
+} from '../../test/helpers/gateway-harness.ts';
 import { type EchoUpstream, rawExchange, startEchoUpstream, statuses } from '../../test/helpers/http.ts';
 import { startTestIssuer, type TestIssuer } from '../../test/helpers/issuer.ts';
-import { parseManifest } from '../config/load.ts';
 import { isRampartError } from '../core/errors.ts';
-import { createMetrics } from '../core/metrics.ts';
-import { createMemoryDecisionSink } from './decision-sink.ts';
-import { createGateway, type Gateway } from './gateway.ts';
-import { createGatewayMetrics } from './metrics.ts';
+import { createGateway } from './gateway.ts';
 import { PIPELINE } from './pipeline.ts';
 import type { StageDefinition } from './stage.ts';
 
@@ -45,31 +46,22 @@ services:
 describe('gateway', () => {
   let issuer: TestIssuer;
   let upstream: EchoUpstream;
-  let gateway: Gateway;
+  let gw: RunningGateway;
   let base: string;
   let port: number;
-  const decisions = createMemoryDecisionSink();
+  let decisions: { events: RunningGateway['decisions'] };
 
   before(async () => {
     issuer = await startTestIssuer(AUDIENCE);
     upstream = await startEchoUpstream();
-    const manifest = parseManifest(manifestText(issuer), '/tmp/gateway-test/rampart.yaml');
-    const registry = createMetrics('gateway-test');
-    gateway = createGateway({
-      manifest,
-      // `down` points at a port nothing listens on.
-      upstreams: { echo: upstream.url, down: 'http://127.0.0.1:1' },
-      logger: pino({ level: 'silent' }),
-      registry,
-      metrics: createGatewayMetrics(registry),
-      decisions,
-      now: Date.now,
-    });
-    port = await gateway.listen('127.0.0.1', 0);
+    // `down` points at a port nothing listens on.
+    gw = await startGateway(testManifest(manifestText(issuer)), { echo: upstream.url, down: 'http://127.0.0.1:1' });
+    port = gw.port;
     base = `http://127.0.0.1:${port}`;
+    decisions = { events: gw.decisions };
   });
   after(async () => {
-    await gateway.close(100);
+    await gw.close();
     await upstream.close();
     await issuer.close();
   });
@@ -78,7 +70,7 @@ describe('gateway', () => {
   const seenCount = () => upstream.seen.length;
 
   test('the pipeline is the documented table, proxy last', () => {
-    assert.deepEqual(gateway.stageNames, [
+    assert.deepEqual(gw.gateway.stageNames, [
       'hardening',
       'hygiene',
       'client',

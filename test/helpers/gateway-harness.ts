@@ -87,7 +87,11 @@ export interface RunningGateway {
 }
 
 /** Builds the dependencies a gateway gets in production, with a silent logger and a memory decision sink. */
-export function testDeps(manifest: Manifest, upstreams: Record<string, string>): GatewayDeps {
+export function testDeps(
+  manifest: Manifest,
+  upstreams: Record<string, string>,
+  options: { now?: () => number } = {},
+): GatewayDeps {
   const registry = createMetrics('gateway-test');
   return {
     manifest,
@@ -96,13 +100,17 @@ export function testDeps(manifest: Manifest, upstreams: Record<string, string>):
     registry,
     metrics: createGatewayMetrics(registry),
     decisions: createMemoryDecisionSink(),
-    now: Date.now,
+    now: options.now ?? Date.now,
   };
 }
 
 /** Starts a real gateway on 127.0.0.1 (a free port) for `manifest`, proxying to `upstreams`. */
-export async function startGateway(manifest: Manifest, upstreams: Record<string, string>): Promise<RunningGateway> {
-  const deps = testDeps(manifest, upstreams);
+export async function startGateway(
+  manifest: Manifest,
+  upstreams: Record<string, string>,
+  options: { now?: () => number } = {},
+): Promise<RunningGateway> {
+  const deps = testDeps(manifest, upstreams, options);
   const gateway = createGateway(deps);
   const port = await gateway.listen('127.0.0.1', 0);
   return {
