@@ -1,20 +1,92 @@
+import { renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { startAdminServer } from '../core/admin-server.ts';
+import { KEK_ENV, loadKek } from '../core/kek.ts';
 import { onShutdown } from '../core/lifecycle.ts';
 import { createLogger } from '../core/logger.ts';
 import { createMetrics } from '../core/metrics.ts';
 import { readRuntime } from '../core/runtime.ts';
+import { CONTROL_API_DEFAULTS, createControlApi, createServerCertificate } from './api/index.ts';
+import { openCertificateAuthority } from './ca/index.ts';
+
+/** File names in the control plane's data directory. */
+export const CONTROL_FILES = {
+  /** The development KEK `rampart start` creates (the secrets CLI assumes this path too). */
+  kek: 'kek.key',
+  /** The CA database. */
+  ca: 'ca.db',
+  /**
+   * The current trust bundle (public CA certificates), rewritten when it changes: how the launcher
+   * bootstraps trust in the API's server certificate before it mints join tokens.
+   */
+  bundle: 'bundle.pem',
+} as const;
 
 /**
- * The control plane process. Its modules (certificate authority, policy, secrets, audit log) arrive in
- * their own issues; today it is a supervised process with its own data directory and health endpoints,
- * so the launcher, the readiness order and the shutdown path are exercised for real from the start.
+ * The control plane process: the certificate authority behind a loopback HTTPS API (join tokens,
+ * SVIDs, renewals, bundle), rotation driven every few seconds. The KEK comes from `RAMPART_KEK` when
+ * set (production), else from the key file the launcher created.
  */
 const runtime = readRuntime('control');
 const logger = createLogger({ name: runtime.name });
 const registry = createMetrics('control');
-const admin = await startAdminServer({ port: runtime.adminPort, registry, logger });
-logger.info({ dataDir: runtime.dataDir, adminPort: admin.port }, 'control plane ready (modules: none yet)');
+
+const kek = process.env[KEK_ENV]
+  ? loadKek({ env: KEK_ENV })
+  : loadKek({ file: join(runtime.dataDir, CONTROL_FILES.kek) });
+const ca = await openCertificateAuthority({
+  trustDomain: runtime.trustDomain,
+  databasePath: join(runtime.dataDir, CONTROL_FILES.ca),
+  kek,
+  onEvent: (event) => logger.info({ event: event.type, ...event }, 'certificate authority event'),
+});
+
+let writtenSequence = -1;
+const writeBundle = () => {
+  const bundle = ca.bundle();
+  if (bundle.sequence === writtenSequence) return false;
+  const file = join(runtime.dataDir, CONTROL_FILES.bundle);
+  // Written whole, then renamed: a reader never sees half a bundle.
+  writeFileSync(`${file}.tmp`, bundle.pem, { mode: 0o644 });
+  renameSync(`${file}.tmp`, file);
+  writtenSequence = bundle.sequence;
+  return true;
+};
+
+let api: ReturnType<typeof createControlApi> | null = null;
+const serverCertificate = await createServerCertificate({ ca, logger, onRenewed: () => api?.refreshTls() });
+api = createControlApi({
+  ca,
+  launcherCredential: runtime.launcherCredential,
+  credentials: () => serverCertificate.current(),
+  logger,
+});
+writeBundle();
+const port = await api.listen(runtime.port);
+
+const ticker = setInterval(() => {
+  void ca
+    .tick()
+    .then((events) => {
+      if (writeBundle() || events.length > 0) api?.refreshTls();
+    })
+    .catch((err) => logger.error({ err }, 'certificate authority tick failed'));
+}, CONTROL_API_DEFAULTS.tickIntervalMs);
+ticker.unref();
+
+const admin = await startAdminServer({
+  port: runtime.adminPort,
+  registry,
+  logger,
+  readiness: { api: () => api?.server.listening === true },
+});
+logger.info({ port, trustDomain: ca.trustDomain, bundleSequence: ca.bundle().sequence }, 'control plane ready');
 onShutdown(logger, async () => {
   admin.drain();
+  clearInterval(ticker);
+  serverCertificate.close();
+  await api?.close();
   await admin.close();
+  ca.close();
+  kek.destroy();
 });

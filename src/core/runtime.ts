@@ -16,7 +16,28 @@ export interface RuntimeBase {
   manifestFile: string;
 }
 
-export interface ServiceRuntime extends RuntimeBase {
+/**
+ * How a workload reaches the control plane for its X509-SVID (issue 4 "Attestation"): the API's
+ * loopback URL, the trust bundle that verifies the control plane's own server certificate (bootstrap
+ * trust; refreshed from the API afterwards) and the trust domain every SPIFFE ID must belong to.
+ */
+export interface ControlEndpoint {
+  /** `https://127.0.0.1:<port>`. */
+  url: string;
+  /** The CA certificates (concatenated PEM) at the time the process was started. */
+  bundle: string;
+  trustDomain: string;
+}
+
+/** What a workload (a service or the gateway) gets to obtain its first SVID. */
+export interface WorkloadIdentityRuntime {
+  /** Absent when the process was started without a control plane (unit tests of other parts). */
+  control?: ControlEndpoint;
+  /** Single-use join token minted for this process alone (TTL 10 min); spent on the first SVID. */
+  joinToken?: string;
+}
+
+export interface ServiceRuntime extends RuntimeBase, WorkloadIdentityRuntime {
   kind: 'service';
   /** Loopback port the service serves its API on. */
   port: number;
@@ -26,7 +47,7 @@ export interface ServiceRuntime extends RuntimeBase {
   peers: Record<string, string>;
 }
 
-export interface GatewayRuntime extends RuntimeBase {
+export interface GatewayRuntime extends RuntimeBase, WorkloadIdentityRuntime {
   kind: 'gateway';
   /** Loopback base URL of every service, by name. */
   upstreams: Record<string, string>;
@@ -34,6 +55,15 @@ export interface GatewayRuntime extends RuntimeBase {
 
 export interface ControlRuntime extends RuntimeBase {
   kind: 'control';
+  /** Loopback port of the control plane's HTTPS API (join tokens, SVIDs, bundle). */
+  port: number;
+  /**
+   * Bearer credential the launcher, and only the launcher, uses to mint join tokens. Random per
+   * launcher start; no other process's runtime carries it.
+   */
+  launcherCredential: string;
+  /** The manifest's trust domain: the CA's, and every SPIFFE ID's. */
+  trustDomain: string;
 }
 
 export interface IdentityRuntime extends RuntimeBase {

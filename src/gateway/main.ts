@@ -4,11 +4,13 @@ import { ConfigError } from '../config/config-error.ts';
 import { formatIssues } from '../config/format.ts';
 import { loadManifest } from '../config/load.ts';
 import type { Manifest } from '../config/model.ts';
+import { COMPONENT_SERVICE_NAMES, createSvidSource } from '../control/api/index.ts';
 import { startAdminServer } from '../core/admin-server.ts';
 import { onShutdown } from '../core/lifecycle.ts';
 import { createLogger } from '../core/logger.ts';
 import { createMetrics } from '../core/metrics.ts';
 import { readRuntime } from '../core/runtime.ts';
+import { serviceSpiffeId } from '../core/spiffe.ts';
 import { openDecisionLog } from './decision-sink.ts';
 import { GATEWAY_PROCESS_DEFAULTS } from './process/defaults.ts';
 import { GatewayProcessRegistry } from './process/metrics.ts';
@@ -39,6 +41,26 @@ try {
 }
 
 const registry = createMetrics('gateway');
+/**
+ * The gateway's X509-SVID, `spiffe://<td>/svc/gateway` (the CA issues `svc/` IDs only, and no service
+ * may be named `gateway`), obtained before any worker starts. Absent without a control plane (the
+ * gateway's own tests).
+ */
+const identity = runtime.control
+  ? createSvidSource({
+      control: runtime.control,
+      joinToken: runtime.joinToken ?? '',
+      expectedId: serviceSpiffeId(runtime.control.trustDomain, COMPONENT_SERVICE_NAMES.gateway).id,
+      logger,
+      registry,
+    })
+  : null;
+try {
+  await identity?.start();
+} catch (err) {
+  logger.fatal({ err }, 'the gateway could not obtain its SVID');
+  process.exit(1);
+}
 const decisionLog = await openDecisionLog(join(runtime.dataDir, 'decisions.jsonl'), { logger, registry });
 const plan = workerPlan(manifest.gateway.workers, availableParallelism(), process.platform);
 if (plan.note) logger.warn({ workers: manifest.gateway.workers }, plan.note);
@@ -77,6 +99,7 @@ function stop(reason: string): Promise<void> {
   stopping ??= (async () => {
     logger.info({ reason }, 'gateway draining');
     admin.drain();
+    identity?.close();
     await reloader.close();
     await pool.drain(GATEWAY_PROCESS_DEFAULTS.drainGraceMs);
     await decisionLog.close();

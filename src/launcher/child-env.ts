@@ -33,12 +33,14 @@ export function checkManifestEnv(service: string, manifestEnv: Readonly<Record<s
 
 /**
  * The complete environment of a child: the inherited allow-list, the service's manifest `env`
- * entries, and `RAMPART_RUNTIME`. Throws LAUNCH_ERR_ENV for a reserved manifest key.
+ * entries, the launcher's own `component` variables (RAMPART_KEK for the control plane, nothing for
+ * anyone else) and `RAMPART_RUNTIME`. Throws LAUNCH_ERR_ENV for a reserved manifest key.
  */
 export function childEnv(
   runtime: Runtime,
   manifestEnv: Readonly<Record<string, string>>,
   parentEnv: NodeJS.ProcessEnv,
+  component: Readonly<Record<string, string>> = {},
 ): Record<string, string> {
   checkManifestEnv(runtime.name, manifestEnv);
   const env: Record<string, string> = {};
@@ -46,7 +48,7 @@ export function childEnv(
     const value = parentEnv[name];
     if (value !== undefined) env[name] = value;
   }
-  Object.assign(env, manifestEnv);
+  Object.assign(env, manifestEnv, component);
   env[RUNTIME_ENV] = JSON.stringify(runtime);
   return env;
 }

@@ -22,6 +22,19 @@ export const SQLITE_PRELOAD = new URL(`./sqlite-preload${FROM_SOURCE ? '.ts' : '
  */
 export const GATEWAY_WORKER_ARGS: readonly string[] = Object.freeze(['--allow-worker', '--disable-warning=PERM0006']);
 
+/**
+ * The control plane, and only the control plane, may load native addons: its certificate authority
+ * keeps the CA keys wrapped under the KEK with libsodium (sodium-native, core/kek.ts), which is an
+ * addon. sodium-native's loader (require-addon) also probes `/etc/alpine-release` to pick a musl
+ * build, so that one path is readable. What it grants: code in the control plane can load any addon
+ * it can read (the project and the rampart package), and an addon runs outside the permission model.
+ * The control plane runs only Rampart's own code; services and the gateway still cannot.
+ */
+export const CONTROL_ADDON_ARGS: readonly string[] = Object.freeze([
+  '--allow-addons',
+  '--allow-fs-read=/etc/alpine-release',
+]);
+
 export interface ChildCommandOptions {
   /** What every process may read before the carve-out (see allow-list.ts `readableRoots`). */
   roots: readonly string[];
@@ -83,6 +96,7 @@ export function childCommand(plan: PlannedProcess, options: ChildCommandOptions)
       ...allow.map((path) => `--allow-fs-read=${path}`),
       `--allow-fs-write=${own}`,
       ...(plan.kind === 'gateway' ? GATEWAY_WORKER_ARGS : []),
+      ...(plan.kind === 'control' ? CONTROL_ADDON_ARGS : []),
       `--import=${options.preload ?? SQLITE_PRELOAD}`,
       entry,
     ],

@@ -1,16 +1,27 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { realpathSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, realpathSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { Writable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Manifest } from '../config/model.ts';
+import { COMPONENT_SERVICE_NAMES, type ControlTarget, requestJoinToken } from '../control/api/index.ts';
 import { RampartError } from '../core/errors.ts';
+import { createDevKek, KEK_ENV } from '../core/kek.ts';
+import type { ControlEndpoint } from '../core/runtime.ts';
 import { rampartPackageRoot, readableRoots } from './allow-list.ts';
 import { checkManifestEnv, childEnv } from './child-env.ts';
 import { childCommand, FROM_SOURCE } from './command.ts';
 import { acquireLauncherLock, prepareDataDirs } from './data-dirs.ts';
 import { type LogFormat, LogOutput } from './log-output.ts';
-import { type Component, identitySettings, type PlannedProcess, planProcesses, startOrder } from './plan.ts';
+import {
+  type Component,
+  controlUrl,
+  identitySettings,
+  type PlannedProcess,
+  planProcesses,
+  startOrder,
+} from './plan.ts';
 import { freePort } from './ports.ts';
 import { waitReady } from './readiness.ts';
 import {
@@ -54,7 +65,17 @@ export interface LauncherOptions {
   execPath?: string;
   random?: () => number;
   now?: () => number;
+  /**
+   * Give every service and the gateway an SVID: a dev KEK for the control plane, a launcher
+   * credential, a join token per process start. Default: on, unless `entries.control` replaces the
+   * control plane (tests whose stand-in has no certificate authority).
+   */
+  workloadIdentity?: boolean;
 }
+
+/** Files the launcher shares with the control plane (src/control/main.ts CONTROL_FILES). */
+const CONTROL_KEK_FILE = 'kek.key';
+const CONTROL_BUNDLE_FILE = 'bundle.pem';
 
 /** A process the launcher runs, as tests and the banner see it. */
 export interface ProcessInfo {
@@ -126,6 +147,11 @@ export class Launcher {
   #started = false;
   #releaseLock: () => void = () => {};
   #running = false;
+  readonly #workloadIdentity: boolean;
+  /** Random per start; handed to the control plane only. */
+  readonly #credential = randomBytes(32).toString('base64url');
+  /** The control plane API as workloads reach it, once it is ready. */
+  #control: ControlEndpoint | null = null;
 
   constructor(manifest: Manifest, options: LauncherOptions) {
     this.#manifest = manifest;
@@ -135,6 +161,7 @@ export class Launcher {
     for (const service of Object.values(manifest.services)) checkManifestEnv(service.name, service.env);
     this.#dataRoot = join(manifest.dir, '.rampart');
     this.#now = options.now ?? Date.now;
+    this.#workloadIdentity = options.workloadIdentity ?? options.entries?.control === undefined;
     this.#output = new LogOutput({
       stdout: options.stdout,
       stderr: options.stderr,
@@ -180,6 +207,7 @@ export class Launcher {
       await this.#prepare();
       for (const proc of this.#processes.values()) {
         if (this.#shutdown) break;
+        await this.#attest(proc);
         this.#spawn(proc);
         if (!(await this.#awaitReady(proc)) && !this.#shutdown) {
           const { adminPort } = proc.plan.runtime;
@@ -255,14 +283,20 @@ export class Launcher {
       gateway: join(root, componentEntry('gateway')),
       ...this.#options.entries,
     };
+    const parentEnv = this.#options.parentEnv ?? process.env;
+    if (this.#workloadIdentity && !parentEnv[KEK_ENV]) {
+      // The control plane runs under the permission model, where fsync is refused: the launcher,
+      // unrestricted, creates the key file so that it is flushed to disk (core/kek.ts).
+      createDevKek(join(dataRoot, 'control', CONTROL_KEK_FILE)).kek.destroy();
+    }
     const plans = planProcesses(manifest, {
       ports: { admin, service, control },
       dataRoot,
       entries,
       manifestFile: realpathIfExists(manifest.file),
+      launcherCredential: this.#credential,
     });
     const roots = readableRoots(manifest.dir, root);
-    const parentEnv = this.#options.parentEnv ?? process.env;
     for (const plan of plans) {
       const { args, skipped } = childCommand(plan, {
         roots,
@@ -277,7 +311,7 @@ export class Launcher {
       this.#processes.set(plan.name, {
         plan,
         args,
-        env: childEnv(plan.runtime, plan.env, parentEnv),
+        env: childEnv(plan.runtime, plan.env, parentEnv, this.#componentEnv(plan, parentEnv)),
         child: null,
         exited: Promise.resolve(),
         startedAt: 0,
@@ -288,6 +322,43 @@ export class Launcher {
         tail: [],
       });
     }
+  }
+
+  /** Variables a component gets besides the runtime: the production KEK, for the control plane only. */
+  #componentEnv(plan: PlannedProcess, parentEnv: NodeJS.ProcessEnv): Record<string, string> {
+    const kek = parentEnv[KEK_ENV];
+    return plan.kind === 'control' && kek ? { [KEK_ENV]: kek } : {};
+  }
+
+  /**
+   * Before a service or the gateway starts (and before every restart): a fresh single-use join token
+   * for it alone, and the control plane's URL and bundle, go into its runtime. The token is not kept
+   * in the plan.
+   */
+  async #attest(proc: Supervised): Promise<void> {
+    const { plan } = proc;
+    const runtime = plan.runtime;
+    if (!this.#workloadIdentity || (runtime.kind !== 'service' && runtime.kind !== 'gateway')) return;
+    const control = this.#controlEndpoint();
+    const name = runtime.kind === 'gateway' ? COMPONENT_SERVICE_NAMES.gateway : plan.name;
+    const { token } = await requestJoinToken(control, this.#credential, name);
+    const parentEnv = this.#options.parentEnv ?? process.env;
+    const endpoint: ControlEndpoint = { url: control.url, bundle: control.bundle, trustDomain: control.trustDomain };
+    proc.env = childEnv({ ...runtime, control: endpoint, joinToken: token }, plan.env, parentEnv);
+  }
+
+  #controlEndpoint(): ControlEndpoint & ControlTarget {
+    if (!this.#control) {
+      const plan = this.#processes.get('control')?.plan;
+      if (plan?.runtime.kind !== 'control') throw new RampartError('LAUNCH_ERR_START', 'no control plane');
+      const bundle = readFileSync(join(plan.runtime.dataDir, CONTROL_BUNDLE_FILE), 'utf8');
+      this.#control = {
+        url: controlUrl(plan.runtime.port),
+        bundle,
+        trustDomain: this.#manifest.trustDomain,
+      };
+    }
+    return this.#control;
   }
 
   #spawn(proc: Supervised): void {
@@ -359,7 +430,15 @@ export class Launcher {
       proc.restartTimer = null;
       if (this.#shutdown) return;
       proc.restarts += 1;
-      this.#spawn(proc);
+      void this.#attest(proc)
+        .catch((err: unknown) => {
+          // Started anyway: without a valid token it fails to get its SVID and exits, and the
+          // restart policy (backoff, give up) applies as for any crash.
+          this.#output.warn(`${name}: no join token (${err instanceof Error ? err.message : String(err)})`, {
+            process: name,
+          });
+        })
+        .then(() => this.#spawn(proc));
       // During start() the start loop is already waiting for this process; afterwards, say when it is back.
       if (this.#running) {
         void this.#awaitReady(proc).then((ready) => {

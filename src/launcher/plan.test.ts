@@ -34,7 +34,8 @@ test('start order: control, identity, services in manifest order, gateway last',
 });
 
 test('runtimes: own data dir and ports; peers only from calls; upstreams only for routed services', () => {
-  const plans = planProcesses(shop(), { ports, dataRoot: '/p/.rampart', entries });
+  const launcherCredential = 'c'.repeat(43);
+  const plans = planProcesses(shop(), { ports, dataRoot: '/p/.rampart', entries, launcherCredential });
   const by = Object.fromEntries(plans.map((p) => [p.name, p]));
   assert.deepEqual(by['control']!.runtime, {
     kind: 'control',
@@ -43,7 +44,13 @@ test('runtimes: own data dir and ports; peers only from calls; upstreams only fo
     adminPort: 9000,
     manifestFile: '/p/rampart.yaml',
     port: 7000,
+    launcherCredential,
+    trustDomain: shop().trustDomain,
   });
+  // The launcher credential is the control plane's alone.
+  for (const plan of plans) {
+    if (plan.kind !== 'control') assert.ok(!JSON.stringify(plan.runtime).includes(launcherCredential), plan.name);
+  }
   assert.equal(by['identity']!.runtime.kind === 'identity' && by['identity']!.runtime.port, 8444);
   assert.deepEqual(by['orders']!.runtime, {
     kind: 'service',

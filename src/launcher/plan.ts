@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { Manifest } from '../config/model.ts';
 import { RampartError } from '../core/errors.ts';
-import type { ComponentRuntime, GatewayRuntime, Runtime, ServiceRuntime } from '../core/runtime.ts';
+import type { ControlRuntime, GatewayRuntime, IdentityRuntime, Runtime, ServiceRuntime } from '../core/runtime.ts';
 
 /** The components the launcher starts besides the services; their names are reserved. */
 export const COMPONENTS = ['control', 'identity', 'gateway'] as const;
@@ -36,6 +36,11 @@ export interface PlanOptions {
   entries: Readonly<Record<Component, string>>;
   /** The manifest's path as processes should open it (its real path). Default: `manifest.file`. */
   manifestFile?: string;
+  /**
+   * The launcher's bearer credential for minting join tokens; only the control plane's runtime holds
+   * it. Absent (tests of other parts): empty, and the control plane refuses to start its API.
+   */
+  launcherCredential?: string;
 }
 
 const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/i;
@@ -72,6 +77,11 @@ export function identitySettings(manifest: Manifest): ServiceRuntime['identity']
   return { issuer, audience: identity.audience, jwksUri: `${issuer.replace(/\/+$/, '')}/jwks` };
 }
 
+/** The control plane API's loopback URL. */
+export function controlUrl(port: number): string {
+  return `https://127.0.0.1:${port}`;
+}
+
 /** Loopback base URL of a service's API. */
 export function serviceUrl(port: number): string {
   return `http://127.0.0.1:${port}`;
@@ -93,11 +103,20 @@ export function planProcesses(manifest: Manifest, options: PlanOptions): Planned
   const identity = identitySettings(manifest);
 
   return startOrder(manifest).map((name): PlannedProcess => {
-    if (name === 'control' || name === 'identity') {
-      const port =
-        name === 'control' ? ports.control : manifest.identity.mode === 'builtin' ? manifest.identity.port : 0;
-      const runtime: ComponentRuntime = { kind: name, ...base(name), port };
-      return { name, kind: name, entry: entries[name], runtime, env: {} };
+    if (name === 'control') {
+      const runtime: ControlRuntime = {
+        kind: 'control',
+        ...base(name),
+        port: ports.control,
+        launcherCredential: options.launcherCredential ?? '',
+        trustDomain: manifest.trustDomain,
+      };
+      return { name, kind: 'control', entry: entries.control, runtime, env: {} };
+    }
+    if (name === 'identity') {
+      const port = manifest.identity.mode === 'builtin' ? manifest.identity.port : 0;
+      const runtime: IdentityRuntime = { kind: 'identity', ...base(name), port };
+      return { name, kind: 'identity', entry: entries.identity, runtime, env: {} };
     }
     if (name === 'gateway') {
       const upstreams: Record<string, string> = {};

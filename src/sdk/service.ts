@@ -3,6 +3,7 @@ import { DatabaseSync } from 'node:sqlite';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
 import { request as undiciRequest } from 'undici';
+import { type CurrentSvid, createSvidSource, type SvidSource } from '../control/api/index.ts';
 import { type AccessTokenVerifier, createAccessTokenVerifier, type TokenIdentity } from '../core/access-token.ts';
 import { startAdminServer } from '../core/admin-server.ts';
 import { newErrorId, RampartError } from '../core/errors.ts';
@@ -10,6 +11,7 @@ import { onShutdown } from '../core/lifecycle.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
 import { createMetrics } from '../core/metrics.ts';
 import { readRuntime, type ServiceRuntime } from '../core/runtime.ts';
+import { serviceSpiffeId } from '../core/spiffe.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -53,7 +55,15 @@ export interface RampartService {
   user(req: FastifyRequest): TokenIdentity;
   /** Calls a service this one may call (the manifest's `calls`). */
   call(peer: string, path: string, init?: CallInit): Promise<CallResponse>;
-  /** Starts serving on the loopback port the launcher assigned; resolves once ready. */
+  /**
+   * The service's current X509-SVID (`spiffe://<td>/svc/<name>`), or null when the process was started
+   * without a control plane (tests of other parts).
+   */
+  svid(): CurrentSvid | null;
+  /**
+   * Obtains the SVID (when the runtime names a control plane), then serves on the loopback port the
+   * launcher assigned; resolves once ready.
+   */
   start(): Promise<void>;
   /** Stops serving and closes the database. */
   close(): Promise<void>;
@@ -118,6 +128,7 @@ export function service(options: ServiceOptions = {}): RampartService {
   });
 
   let db: DatabaseSync | null = null;
+  let identity: SvidSource | null = null;
   let admin: Awaited<ReturnType<typeof startAdminServer>> | null = null;
 
   const svc: RampartService = {
@@ -163,7 +174,23 @@ export function service(options: ServiceOptions = {}): RampartService {
       });
       return { status: res.statusCode, json: async <T>() => (await res.body.json()) as T };
     },
+    svid() {
+      return identity?.current() ?? null;
+    },
     async start() {
+      if (runtime.control) {
+        if (!runtime.joinToken) {
+          throw new RampartError('SDK_ERR_NO_JOIN_TOKEN', 'the runtime names a control plane but holds no join token');
+        }
+        identity = createSvidSource({
+          control: runtime.control,
+          joinToken: runtime.joinToken,
+          expectedId: serviceSpiffeId(runtime.control.trustDomain, runtime.name).id,
+          logger,
+          registry,
+        });
+        await identity.start();
+      }
       await app.listen({ host: '127.0.0.1', port: runtime.port });
       admin = await startAdminServer({
         port: runtime.adminPort,
@@ -178,6 +205,7 @@ export function service(options: ServiceOptions = {}): RampartService {
       });
     },
     async close() {
+      identity?.close();
       await app.close();
       await admin?.close();
       db?.close();

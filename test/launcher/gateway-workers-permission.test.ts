@@ -46,7 +46,9 @@ test('--allow-worker goes to the gateway and to no other process', (t) => {
       assert.ok(args.indexOf('--allow-worker') < args.length - 1, 'a Node option, before the entry file');
     }
     assert.ok(args.includes('--permission'), plan.name);
-    assert.ok(!args.some((a) => a.startsWith('--allow-child-process') || a.startsWith('--allow-addons')), plan.name);
+    assert.ok(!args.some((a) => a.startsWith('--allow-child-process')), plan.name);
+    // Addons (sodium-native for the CA's KEK) for the control plane only (command.ts CONTROL_ADDON_ARGS).
+    assert.equal(args.includes('--allow-addons'), plan.kind === 'control', plan.name);
   }
 });
 

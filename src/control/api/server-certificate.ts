@@ -1,0 +1,67 @@
+import type { Logger } from '../../core/logger.ts';
+import type { CertificateAuthority } from '../ca/index.ts';
+import { COMPONENT_SERVICE_NAMES, SVID_RENEWAL_DEFAULTS } from './defaults.ts';
+import type { ServerCredentials } from './server.ts';
+import { createWorkloadKey } from './workload-key.ts';
+
+export interface ServerCertificate {
+  current(): ServerCredentials & { notAfter: number };
+  /** Re-issues now. */
+  renew(): Promise<void>;
+  close(): void;
+}
+
+/**
+ * The control plane's own X509-SVID, `spiffe://<td>/svc/control`, issued directly by its CA (it is
+ * the CA's own process: attestation `direct`) and re-issued at ½ of its lifetime, like every
+ * workload's. `onRenewed` installs it in the API's TLS context.
+ */
+export async function createServerCertificate(options: {
+  ca: CertificateAuthority;
+  logger: Logger;
+  onRenewed: () => void;
+  random?: () => number;
+}): Promise<ServerCertificate> {
+  const { ca, logger } = options;
+  const random = options.random ?? Math.random;
+  let timer: NodeJS.Timeout | null = null;
+  let closed = false;
+  const issue = async () => {
+    const key = await createWorkloadKey();
+    const svid = await ca.issue({ csr: key.csrPem, serviceName: COMPONENT_SERVICE_NAMES.control });
+    return { key: key.keyPem, cert: svid.certificatePem, notBefore: svid.notBefore, notAfter: svid.notAfter };
+  };
+  let held = await issue();
+  const arm = (delayMs: number) => {
+    if (closed) return;
+    timer = setTimeout(() => void renew(), Math.max(0, delayMs));
+    timer.unref();
+  };
+  const scheduleNext = () => {
+    const lifetime = held.notAfter - held.notBefore;
+    const at =
+      held.notBefore +
+      lifetime * SVID_RENEWAL_DEFAULTS.renewAtFraction -
+      random() * lifetime * SVID_RENEWAL_DEFAULTS.jitterFraction;
+    arm(at - Date.now());
+  };
+  const renew = async () => {
+    try {
+      held = await issue();
+      options.onRenewed();
+      scheduleNext();
+    } catch (err) {
+      logger.error({ err }, 'control plane server certificate renewal failed; retrying');
+      arm(SVID_RENEWAL_DEFAULTS.retryMaxMs);
+    }
+  };
+  scheduleNext();
+  return {
+    current: () => ({ key: held.key, cert: held.cert, notAfter: held.notAfter }),
+    renew,
+    close() {
+      closed = true;
+      if (timer) clearTimeout(timer);
+    },
+  };
+}

@@ -1,0 +1,228 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { RampartError } from '../../core/errors.ts';
+import type { Logger } from '../../core/logger.ts';
+import { svidIdentity } from '../../core/spiffe.ts';
+import { type ControlTarget, requestRenewal, requestSvid, type SvidResponse } from './client.ts';
+import { SVID_RENEWAL_DEFAULTS } from './defaults.ts';
+import { apiError, CONTROL_API_ERRORS } from './errors.ts';
+import { createWorkloadKey } from './workload-key.ts';
+
+/** The SVID a workload holds now: what its TLS contexts are built from. */
+export interface CurrentSvid {
+  spiffeId: string;
+  /** PKCS#8 PEM; never leaves the process. */
+  keyPem: string;
+  /** Leaf first, PEM. */
+  certificatePem: string;
+  notBefore: number;
+  notAfter: number;
+  /** CA certificates (PEM) to verify peers with. */
+  bundlePem: string;
+  bundleSequence: number;
+}
+
+/** How a workload obtains and keeps its SVID. */
+export interface SvidSourceOptions {
+  control: ControlTarget;
+  /** The single-use join token for the first SVID. */
+  joinToken: string;
+  /** The SPIFFE ID this workload must receive (the CA's answer is checked against it). */
+  expectedId: string;
+  logger: Logger;
+  registry: Registry;
+  /** Overrides of {@link SVID_RENEWAL_DEFAULTS}. */
+  schedule?: Partial<Record<keyof typeof SVID_RENEWAL_DEFAULTS, number>>;
+  clock?: () => number;
+  random?: () => number;
+}
+
+export interface SvidSource {
+  /** The current SVID (after `start()` resolved). */
+  current(): CurrentSvid;
+  /** Called after each successful renewal, with the new SVID (hot-swap TLS contexts here). */
+  onRenewed(listener: (svid: CurrentSvid) => void): void;
+  /** Obtains the first SVID (retrying with backoff until the deadline), then schedules renewals. */
+  start(): Promise<CurrentSvid>;
+  /** Renews now (tests; a bundle change). */
+  renewNow(): Promise<CurrentSvid>;
+  /** Stops renewing. */
+  close(): void;
+}
+
+/**
+ * Checks an SVID the control plane returned before it is installed: it must be an X509-SVID of our
+ * trust domain naming exactly `expectedId` (a compromised or confused control plane must not hand us
+ * someone else's identity), for the key we generated, and its dates must make sense.
+ */
+function acceptSvid(res: SvidResponse, keyPem: string, expectedId: string, trustDomain: string): CurrentSvid {
+  try {
+    const leaf = new X509Certificate(res.certificate);
+    const id = svidIdentity(leaf, trustDomain);
+    if (id.id !== expectedId) throw apiError(CONTROL_API_ERRORS.wrongIdentity, { expected: expectedId, got: id.id });
+    if (!leaf.checkPrivateKey(createPrivateKey(keyPem))) {
+      throw apiError(CONTROL_API_ERRORS.wrongIdentity, { reason: 'certificate is not for our key' });
+    }
+    if (typeof res.bundle?.pem !== 'string' || !Number.isSafeInteger(res.bundle.sequence)) {
+      throw apiError(CONTROL_API_ERRORS.unavailable, { reason: 'bundle' });
+    }
+    return {
+      spiffeId: id.id,
+      keyPem,
+      certificatePem: res.certificate,
+      notBefore: leaf.validFromDate.getTime(),
+      notAfter: leaf.validToDate.getTime(),
+      bundlePem: res.bundle.pem,
+      bundleSequence: res.bundle.sequence,
+    };
+  } catch (err) {
+    if (err instanceof RampartError) throw err;
+    throw apiError(CONTROL_API_ERRORS.wrongIdentity, { reason: 'unparseable' }, err);
+  }
+}
+
+/**
+ * A workload's SVID, obtained with the join token and renewed over mTLS at ½ of its lifetime with
+ * jitter. When the control plane is down the workload keeps the SVID it has (issue 4 "Control plane
+ * down ≠ system down") and retries with exponential backoff; once less than a quarter of the lifetime
+ * is left it logs at error and sets `rampart_svid_renewal_overdue`, well before expiry.
+ *
+ * Metrics: `rampart_svid_expiry_timestamp_seconds`, `rampart_svid_renewals_total{outcome}`,
+ * `rampart_svid_renewal_overdue`.
+ */
+export function createSvidSource(options: SvidSourceOptions): SvidSource {
+  const schedule = { ...SVID_RENEWAL_DEFAULTS, ...options.schedule };
+  const clock = options.clock ?? Date.now;
+  const random = options.random ?? Math.random;
+  const { logger, control, expectedId } = options;
+  const expiry = new Gauge({
+    name: 'rampart_svid_expiry_timestamp_seconds',
+    help: 'When the current X509-SVID expires (Unix seconds).',
+    registers: [options.registry],
+  });
+  const renewals = new Counter({
+    name: 'rampart_svid_renewals_total',
+    help: 'SVID renewals attempted, by outcome (ok, error).',
+    labelNames: ['outcome'],
+    registers: [options.registry],
+  });
+  const overdue = new Gauge({
+    name: 'rampart_svid_renewal_overdue',
+    help: '1 when renewal keeps failing and less than a quarter of the SVID lifetime is left.',
+    registers: [options.registry],
+  });
+  const listeners: ((svid: CurrentSvid) => void)[] = [];
+  let svid: CurrentSvid | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  let failures = 0;
+  let closed = false;
+  let renewing: Promise<CurrentSvid> | null = null;
+
+  const install = (next: CurrentSvid) => {
+    svid = next;
+    failures = 0;
+    expiry.set(next.notAfter / 1000);
+    overdue.set(0);
+    for (const listener of listeners) {
+      try {
+        listener(next);
+      } catch (err) {
+        logger.error({ err }, 'SVID listener failed');
+      }
+    }
+  };
+
+  const backoff = () =>
+    Math.min(schedule.retryMaxMs, schedule.retryInitialMs * 2 ** Math.min(failures, 20)) * (0.5 + random() / 2);
+
+  const arm = (delayMs: number) => {
+    if (closed) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => void renew().catch(() => {}), Math.max(0, delayMs));
+    timer.unref();
+  };
+
+  const scheduleNext = () => {
+    if (!svid) return;
+    const lifetime = svid.notAfter - svid.notBefore;
+    const at = svid.notBefore + lifetime * schedule.renewAtFraction - random() * lifetime * schedule.jitterFraction;
+    arm(at - clock());
+  };
+
+  const renew = (): Promise<CurrentSvid> => {
+    renewing ??= (async () => {
+      const current = svid;
+      if (!current) throw apiError(CONTROL_API_ERRORS.unavailable, { reason: 'no SVID yet' });
+      try {
+        const key = await createWorkloadKey();
+        const res = await requestRenewal(control, { cert: current.certificatePem, key: current.keyPem }, key.csrPem);
+        const next = acceptSvid(res, key.keyPem, expectedId, control.trustDomain);
+        renewals.inc({ outcome: 'ok' });
+        install(next);
+        logger.info({ spiffeId: next.spiffeId, notAfter: new Date(next.notAfter).toISOString() }, 'SVID renewed');
+        scheduleNext();
+        return next;
+      } catch (err) {
+        failures += 1;
+        renewals.inc({ outcome: 'error' });
+        const left = current.notAfter - clock();
+        const lifetime = current.notAfter - current.notBefore;
+        const code = err instanceof RampartError ? err.code : 'unknown';
+        if (left < lifetime * schedule.warnRemainingFraction) {
+          overdue.set(1);
+          logger.error(
+            { code, failures, expiresInMs: left },
+            left > 0 ? 'SVID renewal keeps failing; the SVID expires soon' : 'SVID expired; renewal keeps failing',
+          );
+        } else {
+          logger.warn({ code, failures, expiresInMs: left }, 'SVID renewal failed; retrying');
+        }
+        arm(backoff());
+        throw err;
+      } finally {
+        renewing = null;
+      }
+    })();
+    return renewing;
+  };
+
+  return {
+    current() {
+      if (!svid) throw apiError(CONTROL_API_ERRORS.unavailable, { reason: 'no SVID yet' });
+      return svid;
+    },
+    onRenewed(listener) {
+      listeners.push(listener);
+    },
+    async start() {
+      const deadline = clock() + schedule.firstSvidDeadlineMs;
+      // The key is generated once: a retry after a network failure reuses the same CSR.
+      const key = await createWorkloadKey();
+      for (;;) {
+        try {
+          const res = await requestSvid(control, options.joinToken, key.csrPem);
+          install(acceptSvid(res, key.keyPem, expectedId, control.trustDomain));
+          break;
+        } catch (err) {
+          // A refused token will not become valid: only an unreachable control plane is worth retrying.
+          const retry = err instanceof RampartError && err.code === CONTROL_API_ERRORS.unavailable;
+          if (!retry || clock() >= deadline || closed) throw err;
+          failures += 1;
+          logger.warn({ code: err.code, failures }, 'control plane unreachable; retrying for the first SVID');
+          await new Promise((resolve) => setTimeout(resolve, backoff()));
+        }
+      }
+      const first = svid as CurrentSvid | null;
+      if (!first) throw apiError(CONTROL_API_ERRORS.unavailable, { reason: 'no SVID' });
+      logger.info({ spiffeId: first.spiffeId, notAfter: new Date(first.notAfter).toISOString() }, 'SVID obtained');
+      scheduleNext();
+      return first;
+    },
+    renewNow: renew,
+    close() {
+      closed = true;
+      if (timer) clearTimeout(timer);
+      timer = null;
+    },
+  };
+}
