@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { AUDIT_EVENTS, createFileAudit, sanitize, tokenRef } from './audit.ts';
+import { AUDIT_EVENTS, createFileAudit, createMemoryAudit, sanitize, tokenRef, withMetrics } from './audit.ts';
 
 test('events are JSON lines in a 0600 file, with a timestamp, credential-named details dropped', () => {
   const dir = mkdtempSync(join(tmpdir(), 'rampart-audit-'));
@@ -50,4 +50,17 @@ test('token references are stable, short and do not contain the token', () => {
   assert.match(tokenRef(token), /^[A-Za-z0-9_-]{22}$/);
   assert.ok(!token.includes(tokenRef(token)));
   assert.deepEqual(sanitize({ type: AUDIT_EVENTS.logout }), { type: AUDIT_EVENTS.logout });
+});
+
+test('withMetrics counts events by type (every type present from the start) and passes them on', async () => {
+  const { Registry } = await import('prom-client');
+  const registry = new Registry();
+  const inner = createMemoryAudit();
+  const audit = withMetrics(inner, registry);
+  audit.emit({ type: AUDIT_EVENTS.loginFailed, reason: 'bad_password' });
+  audit.emit({ type: AUDIT_EVENTS.loginFailed, reason: 'unknown_user' });
+  const text = await registry.metrics();
+  assert.match(text, /rampart_identity_events_total\{type="identity.login.failed"\} 2/);
+  assert.match(text, /rampart_identity_events_total\{type="identity.account.locked"\} 0/);
+  assert.equal(inner.events.length, 2);
 });

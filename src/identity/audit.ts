@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { closeSync, constants, openSync, writeSync } from 'node:fs';
+import { Counter, type Registry } from 'prom-client';
 
 /**
  * Security events of the identity provider (issue 5 §6). The tamper-evident audit log is its own issue;
@@ -91,6 +92,27 @@ export function createMemoryAudit(): AuditEmitter & { events: AuditEvent[] } {
     events,
     emit(event) {
       events.push(sanitize(event));
+    },
+  };
+}
+
+/**
+ * Counts every event by type in `rampart_identity_events_total{type}` (a bounded label: the event
+ * types above) before passing it on: logins, failures, lockouts and token issuance become metrics
+ * for alerting without a second code path.
+ */
+export function withMetrics(inner: AuditEmitter, registry: Registry): AuditEmitter {
+  const counter = new Counter({
+    name: 'rampart_identity_events_total',
+    help: 'Security events of the identity provider, by type',
+    labelNames: ['type'],
+    registers: [registry],
+  });
+  for (const type of Object.values(AUDIT_EVENTS)) counter.inc({ type }, 0);
+  return {
+    emit(event) {
+      counter.inc({ type: event.type });
+      inner.emit(event);
     },
   };
 }

@@ -101,6 +101,18 @@ export const THROTTLE_DEFAULTS = Object.freeze({
     lockDuration: 900,
     forgetAfter: 3600,
   }),
+  /**
+   * Wrong device-flow user codes per client address (RFC 8628 §5.1: the user code is short enough to
+   * guess, so code entry must be rate limited). A person mistypes a few times at most.
+   */
+  deviceCode: Object.freeze({
+    free: 5,
+    baseDelay: 1,
+    maxDelay: 60,
+    lockAt: 30,
+    lockDuration: 900,
+    forgetAfter: 3600,
+  }),
 });
 
 /** TOTP (RFC 6238) as every authenticator app implements it. */

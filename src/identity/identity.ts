@@ -8,11 +8,12 @@ import { type Accounts, createAccounts } from './accounts.ts';
 import { createAdminApi } from './admin-api.ts';
 import { AUDIT_EVENTS, type AuditEmitter, tokenRef } from './audit.ts';
 import { type ClientRegistry, createClientRegistry } from './clients.ts';
-import { IDENTITY_DEFAULTS, IDENTITY_NAMES } from './defaults.ts';
+import { IDENTITY_DEFAULTS, IDENTITY_NAMES, THROTTLE_DEFAULTS } from './defaults.ts';
 import { IDP_ERRORS, idpError } from './errors.ts';
 import { formTargetsOf, pageCsp, scriptHashesOf, setBaseHeaders } from './http-security.ts';
 import { createInteractions } from './interactions.ts';
 import { STYLESHEET, STYLESHEET_PATH } from './pages/html.ts';
+import { errorPage, PAGE_ERRORS } from './pages/interaction-pages.ts';
 import { createProviderViews } from './pages/provider-views.ts';
 import { type Argon2Params, createPasswordHasher } from './passwords/argon2.ts';
 import { createPasswordPolicy } from './passwords/policy.ts';
@@ -20,7 +21,7 @@ import { ADMIN_ROLE, ADMIN_SCOPE, createProvider, OIDC_SCOPES, type ProviderTtl 
 import type { Sealer } from './sealing.ts';
 import { ensureKeys, providerJwks, type RotationResult, rotateKeys } from './signing-keys.ts';
 import type { IdentityStore } from './store/store.ts';
-import { createThrottle, type ThrottlePolicy } from './throttle.ts';
+import { createFailureLimiter, createThrottle, type ThrottlePolicy } from './throttle.ts';
 
 export interface IdentityOptions {
   /** Exact issuer (manifest `identity.builtin.issuer`, default `http://127.0.0.1:<port>`). */
@@ -39,8 +40,8 @@ export interface IdentityOptions {
   keyPollIntervalMs?: number;
   /** How often to delete expired artifacts (ms); 0 disables. */
   purgeIntervalMs?: number;
-  /** Brute-force throttling (default THROTTLE_DEFAULTS). */
-  throttle?: ThrottlePolicy;
+  /** Brute-force throttling (default THROTTLE_DEFAULTS; rules given here replace the defaults' ones). */
+  throttle?: Partial<ThrottlePolicy>;
   /** argon2id parameters (default ARGON2_DEFAULTS; never below OWASP's minimum in production). */
   argon2?: Partial<Argon2Params>;
   /**
@@ -117,9 +118,12 @@ export async function createIdentity(options: IdentityOptions): Promise<Identity
   const csrfKey = await storedKey('csrf');
 
   const clients = createClientRegistry(store, kek, now);
-  const views = createProviderViews(prefix);
+  const throttlePolicy: ThrottlePolicy = { ...THROTTLE_DEFAULTS, ...options.throttle };
+  const deviceCodes = createFailureLimiter(store, throttlePolicy.deviceCode, now);
+  const deviceKey = (req: IncomingMessage) => `device:${req.socket.remoteAddress ?? 'unknown'}`;
+  const views = createProviderViews(prefix, { onWrongDeviceCode: (ctx) => deviceCodes.failed(deviceKey(ctx.req)) });
   const hasher = createPasswordHasher(options.argon2);
-  const throttle = createThrottle(store, options.throttle, now);
+  const throttle = createThrottle(store, throttlePolicy, now);
   const accounts = createAccounts({ store, hasher, policy: createPasswordPolicy(), throttle, audit, now });
   // Make the dummy hash now: the first login of an unknown user must not pay for it (timing).
   await hasher.verifyDummy('warm-up');
@@ -275,6 +279,25 @@ export async function createIdentity(options: IdentityOptions): Promise<Identity
       });
       return;
     }
+    if (path === '/device' && req.method === 'POST') {
+      // RFC 8628 §5.1: user codes are guessable; an address entering wrong ones waits, then is locked out.
+      deviceCodes.waitFor(deviceKey(req)).then(
+        (wait) => {
+          if (wait === 0) return callback!(req, res);
+          res.writeHead(429, {
+            'content-type': 'text/html; charset=utf-8',
+            'cache-control': 'no-store',
+            'retry-after': String(wait),
+          });
+          res.end(errorPage(prefix, PAGE_ERRORS.tooManyAttempts));
+        },
+        (err: unknown) => {
+          logger.error({ err }, 'device code throttle failed');
+          if (!res.headersSent) res.writeHead(500).end();
+        },
+      );
+      return;
+    }
     if (path.startsWith('/interaction/')) {
       interactions(req, res, path).catch((err: unknown) => {
         logger.error({ err }, 'interaction handler failed');
@@ -378,6 +401,9 @@ function instrument(provider: Provider, audit: AuditEmitter, logger: Logger): vo
   );
   provider.on('grant.revoked', (_ctx, grantId) =>
     audit.emit({ type: AUDIT_EVENTS.grantRevoked, subject: tokenRef(grantId) }),
+  );
+  provider.on('end_session.success', (ctx) =>
+    audit.emit({ type: AUDIT_EVENTS.logout, ...(ctx.oidc.client ? { clientId: ctx.oidc.client.clientId } : {}) }),
   );
   provider.on('server_error', (_ctx, err) => logger.error({ err }, 'identity provider error'));
 }

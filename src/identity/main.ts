@@ -8,7 +8,7 @@ import { onShutdown } from '../core/lifecycle.ts';
 import { createLogger } from '../core/logger.ts';
 import { createMetrics } from '../core/metrics.ts';
 import { readRuntime } from '../core/runtime.ts';
-import { createFileAudit } from './audit.ts';
+import { createFileAudit, withMetrics } from './audit.ts';
 import { IDENTITY_NAMES } from './defaults.ts';
 import { createIdentity } from './identity.ts';
 import { listenIssuer } from './listen.ts';
@@ -59,7 +59,7 @@ const identity = await createIdentity({
   store,
   kek,
   logger,
-  audit,
+  audit: withMetrics(audit, registry),
   bootstrapFile: join(runtime.dataDir, IDENTITY_NAMES.bootstrapFile),
 });
 const listener = await listenIssuer(identity.handler, runtime.port);

@@ -14,6 +14,8 @@ export interface ThrottleRule {
 export interface ThrottlePolicy {
   account: ThrottleRule;
   address: ThrottleRule;
+  /** Wrong device-flow user codes, per address. */
+  deviceCode: ThrottleRule;
 }
 
 /** Seconds an attempt must wait after `failures` consecutive failures (0: none). */
@@ -54,7 +56,7 @@ const MAX_CAS_RETRIES = 5;
  */
 export function createThrottle(
   store: IdentityStore,
-  policy: ThrottlePolicy = THROTTLE_DEFAULTS,
+  policy: Pick<ThrottlePolicy, 'account' | 'address'> = THROTTLE_DEFAULTS,
   now: () => number = Date.now,
 ): Throttle {
   const accountKey = (username: string) => `account:${username}`;
@@ -132,6 +134,42 @@ export function createThrottle(
     },
     async clear(username) {
       await store.clearThrottle(accountKey(username));
+    },
+  };
+}
+
+/**
+ * A counter of failures per key, for inputs the provider cannot gate before it knows the outcome
+ * (device-flow user codes are checked inside oidc-provider): ask `waitFor` before accepting an input,
+ * report `failed` after a wrong one. Same delays and lockout as {@link delayAfter}.
+ */
+export interface FailureLimiter {
+  /** Seconds the key must still wait (0: it may try now). */
+  waitFor(key: string): Promise<number>;
+  failed(key: string): Promise<void>;
+}
+
+export function createFailureLimiter(
+  store: IdentityStore,
+  rule: ThrottleRule,
+  now: () => number = Date.now,
+): FailureLimiter {
+  const fresh = (record: ThrottleRecord | undefined, at: number) =>
+    record && at - record.lastFailureAt <= rule.forgetAfter * 1000 ? record : undefined;
+  return {
+    async waitFor(key) {
+      const at = now();
+      const record = fresh(await store.getThrottle(key), at);
+      return record && record.notBefore > at ? Math.ceil((record.notBefore - at) / 1000) : 0;
+    },
+    async failed(key) {
+      for (let i = 0; i < MAX_CAS_RETRIES; i++) {
+        const at = now();
+        const stored = await store.getThrottle(key);
+        const failures = (fresh(stored, at)?.failures ?? 0) + 1;
+        const next = { failures, lastFailureAt: at, notBefore: at + delayAfter(rule, failures) * 1000 };
+        if (await store.casThrottle(key, stored?.failures ?? 0, next)) return;
+      }
     },
   };
 }

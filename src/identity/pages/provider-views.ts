@@ -64,11 +64,17 @@ function deviceError(err: unknown): { code: string; text: string } | null {
   return { code: 'device_error', text: 'Something went wrong. Start again on your device.' };
 }
 
-export function createProviderViews(base: string): ProviderViews {
+export interface ProviderViewHooks {
+  /** A wrong, expired or used device code was entered (for rate limiting by address). */
+  onWrongDeviceCode?: (ctx: KoaContextWithOIDC) => Promise<void>;
+}
+
+export function createProviderViews(base: string, hooks: ProviderViewHooks = {}): ProviderViews {
   return {
     async deviceInput(ctx, form, _out, err) {
       const { action, xsrf } = formParts(form);
       const problem = deviceError(err);
+      if (problem?.code.startsWith('code_')) await hooks.onWrongDeviceCode?.(ctx);
       send(
         ctx,
         'Connect a device',
