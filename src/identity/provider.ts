@@ -122,6 +122,8 @@ export function createProvider(options: ProviderOptions): Provider {
     // client_secret_jwt (HMAC over a shared secret) adds nothing over Basic for us; private_key_jwt stays.
     clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'] as ClientAuthMethod[],
     responseTypes: ['code'],
+    // No browser-based clients (no `spa` kind): nothing needs cross-origin access to the endpoints.
+    clientBasedCORS: () => false,
     pkce: { required: () => true },
     // RFC 9700 §4.1.3 and OAuth 2.1: the redirect_uri is always sent and compared exactly.
     allowOmittingSingleRegisteredRedirectUri: false,
