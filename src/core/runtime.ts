@@ -37,6 +37,22 @@ export interface WorkloadIdentityRuntime {
   joinToken?: string;
 }
 
+/** Methods and path patterns (canonical, core/path-pattern.ts syntax) one caller may use. */
+export interface CallerRule {
+  methods: string[];
+  paths: string[];
+}
+
+/**
+ * Who may call a service (deny by default), from the manifest: the gateway for the service's routes,
+ * and every service whose `calls` names it, keyed by the caller's SPIFFE ID.
+ */
+export interface InboundPolicy {
+  /** Increases with every change of the manifest's policy (updates without restart come later). */
+  version: number;
+  callers: Record<string, CallerRule[]>;
+}
+
 export interface ServiceRuntime extends RuntimeBase, WorkloadIdentityRuntime {
   kind: 'service';
   /** Loopback port the service serves its API on. */
@@ -45,13 +61,31 @@ export interface ServiceRuntime extends RuntimeBase, WorkloadIdentityRuntime {
   identity: { issuer: string; audience: string; jwksUri: string | null };
   /** Loopback base URLs of the services this one may call (from the manifest's `calls`). */
   peers: Record<string, string>;
+  /** Who may call this service; enforced on every request when the service serves mTLS. */
+  policy?: InboundPolicy;
 }
 
 export interface GatewayRuntime extends RuntimeBase, WorkloadIdentityRuntime {
   kind: 'gateway';
   /** Loopback base URL of every service, by name. */
   upstreams: Record<string, string>;
+  /**
+   * Set by the gateway's main thread for its worker threads, never by the launcher: the SVID the
+   * workers connect upstream with (renewals arrive on the {@link GATEWAY_SVID_CHANNEL} channel).
+   */
+  workloadSvid?: WorkloadSvid;
 }
+
+/** An SVID as the gateway's threads share it (PEM). The key stays inside the gateway process. */
+export interface WorkloadSvid {
+  keyPem: string;
+  certificatePem: string;
+  bundlePem: string;
+  trustDomain: string;
+}
+
+/** BroadcastChannel name on which the gateway's main thread sends renewed SVIDs to its workers. */
+export const GATEWAY_SVID_CHANNEL = 'rampart:gateway-svid';
 
 export interface ControlRuntime extends RuntimeBase {
   kind: 'control';

@@ -1,15 +1,16 @@
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
+import { BroadcastChannel } from 'node:worker_threads';
 import { ConfigError } from '../config/config-error.ts';
 import { formatIssues } from '../config/format.ts';
 import { loadManifest } from '../config/load.ts';
 import type { Manifest } from '../config/model.ts';
-import { COMPONENT_SERVICE_NAMES, createSvidSource } from '../control/api/index.ts';
+import { COMPONENT_SERVICE_NAMES, type CurrentSvid, createSvidSource } from '../control/api/index.ts';
 import { startAdminServer } from '../core/admin-server.ts';
 import { onShutdown } from '../core/lifecycle.ts';
 import { createLogger } from '../core/logger.ts';
 import { createMetrics } from '../core/metrics.ts';
-import { readRuntime } from '../core/runtime.ts';
+import { GATEWAY_SVID_CHANNEL, readRuntime, type WorkloadSvid } from '../core/runtime.ts';
 import { serviceSpiffeId } from '../core/spiffe.ts';
 import { openDecisionLog } from './decision-sink.ts';
 import { GATEWAY_PROCESS_DEFAULTS } from './process/defaults.ts';
@@ -55,8 +56,22 @@ const identity = runtime.control
       registry,
     })
   : null;
+let workloadSvid: WorkloadSvid | undefined;
 try {
-  await identity?.start();
+  const svid = await identity?.start();
+  if (svid && runtime.control) {
+    const trustDomain = runtime.control.trustDomain;
+    const share = (s: CurrentSvid): WorkloadSvid => ({
+      keyPem: s.keyPem,
+      certificatePem: s.certificatePem,
+      bundlePem: s.bundlePem,
+      trustDomain,
+    });
+    workloadSvid = share(svid);
+    const channel = new BroadcastChannel(GATEWAY_SVID_CHANNEL);
+    channel.unref();
+    identity?.onRenewed((next) => channel.postMessage(share(next)));
+  }
 } catch (err) {
   logger.fatal({ err }, 'the gateway could not obtain its SVID');
   process.exit(1);
@@ -69,7 +84,8 @@ let failed = false;
 const pool = new WorkerPool({
   size: workers,
   reusePort: plan.reusePort,
-  runtime,
+  // The join token is spent; the workers get the SVID instead.
+  runtime: { ...runtime, joinToken: undefined, workloadSvid },
   manifest,
   rateLimitTable: SharedRateLimitTable.create().transferable,
   logger,

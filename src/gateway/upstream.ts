@@ -1,6 +1,9 @@
-import { Client, type Dispatcher, Pool } from 'undici';
+import { buildConnector, Client, type Dispatcher, Pool } from 'undici';
+import { spiffeServerCheck } from '../control/api/client.ts';
 import type { Logger } from '../core/logger.ts';
 import { Counter, Gauge, type Registry } from '../core/metrics.ts';
+import type { WorkloadSvid } from '../core/runtime.ts';
+import { serviceSpiffeId } from '../core/spiffe.ts';
 import {
   CIRCUIT_STATE_VALUES,
   CircuitBreaker,
@@ -144,6 +147,42 @@ function circuitMetrics(registry: Registry) {
 
 /** Idempotent methods that carry no body in practice (RFC 9110 §9.2.2). */
 const RETRYABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+/**
+ * Mutual TLS to each service's SPIFFE identity (issue 4 §6): `connect(service)` gives undici a
+ * connector that presents the gateway's SVID, trusts only the bundle, and accepts only a server whose
+ * SPIFFE ID is exactly `spiffe://<td>/svc/<service>` (not a host name: DESIGN.md). `update` installs a
+ * renewed SVID or bundle for new connections; pooled ones finish on the old one.
+ */
+export function createSpiffeConnect(
+  initial: WorkloadSvid,
+  connectTimeoutMs: number = UPSTREAM_DEFAULTS.connectTimeoutMs,
+): { connect: (service: string) => buildConnector.connector; update(svid: WorkloadSvid): void } {
+  let svid = initial;
+  let connectors = new Map<string, buildConnector.connector>();
+  const current = (service: string) => {
+    let connector = connectors.get(service);
+    if (!connector) {
+      connector = buildConnector({
+        ca: svid.bundlePem,
+        cert: svid.certificatePem,
+        key: svid.keyPem,
+        minVersion: 'TLSv1.2',
+        timeout: connectTimeoutMs,
+        checkServerIdentity: spiffeServerCheck(serviceSpiffeId(svid.trustDomain, service).id, svid.trustDomain),
+      });
+      connectors.set(service, connector);
+    }
+    return connector;
+  };
+  return {
+    connect: (service) => (options, callback) => current(service)(options, callback),
+    update(next) {
+      svid = next;
+      connectors = new Map();
+    },
+  };
+}
+
 /** Errors of a connection that died under the request before any response: the request reached nobody. */
 const RESET_CODES = new Set(['ECONNRESET', 'UND_ERR_SOCKET', 'EPIPE']);
 

@@ -1,8 +1,9 @@
-import { parentPort, workerData } from 'node:worker_threads';
+import { BroadcastChannel, parentPort, workerData } from 'node:worker_threads';
 import { deepFreeze } from '../config/freeze.ts';
 import type { Manifest } from '../config/model.ts';
 import { createLogger } from '../core/logger.ts';
 import { Counter, Registry } from '../core/metrics.ts';
+import { GATEWAY_SVID_CHANNEL, type WorkloadSvid } from '../core/runtime.ts';
 import { createBatchingDecisionSink } from './decision-sink.ts';
 import { createGateway } from './gateway.ts';
 import { createGatewayMetrics } from './metrics.ts';
@@ -10,7 +11,7 @@ import type { FromWorker, ToWorker, WorkerData } from './process/messages.ts';
 import { createRateLimitBackend } from './rate-limit/backend.ts';
 import type { GatewayDeps } from './stage.ts';
 import type { ProxyDeps } from './stages/proxy.ts';
-import { createUpstreamTransports } from './upstream.ts';
+import { createSpiffeConnect, createUpstreamTransports } from './upstream.ts';
 
 /**
  * One gateway worker thread (started by process/worker-pool.ts). It serves the public listener on the
@@ -39,7 +40,19 @@ const workerLabel = { worker: String(data.index) };
 served.inc(workerLabel, 0);
 const decisions = createBatchingDecisionSink((lines, count) => post({ type: 'decisions', lines, count }));
 // Made once, kept across reloads: warm connection pools, breakers that remember, one rate-limit state.
-const upstream = createUpstreamTransports(data.runtime.upstreams, { logger, registry });
+// With an SVID (a control plane exists), every upstream hop is mutual TLS to the service's SPIFFE ID;
+// renewals from the main thread arrive on a broadcast channel.
+const spiffe = data.runtime.workloadSvid ? createSpiffeConnect(data.runtime.workloadSvid) : null;
+const svidChannel = spiffe ? new BroadcastChannel(GATEWAY_SVID_CHANNEL) : null;
+if (svidChannel && spiffe) {
+  svidChannel.onmessage = (event) => spiffe.update((event as { data: WorkloadSvid }).data);
+  svidChannel.unref();
+}
+const upstream = createUpstreamTransports(
+  data.runtime.upstreams,
+  { logger, registry },
+  spiffe ? { connect: spiffe.connect } : {},
+);
 const rateLimit = await createRateLimitBackend(data.manifest.gateway.rateLimit, {
   shared: data.rateLimitTable,
   logger,
@@ -101,6 +114,7 @@ post({ type: 'listening', port: bound });
 async function drain(graceMs: number): Promise<void> {
   try {
     await gateway.close(graceMs);
+    svidChannel?.close();
     await upstream.close();
     await rateLimit.close?.();
   } catch (err) {

@@ -295,6 +295,7 @@ export class Launcher {
       entries,
       manifestFile: realpathIfExists(manifest.file),
       launcherCredential: this.#credential,
+      mtls: this.#workloadIdentity,
     });
     const roots = readableRoots(manifest.dir, root);
     for (const plan of plans) {

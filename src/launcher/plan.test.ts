@@ -101,3 +101,32 @@ test('service names that clash with a component or are no safe directory name ar
     );
   }
 });
+
+test('with mTLS: https peers and upstreams, and each service told exactly who may call it', () => {
+  const plans = planProcesses(shop(), { ports, dataRoot: '/p/.rampart', entries, mtls: true });
+  const by = Object.fromEntries(plans.map((p) => [p.name, p]));
+  const orders = by['orders']!.runtime;
+  assert.ok(orders.kind === 'service');
+  assert.deepEqual(orders.peers, { catalog: 'https://127.0.0.1:7001', payments: 'https://127.0.0.1:7003' });
+  const gateway = by['gateway']!.runtime;
+  assert.ok(gateway.kind === 'gateway');
+  assert.deepEqual(gateway.upstreams, { catalog: 'https://127.0.0.1:7001', orders: 'https://127.0.0.1:7002' });
+  const payments = by['payments']!.runtime;
+  assert.ok(payments.kind === 'service');
+  const td = shop().trustDomain;
+  // No routes: the gateway is not a caller; only orders (whose calls name payments) is.
+  assert.deepEqual(Object.keys(payments.policy!.callers), [`spiffe://${td}/svc/orders`]);
+  const catalog = by['catalog']!.runtime;
+  assert.ok(catalog.kind === 'service');
+  assert.deepEqual(Object.keys(catalog.policy!.callers).sort(), [
+    `spiffe://${td}/svc/gateway`,
+    `spiffe://${td}/svc/orders`,
+  ]);
+  assert.deepEqual(catalog.policy!.callers[`spiffe://${td}/svc/gateway`], [
+    { methods: ['GET'], paths: ['/catalog/products'] },
+  ]);
+  // Without mTLS (default), no policy and plain http, as before.
+  const plain = planProcesses(shop(), { ports, dataRoot: '/p/.rampart', entries });
+  const plainOrders = plain.find((p) => p.name === 'orders')!.runtime;
+  assert.ok(plainOrders.kind === 'service' && plainOrders.policy === undefined);
+});

@@ -1,7 +1,15 @@
 import { join } from 'node:path';
 import type { Manifest } from '../config/model.ts';
 import { RampartError } from '../core/errors.ts';
-import type { ControlRuntime, GatewayRuntime, IdentityRuntime, Runtime, ServiceRuntime } from '../core/runtime.ts';
+import type {
+  CallerRule,
+  ControlRuntime,
+  GatewayRuntime,
+  IdentityRuntime,
+  InboundPolicy,
+  Runtime,
+  ServiceRuntime,
+} from '../core/runtime.ts';
 
 /** The components the launcher starts besides the services; their names are reserved. */
 export const COMPONENTS = ['control', 'identity', 'gateway'] as const;
@@ -41,6 +49,8 @@ export interface PlanOptions {
    * it. Absent (tests of other parts): empty, and the control plane refuses to start its API.
    */
   launcherCredential?: string;
+  /** Services serve mutual TLS: peers' and upstreams' URLs are https. Default false. */
+  mtls?: boolean;
 }
 
 const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/i;
@@ -82,9 +92,38 @@ export function controlUrl(port: number): string {
   return `https://127.0.0.1:${port}`;
 }
 
-/** Loopback base URL of a service's API. */
-export function serviceUrl(port: number): string {
-  return `http://127.0.0.1:${port}`;
+/** Loopback base URL of a service's API (https when services serve mutual TLS). */
+export function serviceUrl(port: number, mtls = false): string {
+  return `${mtls ? 'https' : 'http'}://127.0.0.1:${port}`;
+}
+
+/** The SPIFFE ID of a service or component, as its peers expect it (CA: `svc/<name>` only). */
+function spiffeIdOf(trustDomain: string, name: string): string {
+  return `spiffe://${trustDomain}/svc/${name}`;
+}
+
+/**
+ * Who may call `service` (deny by default): the gateway for the service's routes (methods and
+ * patterns as routed), and every service whose `calls` entry names it.
+ */
+export function inboundPolicy(manifest: Manifest, service: string): InboundPolicy {
+  const callers: Record<string, CallerRule[]> = {};
+  const add = (caller: string, rule: CallerRule) => {
+    const id = spiffeIdOf(manifest.trustDomain, caller);
+    const rules = callers[id] ?? [];
+    rules.push(rule);
+    callers[id] = rules;
+  };
+  for (const route of manifest.services[service]?.routes ?? []) {
+    add('gateway', { methods: [...route.methods], paths: [route.path.source] });
+  }
+  for (const caller of Object.values(manifest.services)) {
+    for (const call of caller.calls) {
+      if (call.service === service)
+        add(caller.name, { methods: [...call.methods], paths: call.paths.map((p) => p.source) });
+    }
+  }
+  return { version: 1, callers };
 }
 
 /** Builds every process's runtime, in start order. Pure: ports and paths are given. */
@@ -101,6 +140,7 @@ export function planProcesses(manifest: Manifest, options: PlanOptions): Planned
     return port;
   };
   const identity = identitySettings(manifest);
+  const mtls = options.mtls ?? false;
 
   return startOrder(manifest).map((name): PlannedProcess => {
     if (name === 'control') {
@@ -121,20 +161,21 @@ export function planProcesses(manifest: Manifest, options: PlanOptions): Planned
     if (name === 'gateway') {
       const upstreams: Record<string, string> = {};
       for (const service of Object.values(manifest.services)) {
-        if (service.routes.length > 0) upstreams[service.name] = serviceUrl(servicePort(service.name));
+        if (service.routes.length > 0) upstreams[service.name] = serviceUrl(servicePort(service.name), mtls);
       }
       const runtime: GatewayRuntime = { kind: 'gateway', ...base(name), upstreams };
       return { name, kind: 'gateway', entry: entries.gateway, runtime, env: {} };
     }
     const service = manifest.services[name]!;
     const peers: Record<string, string> = {};
-    for (const call of service.calls) peers[call.service] = serviceUrl(servicePort(call.service));
+    for (const call of service.calls) peers[call.service] = serviceUrl(servicePort(call.service), mtls);
     const runtime: ServiceRuntime = {
       kind: 'service',
       ...base(name),
       port: servicePort(name),
       identity,
       peers,
+      ...(mtls ? { policy: inboundPolicy(manifest, name) } : {}),
     };
     return { name, kind: 'service', entry: service.run, runtime, env: service.env };
   });

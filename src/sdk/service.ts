@@ -1,24 +1,44 @@
+import type { RequestListener } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
+import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
-import { request as undiciRequest } from 'undici';
-import { type CurrentSvid, createSvidSource, type SvidSource } from '../control/api/index.ts';
+import { Agent, request as undiciRequest } from 'undici';
+import { type CurrentSvid, createSvidSource, type SvidSource, spiffeServerCheck } from '../control/api/index.ts';
 import { type AccessTokenVerifier, createAccessTokenVerifier, type TokenIdentity } from '../core/access-token.ts';
 import { startAdminServer } from '../core/admin-server.ts';
+import { canonicalizeTarget } from '../core/canonical-path.ts';
 import { newErrorId, RampartError } from '../core/errors.ts';
 import { onShutdown } from '../core/lifecycle.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
 import { createMetrics } from '../core/metrics.ts';
 import { readRuntime, type ServiceRuntime } from '../core/runtime.ts';
-import { serviceSpiffeId } from '../core/spiffe.ts';
+import { serviceSpiffeId, svidIdentity } from '../core/spiffe.ts';
+import { compileCallerPolicy } from './caller-policy.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** The end user's verified access token, or null when the request carried none. */
     user: TokenIdentity | null;
+    /**
+     * The calling workload's SPIFFE ID (`spiffe://<td>/svc/<name>`), from its verified client
+     * certificate; null when the service runs without mTLS (no control plane).
+     */
+    caller: string | null;
   }
 }
+
+/** TLS settings of the service's server and client, in one place. */
+export const SDK_TLS_DEFAULTS = {
+  /** TLS 1.2 is the floor (RFC 9325 §3.1.1); 1.3 is negotiated whenever both ends have it. */
+  minVersion: 'TLSv1.2',
+  /** A handshake longer than this on loopback is a stuck or hostile peer (Node's default is 120 s). */
+  handshakeTimeoutMs: 10_000,
+  /** Pooled connections per peer. */
+  peerConnections: 16,
+} as const;
 
 export interface ServiceOptions {
   /** Overrides the runtime read from the environment (tests). */
@@ -91,7 +111,41 @@ export function service(options: ServiceOptions = {}): RampartService {
     registers: [registry],
   });
 
+  // mTLS when a control plane gives this service an SVID: the server exists from the start (routes
+  // are registered on it before start()), its key and certificate are installed by start() and
+  // swapped on each renewal (setSecureContext: new handshakes get the new SVID, open connections stay).
+  const control = runtime.control;
+  const trustDomain = control?.trustDomain ?? '';
+  let tlsServer: HttpsServer | null = null;
+  const decide = runtime.policy ? compileCallerPolicy(runtime.policy) : null;
+  if (control && !decide) {
+    throw new RampartError('SDK_ERR_NO_POLICY', 'the runtime names a control plane but holds no inbound policy');
+  }
+  const serverFactory = control
+    ? (handler: RequestListener) => {
+        tlsServer = createHttpsServer(
+          {
+            // The handshake fails without a client certificate that chains to the bundle, or with an
+            // expired one; the SPIFFE rules and the policy are checked per request below.
+            requestCert: true,
+            rejectUnauthorized: true,
+            minVersion: SDK_TLS_DEFAULTS.minVersion,
+            handshakeTimeout: SDK_TLS_DEFAULTS.handshakeTimeoutMs,
+          },
+          handler,
+        );
+        return tlsServer;
+      }
+    : undefined;
+  const denials = new Counter({
+    name: 'rampart_service_denials_total',
+    help: 'Requests refused by the inbound policy or the caller certificate checks, by reason.',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+
   const app = Fastify({
+    ...(serverFactory ? { serverFactory: serverFactory as never } : {}),
     loggerInstance: logger as FastifyBaseLogger,
     // Per-request lines would double the gateway's access log; errors are logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),
@@ -100,6 +154,48 @@ export function service(options: ServiceOptions = {}): RampartService {
     return503OnClosing: true,
   });
   app.decorateRequest('user', null);
+  app.decorateRequest('caller', null);
+
+  // Per connection: the caller's identity is the certificate's, checked once (exactly one URI SAN,
+  // SPIFFE leaf rules, our trust domain: core/spiffe.ts).
+  const identities = new WeakMap<object, string | null>();
+  const deny = (req: FastifyRequest, reason: string, caller: string | null, path: string) => {
+    denials.inc({ reason });
+    // Decision event: a JSON log line until the audit log takes them.
+    req.log.warn(
+      { event: 'decision', decision: 'deny', reason, caller, method: req.method, path, requestId: req.id },
+      'request refused by policy',
+    );
+    return new RampartError('SDK_ERR_FORBIDDEN', 'forbidden', { status: 403 });
+  };
+  if (control && decide) {
+    app.addHook('onRequest', async (req) => {
+      const socket = req.raw.socket as TLSSocket;
+      let caller = identities.get(socket);
+      if (caller === undefined) {
+        try {
+          const peer = socket.getPeerX509Certificate();
+          caller = peer ? svidIdentity(peer, trustDomain).id : null;
+        } catch (err) {
+          req.log.warn({ code: (err as RampartError).code }, 'caller certificate is not a valid SVID');
+          caller = null;
+        }
+        identities.set(socket, caller);
+      }
+      let path: string;
+      try {
+        path = canonicalizeTarget(req.raw.url ?? '').path;
+      } catch {
+        throw deny(req, 'path', caller, '');
+      }
+      if (caller === null) throw deny(req, 'certificate', null, path);
+      // What is matched must be what is routed: a non-canonical target is refused, not normalized.
+      if (path !== (req.raw.url ?? '').split('?')[0]) throw deny(req, 'path', caller, path);
+      const decision = decide(caller, req.method, path);
+      if (!decision.allowed) throw deny(req, decision.reason, caller, path);
+      req.caller = caller;
+    });
+  }
 
   // Defense in depth: the gateway verified the token already; the service verifies it again.
   app.addHook('onRequest', async (req) => {
@@ -129,6 +225,40 @@ export function service(options: ServiceOptions = {}): RampartService {
 
   let db: DatabaseSync | null = null;
   let identity: SvidSource | null = null;
+  /** One dispatcher per peer, rebuilt when the SVID or bundle changes (renewals). */
+  let dispatchers = new Map<string, Agent>();
+  const peerDispatcher = (peer: string): Agent | undefined => {
+    if (!control || !identity) return undefined;
+    let agent = dispatchers.get(peer);
+    if (!agent) {
+      const svid = identity.current();
+      agent = new Agent({
+        connections: SDK_TLS_DEFAULTS.peerConnections,
+        connect: {
+          ca: svid.bundlePem,
+          cert: svid.certificatePem,
+          key: svid.keyPem,
+          minVersion: SDK_TLS_DEFAULTS.minVersion,
+          // The server must be exactly the peer we meant to call; its host name means nothing.
+          checkServerIdentity: spiffeServerCheck(serviceSpiffeId(trustDomain, peer).id, trustDomain),
+        },
+      });
+      dispatchers.set(peer, agent);
+    }
+    return agent;
+  };
+  const installSvid = (svid: CurrentSvid) => {
+    tlsServer?.setSecureContext({
+      key: svid.keyPem,
+      cert: svid.certificatePem,
+      ca: svid.bundlePem,
+      minVersion: SDK_TLS_DEFAULTS.minVersion,
+    });
+    // New calls use the new SVID; calls in flight finish on the old connections, then those close.
+    const old = dispatchers;
+    dispatchers = new Map();
+    for (const agent of old.values()) void agent.close().catch(() => {});
+  };
   let admin: Awaited<ReturnType<typeof startAdminServer>> | null = null;
 
   const svc: RampartService = {
@@ -169,6 +299,7 @@ export function service(options: ServiceOptions = {}): RampartService {
         method: (init.method ?? (init.json === undefined ? 'GET' : 'POST')) as 'GET',
         headers,
         body: init.json === undefined ? null : JSON.stringify(init.json),
+        dispatcher: peerDispatcher(peer),
         headersTimeout: init.timeoutMs ?? 10_000,
         bodyTimeout: init.timeoutMs ?? 10_000,
       });
@@ -189,7 +320,8 @@ export function service(options: ServiceOptions = {}): RampartService {
           logger,
           registry,
         });
-        await identity.start();
+        installSvid(await identity.start());
+        identity.onRenewed(installSvid);
       }
       await app.listen({ host: '127.0.0.1', port: runtime.port });
       admin = await startAdminServer({
@@ -207,6 +339,7 @@ export function service(options: ServiceOptions = {}): RampartService {
     async close() {
       identity?.close();
       await app.close();
+      for (const agent of dispatchers.values()) await agent.close().catch(() => {});
       await admin?.close();
       db?.close();
       db = null;
