@@ -236,6 +236,39 @@ describe('control plane API', () => {
     );
   });
 
+  test('a CA rotation reaches a workload through the bundle refresh, which it acknowledges over mTLS', async () => {
+    const { createSvidSource } = await import('../../src/control/api/index.ts');
+    const { createMetrics } = await import('../../src/core/metrics.ts');
+    const source = createSvidSource({
+      control: target,
+      joinToken: await mint('catalog'),
+      expectedId: 'spiffe://shop.local/svc/catalog',
+      logger: createLogger({ name: 'catalog', level: 'silent' }),
+      registry: createMetrics('catalog'),
+    });
+    try {
+      const first = await source.start();
+      const updates: number[] = [];
+      source.onRenewed((svid) => updates.push(svid.bundleSequence));
+      const rotation = await test1.ca.rotateNow();
+      assert.ok(rotation.publishedSequence > first.bundleSequence);
+      refusals.length = 0;
+      await source.refreshBundle();
+      assert.deepEqual(updates, [rotation.publishedSequence]);
+      assert.equal(source.current().bundlePem, test1.ca.bundle().pem);
+      assert.equal(source.current().certificatePem, first.certificatePem, 'same SVID, newer bundle');
+      assert.deepEqual(refusals, [], 'the acknowledgement was accepted');
+      // Nothing newer: nothing installed.
+      await source.refreshBundle();
+      assert.equal(updates.length, 1);
+    } finally {
+      source.close();
+    }
+    const ack = await raw(target, 'POST', '/v1/bundle/ack', '{"sequence":1}');
+    assert.equal(ack.status, 401, 'acknowledging needs the holder certificate');
+    assert.equal(ack.body.error, CONTROL_API_ERRORS.noClientCertificate);
+  });
+
   test('the bundle endpoint serves the CA certificates with their sequence', async () => {
     const bundle = await requestBundle(target);
     assert.equal(bundle.sequence, test1.ca.bundle().sequence);

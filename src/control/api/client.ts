@@ -167,3 +167,12 @@ export function requestRenewal(
 export function requestBundle(target: ControlTarget): Promise<BundleResponse> {
   return controlRequest(target, { method: 'GET', path: '/v1/bundle' });
 }
+
+/** Workload: tells the CA (over mTLS, as the holder of its current SVID) that it installed bundle `sequence`. */
+export function acknowledgeBundle(
+  target: ControlTarget,
+  current: { cert: string; key: string },
+  sequence: number,
+): Promise<{ acknowledged: number }> {
+  return controlRequest(target, { method: 'POST', path: '/v1/bundle/ack', body: { sequence }, ...current });
+}

@@ -47,6 +47,11 @@ export const SVID_RENEWAL_DEFAULTS = {
   warnRemainingFraction: 1 / 4,
   /** How long a process retries its first SVID before giving up (the launcher restarts it). */
   firstSvidDeadlineMs: 30_000,
+  /**
+   * How often a workload fetches the trust bundle: the CA's `bundleRefreshHintMs` (60 s). A new CA
+   * waits five of these (CA_DEFAULTS.bundlePropagationMs) before it signs anything.
+   */
+  bundleRefreshMs: 60_000,
 } as const;
 
 /**

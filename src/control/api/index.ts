@@ -8,6 +8,7 @@
  * 5. trust    client.ts              `spiffeServerCheck`: peers are checked by SPIFFE ID, not host name
  */
 export {
+  acknowledgeBundle,
   type BundleResponse,
   type ControlTarget,
   controlRequest,

@@ -52,7 +52,25 @@ export interface ControlApi {
 
 type Handler = (req: IncomingMessage, body: Buffer | null) => Promise<unknown>;
 
-const ROUTES = ['POST /v1/join-tokens', 'POST /v1/svids', 'POST /v1/svids/renew', 'GET /v1/bundle'] as const;
+const ROUTES = [
+  'POST /v1/join-tokens',
+  'POST /v1/svids',
+  'POST /v1/svids/renew',
+  'GET /v1/bundle',
+  'POST /v1/bundle/ack',
+] as const;
+
+/** The verified client certificate of an mTLS request, or a refusal. */
+function clientCertificate(req: IncomingMessage) {
+  const socket = req.socket as TLSSocket;
+  const peer = socket.authorized ? socket.getPeerX509Certificate() : undefined;
+  if (!peer) {
+    throw apiError(CONTROL_API_ERRORS.noClientCertificate, {
+      reason: socket.authorizationError ? String(socket.authorizationError) : 'none',
+    });
+  }
+  return peer;
+}
 
 function svidBody(svid: IssuedSvid): SvidResponse {
   return {
@@ -96,6 +114,7 @@ function stringField(obj: Record<string, unknown>, name: string, max: number): s
  * | `POST /v1/svids` `{token, csr}` | the join token | first SVID |
  * | `POST /v1/svids/renew` `{csr}` | the client certificate (current SVID) | next SVID for the same identity |
  * | `GET /v1/bundle` | nobody (public data) | CA certificates and sequence |
+ * | `POST /v1/bundle/ack` `{sequence}` | the client certificate | records that its holder installed the bundle |
  *
  * TLS asks every client for a certificate but does not require one (join-token requests have none);
  * renewal requires one that verified against the bundle, and the identity is taken from it, never
@@ -131,19 +150,23 @@ export function createControlApi(options: ControlApiOptions): ControlApi {
       return svidBody(await ca.issueWithJoinToken({ token, csr }));
     },
     'POST /v1/svids/renew': async (req, body) => {
-      const socket = req.socket as TLSSocket;
-      const peer = socket.authorized ? socket.getPeerX509Certificate() : undefined;
-      if (!peer) {
-        throw apiError(CONTROL_API_ERRORS.noClientCertificate, {
-          reason: socket.authorizationError ? String(socket.authorizationError) : 'none',
-        });
-      }
+      const peer = clientCertificate(req);
       const csr = stringField(parseJson(body), 'csr', limits.maxBodyBytes);
       return svidBody(await ca.renew({ peerCertificate: peer, csr }));
     },
     'GET /v1/bundle': async () => {
       const bundle = ca.bundle();
       return { sequence: bundle.sequence, pem: bundle.pem };
+    },
+    'POST /v1/bundle/ack': async (req, body) => {
+      // The holder is the verified client certificate; the CA checks its serial was issued here.
+      const peer = clientCertificate(req);
+      const sequence = parseJson(body).sequence;
+      if (typeof sequence !== 'number' || !Number.isSafeInteger(sequence)) {
+        throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'field', field: 'sequence' });
+      }
+      ca.acknowledgeBundle(peer.serialNumber.toLowerCase(), sequence);
+      return { acknowledged: sequence };
     },
   };
 

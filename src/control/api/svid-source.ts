@@ -3,7 +3,14 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { RampartError } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
 import { svidIdentity } from '../../core/spiffe.ts';
-import { type ControlTarget, requestRenewal, requestSvid, type SvidResponse } from './client.ts';
+import {
+  acknowledgeBundle,
+  type ControlTarget,
+  requestBundle,
+  requestRenewal,
+  requestSvid,
+  type SvidResponse,
+} from './client.ts';
 import { SVID_RENEWAL_DEFAULTS } from './defaults.ts';
 import { apiError, CONTROL_API_ERRORS } from './errors.ts';
 import { createWorkloadKey } from './workload-key.ts';
@@ -46,6 +53,8 @@ export interface SvidSource {
   start(): Promise<CurrentSvid>;
   /** Renews now (tests; a bundle change). */
   renewNow(): Promise<CurrentSvid>;
+  /** Fetches the bundle now and installs it when newer (also runs every `bundleRefreshMs`). Never rejects. */
+  refreshBundle(): Promise<void>;
   /** Stops renewing. */
   close(): void;
 }
@@ -94,7 +103,10 @@ export function createSvidSource(options: SvidSourceOptions): SvidSource {
   const schedule = { ...SVID_RENEWAL_DEFAULTS, ...options.schedule };
   const clock = options.clock ?? Date.now;
   const random = options.random ?? Math.random;
-  const { logger, control, expectedId } = options;
+  const { logger, expectedId } = options;
+  // The control plane is trusted with the newest bundle we hold (its server certificate may come from
+  // a CA that was published after we started).
+  let control: ControlTarget = { ...options.control };
   const expiry = new Gauge({
     name: 'rampart_svid_expiry_timestamp_seconds',
     help: 'When the current X509-SVID expires (Unix seconds).',
@@ -117,9 +129,40 @@ export function createSvidSource(options: SvidSourceOptions): SvidSource {
   let failures = 0;
   let closed = false;
   let renewing: Promise<CurrentSvid> | null = null;
+  let bundleTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * Polls the bundle (every `bundleRefreshMs`, the CA's refresh hint): a CA is published before it
+   * signs anything, and peers must trust it by then (issue 4 "CA rotation without an outage"). A newer
+   * bundle is installed (listeners run) and acknowledged to the CA over mTLS, which lets a forced
+   * rotation activate as soon as every holder has it.
+   */
+  const refreshBundle = async () => {
+    const current = svid;
+    if (!current || closed) return;
+    try {
+      const bundle = await requestBundle(control);
+      if (bundle.sequence <= current.bundleSequence || typeof bundle.pem !== 'string') return;
+      const next: CurrentSvid = { ...current, bundlePem: bundle.pem, bundleSequence: bundle.sequence };
+      svid = next;
+      control = { ...control, bundle: bundle.pem };
+      for (const listener of listeners) {
+        try {
+          listener(next);
+        } catch (err) {
+          logger.error({ err }, 'SVID listener failed');
+        }
+      }
+      logger.info({ sequence: bundle.sequence }, 'trust bundle updated');
+      await acknowledgeBundle(control, { cert: next.certificatePem, key: next.keyPem }, bundle.sequence);
+    } catch (err) {
+      logger.warn({ code: err instanceof RampartError ? err.code : 'unknown' }, 'trust bundle refresh failed');
+    }
+  };
 
   const install = (next: CurrentSvid) => {
     svid = next;
+    control = { ...control, bundle: next.bundlePem };
     failures = 0;
     expiry.set(next.notAfter / 1000);
     overdue.set(0);
@@ -216,11 +259,15 @@ export function createSvidSource(options: SvidSourceOptions): SvidSource {
       if (!first) throw apiError(CONTROL_API_ERRORS.unavailable, { reason: 'no SVID' });
       logger.info({ spiffeId: first.spiffeId, notAfter: new Date(first.notAfter).toISOString() }, 'SVID obtained');
       scheduleNext();
+      bundleTimer = setInterval(() => void refreshBundle(), schedule.bundleRefreshMs);
+      bundleTimer.unref();
       return first;
     },
     renewNow: renew,
+    refreshBundle,
     close() {
       closed = true;
+      if (bundleTimer) clearInterval(bundleTimer);
       if (timer) clearTimeout(timer);
       timer = null;
     },
