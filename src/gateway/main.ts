@@ -10,7 +10,7 @@ import { startAdminServer } from '../core/admin-server.ts';
 import { onShutdown } from '../core/lifecycle.ts';
 import { createLogger } from '../core/logger.ts';
 import { createMetrics } from '../core/metrics.ts';
-import { GATEWAY_SVID_CHANNEL, readRuntime, type WorkloadSvid } from '../core/runtime.ts';
+import { GATEWAY_SVID_CHANNEL, type GatewayRuntime, readRuntime, type WorkloadSvid } from '../core/runtime.ts';
 import { serviceSpiffeId } from '../core/spiffe.ts';
 import { openDecisionLog } from './decision-sink.ts';
 import { GATEWAY_PROCESS_DEFAULTS } from './process/defaults.ts';
@@ -56,7 +56,10 @@ const identity = runtime.control
       registry,
     })
   : null;
-let workloadSvid: WorkloadSvid | undefined;
+// What the worker threads start with. The pool reads it at every worker (re)start, so a worker that
+// is restarted after a renewal starts with the current SVID, not the first one. The join token is
+// spent: the workers never see it.
+const workerRuntime: GatewayRuntime = { ...runtime, joinToken: undefined };
 try {
   const svid = await identity?.start();
   if (svid && runtime.control) {
@@ -67,10 +70,13 @@ try {
       bundlePem: s.bundlePem,
       trustDomain,
     });
-    workloadSvid = share(svid);
+    workerRuntime.workloadSvid = share(svid);
     const channel = new BroadcastChannel(GATEWAY_SVID_CHANNEL);
     channel.unref();
-    identity?.onRenewed((next) => channel.postMessage(share(next)));
+    identity?.onRenewed((next) => {
+      workerRuntime.workloadSvid = share(next);
+      channel.postMessage(workerRuntime.workloadSvid);
+    });
   }
 } catch (err) {
   logger.fatal({ err }, 'the gateway could not obtain its SVID');
@@ -84,8 +90,7 @@ let failed = false;
 const pool = new WorkerPool({
   size: workers,
   reusePort: plan.reusePort,
-  // The join token is spent; the workers get the SVID instead.
-  runtime: { ...runtime, joinToken: undefined, workloadSvid },
+  runtime: workerRuntime,
   manifest,
   rateLimitTable: SharedRateLimitTable.create().transferable,
   logger,
@@ -107,7 +112,11 @@ const admin = await startAdminServer({
   port: runtime.adminPort,
   registry: new GatewayProcessRegistry(registry, () => pool.collectMetrics(GATEWAY_PROCESS_DEFAULTS.metricsTimeoutMs)),
   logger,
-  readiness: { workers: () => pool.ready() },
+  readiness: {
+    workers: () => pool.ready(),
+    // An expired SVID cannot reach any upstream: not ready (renewals keep being retried).
+    svid: () => identity === null || identity.current().notAfter > Date.now(),
+  },
 });
 
 let stopping: Promise<void> | null = null;

@@ -150,8 +150,6 @@ export class Launcher {
   readonly #workloadIdentity: boolean;
   /** Random per start; handed to the control plane only. */
   readonly #credential = randomBytes(32).toString('base64url');
-  /** The control plane API as workloads reach it, once it is ready. */
-  #control: ControlEndpoint | null = null;
 
   constructor(manifest: Manifest, options: LauncherOptions) {
     this.#manifest = manifest;
@@ -348,18 +346,12 @@ export class Launcher {
     proc.env = childEnv({ ...runtime, control: endpoint, joinToken: token }, plan.env, parentEnv);
   }
 
+  /** Re-reads the bundle each time: after a CA rotation the control plane's certificate has a new issuer. */
   #controlEndpoint(): ControlEndpoint & ControlTarget {
-    if (!this.#control) {
-      const plan = this.#processes.get('control')?.plan;
-      if (plan?.runtime.kind !== 'control') throw new RampartError('LAUNCH_ERR_START', 'no control plane');
-      const bundle = readFileSync(join(plan.runtime.dataDir, CONTROL_BUNDLE_FILE), 'utf8');
-      this.#control = {
-        url: controlUrl(plan.runtime.port),
-        bundle,
-        trustDomain: this.#manifest.trustDomain,
-      };
-    }
-    return this.#control;
+    const plan = this.#processes.get('control')?.plan;
+    if (plan?.runtime.kind !== 'control') throw new RampartError('LAUNCH_ERR_START', 'no control plane');
+    const bundle = readFileSync(join(plan.runtime.dataDir, CONTROL_BUNDLE_FILE), 'utf8');
+    return { url: controlUrl(plan.runtime.port), bundle, trustDomain: this.#manifest.trustDomain };
   }
 
   #spawn(proc: Supervised): void {

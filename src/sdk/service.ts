@@ -328,7 +328,11 @@ export function service(options: ServiceOptions = {}): RampartService {
         port: runtime.adminPort,
         registry,
         logger,
-        readiness: { listening: () => app.server.listening },
+        readiness: {
+          listening: () => app.server.listening,
+          // An expired SVID cannot serve or call anyone: not ready (renewals keep being retried).
+          svid: () => identity === null || identity.current().notAfter > Date.now(),
+        },
       });
       logger.info({ port: runtime.port }, 'service listening');
       onShutdown(logger, async () => {
