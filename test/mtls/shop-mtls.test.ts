@@ -5,7 +5,7 @@
  * through the gateway is test/shop.test.ts.
  */
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -110,6 +110,12 @@ describe('the shop runs mTLS on every hop', { timeout: 120_000 }, () => {
     assert.ok(asOrders.status !== null && asOrders.status !== 403, `orders: ${asOrders.status} ${asOrders.error}`);
     // The refusal is a decision event in payments' log.
     await waitForLine(launcher, /"event":"decision".*"caller":"spiffe:\/\/shop\.local\/svc\/catalog"/, 5_000);
+  });
+
+  test('the launcher made the dev KEK owner-only, and no one but the control plane can open it', async () => {
+    const file = join(dir, '.rampart', 'control', 'kek.key');
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.equal(statSync(join(dir, '.rampart', 'control')).mode & 0o777, 0o700);
   });
 
   test('cleartext HTTP to a service gets nothing', async () => {
