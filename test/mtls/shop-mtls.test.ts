@@ -112,7 +112,7 @@ describe('the shop runs mTLS on every hop', { timeout: 120_000 }, () => {
     await waitForLine(launcher, /"event":"decision".*"caller":"spiffe:\/\/shop\.local\/svc\/catalog"/, 5_000);
   });
 
-  test('the launcher made the dev KEK owner-only, and no one but the control plane can open it', async () => {
+  test('the launcher made the dev KEK owner-only (0600, in a 0700 directory)', async () => {
     const file = join(dir, '.rampart', 'control', 'kek.key');
     assert.equal(statSync(file).mode & 0o777, 0o600);
     assert.equal(statSync(join(dir, '.rampart', 'control')).mode & 0o777, 0o700);
