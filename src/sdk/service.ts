@@ -6,7 +6,13 @@ import type { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
 import { Agent, request as undiciRequest } from 'undici';
-import { type CurrentSvid, createSvidSource, type SvidSource, spiffeServerCheck } from '../control/api/index.ts';
+import {
+  type CurrentSvid,
+  createSvidSource,
+  type SvidSource,
+  type SvidSourceOptions,
+  spiffeServerCheck,
+} from '../control/api/index.ts';
 import { type AccessTokenVerifier, createAccessTokenVerifier, type TokenIdentity } from '../core/access-token.ts';
 import { startAdminServer } from '../core/admin-server.ts';
 import { canonicalizeTarget } from '../core/canonical-path.ts';
@@ -47,6 +53,8 @@ export interface ServiceOptions {
   verifier?: AccessTokenVerifier;
   /** The logger to use instead of one writing JSON lines to stdout. */
   logger?: Logger;
+  /** Overrides of the SVID renewal schedule (control/api/defaults.ts SVID_RENEWAL_DEFAULTS); tests with short TTLs. */
+  svidSchedule?: SvidSourceOptions['schedule'];
 }
 
 export interface CallInit {
@@ -319,6 +327,7 @@ export function service(options: ServiceOptions = {}): RampartService {
           expectedId: serviceSpiffeId(runtime.control.trustDomain, runtime.name).id,
           logger,
           registry,
+          ...(options.svidSchedule ? { schedule: options.svidSchedule } : {}),
         });
         installSvid(await identity.start());
         identity.onRenewed(installSvid);
