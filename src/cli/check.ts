@@ -101,7 +101,7 @@ function summarize(m: Manifest, io: CheckIo): string {
   const id = m.identity;
   const identity =
     id.mode === 'builtin'
-      ? `builtin provider on port ${id.port}, issuer ${id.issuer}`
+      ? `builtin provider on port ${id.port}, issuer ${id.issuer}, store ${id.store.kind === 'postgres' ? `postgres ${redactUrl(id.store.url)}` : 'sqlite'}`
       : `external issuer ${id.issuer}${id.jwksUri ? `, JWKS ${id.jwksUri}` : ''}`;
   out.push(
     ...table([

@@ -35,6 +35,7 @@ describe('defaults', () => {
       port: DEFAULTS.identityPort,
       issuer: defaultIssuer(DEFAULTS.identityPort),
       audience: defaultAudience('shop.local'),
+      store: { kind: 'sqlite' },
     });
     assert.deepEqual(
       m.routes.map((r) => r.id),

@@ -190,6 +190,7 @@ describe('the valid manifest', () => {
       port: 8444,
       issuer: 'http://127.0.0.1:8444',
       audience: 'https://shop.local',
+      store: { kind: 'sqlite' },
     });
     const [open, create] = m.services['catalog']!.routes;
     assert.deepEqual(open!.auth, { kind: 'none' });

@@ -124,8 +124,11 @@ export interface GatewayConfig {
   limits: GatewayLimits;
 }
 
+/** Where the builtin provider keeps accounts, clients, grants and keys. */
+export type IdentityStoreConfig = { kind: 'sqlite' } | { kind: 'postgres'; url: string };
+
 export type IdentityConfig =
-  | { mode: 'builtin'; port: number; issuer: string; audience: string }
+  | { mode: 'builtin'; port: number; issuer: string; audience: string; store: IdentityStoreConfig }
   | { mode: 'external'; issuer: string; jwksUri: string | null; audience: string };
 
 export interface SecretDeclaration {

@@ -12,6 +12,7 @@ import {
   HTTP_METHODS,
   type HttpMethod,
   type IdentityConfig,
+  type IdentityStoreConfig,
   type PathPattern,
   type RateLimit,
   type RateLimitStore,
@@ -280,7 +281,10 @@ function normalizeIdentity(
     if (port === undefined || port < 1 || port > 65535) return undefined;
     const issuer = string(builtin['issuer']) ?? defaultIssuer(port);
     const ok = checkUrl(['identity', 'builtin', 'issuer'], issuer, ['https:', 'http:'], report, true);
-    return ok && audience ? { mode: 'builtin', port, issuer, audience } : undefined;
+    const storeValue = builtin['store'];
+    const postgres = string(record(storeValue)?.['postgres']);
+    const store: IdentityStoreConfig = postgres ? { kind: 'postgres', url: postgres } : { kind: 'sqlite' };
+    return ok && audience ? { mode: 'builtin', port, issuer, audience, store } : undefined;
   }
   if (external && !builtin) {
     const issuer = string(external['issuer']);

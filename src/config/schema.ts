@@ -520,6 +520,37 @@ const identity: Json = {
           type: 'string',
           pattern: '^https?://',
         }),
+        store: {
+          title: 'Store',
+          description:
+            "Where accounts, clients, grants and keys live: `sqlite` (default: a file in the provider's data " +
+            'directory) or `{ postgres: <url> }` (shared by several providers). Keep passwords out of the ' +
+            'manifest: use trust, peer or certificate authentication for the database.',
+          default: 'sqlite',
+          oneOf: [
+            {
+              title: 'SQLite',
+              description: "A file in the provider's own data directory.",
+              type: 'string',
+              const: 'sqlite',
+            },
+            {
+              title: 'PostgreSQL',
+              description: 'A PostgreSQL database, shared by every provider that names it.',
+              type: 'object',
+              additionalProperties: false,
+              required: ['postgres'],
+              properties: {
+                postgres: kind('url', {
+                  title: 'PostgreSQL URL',
+                  description: '`postgres://user@host:port/database`.',
+                  type: 'string',
+                  pattern: '^postgres(ql)?://',
+                }),
+              },
+            },
+          ],
+        },
       },
     },
     external: {

@@ -13,7 +13,7 @@ import { IDENTITY_NAMES } from './defaults.ts';
 import { createIdentity } from './identity.ts';
 import { listenIssuer } from './listen.ts';
 import { openKeyFile } from './sealing.ts';
-import { openSqliteStore } from './store/sqlite-store.ts';
+import { openConfiguredStore } from './store/open.ts';
 
 /**
  * The built-in identity provider process, as the launcher starts it: loads the manifest, opens its
@@ -50,7 +50,7 @@ const apiScopes = [...new Set(manifest.routes.flatMap((r) => (r.auth.kind === 't
 const registry = createMetrics('identity');
 const { sealer: kek, created } = openKeyFile(join(runtime.dataDir, 'kek.key'));
 if (created) logger.warn('created a development key-encryption key (kek.key); mount your own in production');
-const store = openSqliteStore({ file: join(runtime.dataDir, 'identity.db') });
+const store = await openConfiguredStore(config.store, runtime.dataDir);
 const audit = createFileAudit(join(runtime.dataDir, 'audit.jsonl'));
 const identity = await createIdentity({
   issuer: config.issuer,

@@ -94,7 +94,13 @@ export function handManifest(
     identity:
       sketch.identity === 'external'
         ? { mode: 'external', issuer: 'https://idp.example.com', jwksUri: null, audience: 'https://api.test.local' }
-        : { mode: 'builtin', port: identityPort, issuer: '', audience: 'https://api.test.local' },
+        : {
+            mode: 'builtin',
+            port: identityPort,
+            issuer: '',
+            audience: 'https://api.test.local',
+            store: { kind: 'sqlite' },
+          },
     secrets: {},
     services: built,
     routes,
