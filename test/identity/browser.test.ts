@@ -144,6 +144,8 @@ describe('a real browser signs in with TOTP; the token opens a protected route',
   };
 
   let secret: Buffer;
+  /** When the enrollment code was computed: its time step is the one a replay reuses. */
+  let enrolledAt: number;
 
   test('first sign-in: password, TOTP enrollment from the page, recovery codes, consent; the token opens /orders', async (t) => {
     if (skipWithoutBrowser(t)) return;
@@ -153,7 +155,8 @@ describe('a real browser signs in with TOTP; the token opens a protected route',
     await page.getByRole('heading', { name: 'Set up two-step verification' }).waitFor();
     assert.ok(await page.getByRole('img', { name: /QR code/ }).isVisible(), 'the QR code is shown');
     secret = base32((await page.locator('[data-totp-secret]').getAttribute('data-totp-secret'))!);
-    await page.getByLabel('6-digit code').fill(currentTotp(secret, now()));
+    enrolledAt = now();
+    await page.getByLabel('6-digit code').fill(currentTotp(secret, enrolledAt));
     await page.getByRole('button', { name: 'Turn on' }).click();
 
     await page.getByRole('heading', { name: 'Save your recovery codes' }).waitFor();
@@ -179,8 +182,9 @@ describe('a real browser signs in with TOTP; the token opens a protected route',
   test('second sign-in: the TOTP challenge; a replayed code is refused, the next one works', async (t) => {
     if (skipWithoutBrowser(t)) return;
     assert.ok(secret, 'needs the enrollment of the previous test');
-    // The enrollment code's time step is used: the same code again is a replay.
-    const replayed = currentTotp(secret, now());
+    // The enrollment code again: a replay of a used time step (recomputing it from the current time could
+    // land in the next step if the previous test ran across a 30 s boundary).
+    const replayed = currentTotp(secret, enrolledAt);
     const { page, verifier } = await authorize();
     await passwordStep(page);
     await page.getByRole('heading', { name: 'Two-step verification' }).waitFor();
