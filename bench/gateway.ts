@@ -532,14 +532,20 @@ async function profileFullChain(peers: Peers, bench: BenchIssuer): Promise<numbe
   if (WARMUP > 0) await runWrk(processes, { url, seconds: WARMUP, connections: CONNECTIONS, headers });
   const result = await runWrk(processes, { url, seconds: PROFILE_SECONDS, connections: CONNECTIONS, headers });
   await gateway.process.stop(30_000); // SIGTERM: the gateway exits and Node writes the profile
-  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
-  if (!file) throw new Error(`the gateway wrote no profile into ${dir}`);
-  const summary = summarizeProfile(join(dir, file), root);
+  // Node writes one profile per thread (the supervising main thread and each worker): the busiest
+  // thread is the one serving requests.
+  const profiles = readdirSync(dir)
+    .filter((f) => f.endsWith('.cpuprofile'))
+    .map((f) => ({ file: f, summary: summarizeProfile(join(dir, f), root) }))
+    .sort((a, b) => b.summary.totalUs * (1 - b.summary.idleShare) - a.summary.totalUs * (1 - a.summary.idleShare));
+  if (profiles.length === 0) throw new Error(`the gateway wrote no profile into ${dir}`);
+  const { file, summary } = profiles[0]!;
   const pct = (share: number) => `${(share * 100).toFixed(1)}%`;
   out(`# CPU profile of the full chain (1 worker), ${new Date().toISOString()}`);
   out(
     `${result.rps.toFixed(0)} rps under the profiler (wrk -t1 -c${CONNECTIONS}, ${PROFILE_SECONDS}s); ` +
-      `idle ${pct(summary.idleShare)} of sampled time; profile ${join(dir, file)}${opts.keep ? '' : ' (deleted at exit; --keep keeps it)'}`,
+      `idle ${pct(summary.idleShare)} of sampled time; the busiest of ${profiles.length} thread profile(s): ` +
+      `${join(dir, file)}${opts.keep ? '' : ' (deleted at exit; --keep keeps it)'}`,
   );
   out();
   out(
