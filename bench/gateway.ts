@@ -575,7 +575,8 @@ async function profileFullChain(peers: Peers, bench: BenchIssuer): Promise<numbe
 try {
   process.exitCode = await main();
 } catch (err) {
-  console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+  // After Ctrl-C the processes were stopped under the run's feet: that is not worth a stack trace.
+  if (cleaning === null) console.error(err instanceof Error ? (err.stack ?? err.message) : err);
   process.exitCode = 2;
 } finally {
   await cleanup();
