@@ -39,3 +39,11 @@ test('credentials are redacted wherever components put them', () => {
   assert.equal(record.level, 'info');
   assert.equal(record.name, 't');
 });
+
+test('redaction can be turned off only explicitly (for fixed-field loggers like the access log)', () => {
+  const { lines, destination } = capture();
+  createLogger({ name: 't', destination: destination as never, redact: false }).info({ token: 'visible' }, 'x');
+  createLogger({ name: 't', destination: destination as never }).info({ token: 'hidden' }, 'x');
+  assert.ok(lines[0]!.includes('visible'));
+  assert.ok(!lines[1]!.includes('hidden'));
+});

@@ -45,6 +45,11 @@ export interface CreateLoggerOptions {
   /** Where lines go; stdout by default. Tests pass a stream to read what was logged. */
   destination?: DestinationStream;
   base?: Record<string, unknown>;
+  /**
+   * Redaction of credential paths (default true). Turn it off only for a logger whose every field is
+   * fixed by code and never carries request data that could hold a credential (the gateway's access log).
+   */
+  redact?: boolean;
 }
 
 /**
@@ -56,7 +61,7 @@ export function createLogger(options: CreateLoggerOptions): Logger {
     name: options.name,
     level: options.level ?? process.env['RAMPART_LOG_LEVEL'] ?? 'info',
     base: { pid: process.pid, ...options.base },
-    redact: { paths: [...REDACT_PATHS], censor: '[redacted]' },
+    ...(options.redact === false ? {} : { redact: { paths: [...REDACT_PATHS], censor: '[redacted]' } }),
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
   };

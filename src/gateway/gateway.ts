@@ -404,7 +404,8 @@ export function createGateway(deps: GatewayDeps, definitions: readonly StageDefi
   }
 
   function finish(generation: Generation, ctx: RequestContext): void {
-    const { metrics, logger } = generation.deps;
+    const { metrics } = generation.deps;
+    const logger = generation.deps.accessLog ?? generation.deps.logger;
     const route = ctx.route?.route.id ?? 'unmatched';
     const status = ctx.res.headersSent ? ctx.res.statusCode : 0;
     const seconds = (performance.now() - ctx.startedAt) / 1000;

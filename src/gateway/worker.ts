@@ -26,6 +26,8 @@ const data = workerData as WorkerData;
 const post = (message: FromWorker) => port.postMessage(message);
 
 const logger = createLogger({ name: data.runtime.name, base: { worker: data.index } });
+// The access log's fields are fixed by the gateway (never headers or tokens): no redaction to pay for.
+const accessLog = createLogger({ name: data.runtime.name, base: { worker: data.index }, redact: false });
 // No process metrics here: they describe the whole process and come from the main thread's registry.
 const registry = new Registry();
 registry.setDefaultLabels({ component: 'gateway' });
@@ -64,6 +66,7 @@ function depsFor(manifest: Manifest): GatewayDeps & ProxyDeps {
     manifest: deepFreeze(manifest),
     upstreams: data.runtime.upstreams,
     logger,
+    accessLog,
     registry,
     metrics,
     decisions,

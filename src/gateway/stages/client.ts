@@ -34,9 +34,11 @@ export function createClientIdentity(deps: { manifest: { gateway: { trustedProxi
 
       const parent = req.headers.traceparent;
       const match = typeof parent === 'string' ? TRACEPARENT.exec(parent) : null;
-      const traceId = match ? match[1]! : randomBytes(16).toString('hex');
+      // One draw for both ids: a new trace id (16 bytes) when none came in, and this hop's span id (8 bytes).
+      const ids = randomBytes(24).toString('hex');
+      const traceId = match ? match[1]! : ids.slice(0, 32);
       const flags = match ? match[2]! : '01';
-      ctx.traceparent = `00-${traceId}-${randomBytes(8).toString('hex')}-${flags}`;
+      ctx.traceparent = `00-${traceId}-${ids.slice(32)}-${flags}`;
     },
   };
 }

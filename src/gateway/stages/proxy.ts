@@ -1,5 +1,5 @@
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import { pipeline } from 'node:stream/promises';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { isRampartError } from '../../core/errors.ts';
 import type { RequestContext } from '../context.ts';
@@ -92,7 +92,7 @@ export function createProxy(deps: GatewayDeps & ProxyDeps, writeHead: ResponseWr
 
       writeHead(ctx, response.statusCode, responseHeaders(response.headers));
       try {
-        await pipeline(response.body, res);
+        await relay(response.body, res);
       } catch (err) {
         // Headers are gone; all that is left is to stop. The client sees a truncated response.
         if (!abort.signal.aborted) {
@@ -174,4 +174,29 @@ export function failureKind(err: unknown): 'unavailable' | 'timeout' | 'reset' |
   }
   if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE') return 'reset';
   return 'protocol';
+}
+
+/**
+ * Streams the upstream body to the client and settles when the response is finished (or fails). Plain
+ * `pipe` plus three listeners rather than `stream.pipeline`: on this path (every proxied request)
+ * pipeline's completion machinery (an AbortSignal and a DOMException with a stack per call) cost about
+ * 40 % of the gateway's CPU per request in the benchmark's profile. Back-pressure is `pipe`'s; a client
+ * that leaves aborts the upstream request through the stage's signal, which destroys `body`.
+ */
+function relay(body: Readable, res: ServerResponse): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error) => {
+      body.off('error', done);
+      res.off('finish', finish);
+      res.off('close', close);
+      if (err) reject(err);
+      else resolve();
+    };
+    const finish = () => done();
+    const close = () => done(res.writableFinished ? undefined : new Error('client closed before the response ended'));
+    body.once('error', done);
+    res.once('finish', finish);
+    res.once('close', close);
+    body.pipe(res);
+  });
 }
