@@ -271,10 +271,17 @@ test('redact: secrets copied from a request are replaced instead of losing the e
 test('property: random keys of 40+ bytes are recognized in base64 and base64url, alone or in text', () => {
   fc.assert(
     fc.property(
-      fc.uint8Array({ minLength: 40, maxLength: 96 }),
+      // Key material as a key generator makes it: uniformly random bytes. (fc.uint8Array shrinks toward
+      // zeros, and a run of zero bytes is not a random key; that made this property flaky.)
+      fc.integer({ min: 40, max: 96 }),
+      fc.string({ minLength: 1, maxLength: 16 }),
       fc.constantFrom('base64url', 'base64'),
       fc.constantFrom('', '/path/', 'key='),
-      (bytes, encoding, prefix) => {
+      (length, seed, encoding, prefix) => {
+        const bytes = Buffer.concat([
+          createHash('sha512').update(`a:${seed}`).digest(),
+          createHash('sha512').update(`b:${seed}`).digest(),
+        ]).subarray(0, length);
         // Standard base64's "/" splits a run; take the longest run between slashes, as an attacker's luck would.
         const text = Buffer.from(bytes).toString(encoding as BufferEncoding);
         const longest = text.split('/').reduce((a, b) => (b.length > a.length ? b : a), '');
