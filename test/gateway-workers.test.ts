@@ -122,6 +122,9 @@ describe('gateway process with two workers', { timeout: 120_000 }, () => {
       2,
     );
     assert.equal(metricSamples(text, 'rampart_process_resident_memory_bytes').length, 1);
+    // Real values under the permission model (the process may read its own /proc entry).
+    assert.ok(metricSamples(text, 'rampart_process_resident_memory_bytes')[0]!.value > 10_000_000);
+    assert.ok((metricSamples(text, 'rampart_process_open_fds')[0]?.value ?? 0) > 0);
   });
 
   test('a memory rate limit holds for the gateway as a whole: 3× the limit admits exactly the limit', async () => {

@@ -94,6 +94,9 @@ export function childCommand(plan: PlannedProcess, options: ChildCommandOptions)
       ...(options.fromSource ? ['--conditions=rampart-source'] : []),
       '--permission',
       ...allow.map((path) => `--allow-fs-read=${path}`),
+      // The process's own /proc entry (not other processes'): prom-client reads its memory and file
+      // descriptors there; without it those metrics read 0 and alerts on them could never fire.
+      '--allow-fs-read=/proc/self',
       `--allow-fs-write=${own}`,
       ...(plan.kind === 'gateway' ? GATEWAY_WORKER_ARGS : []),
       ...(plan.kind === 'control' ? CONTROL_ADDON_ARGS : []),

@@ -26,6 +26,8 @@ const EXPECTED: Record<string, string> = {
   readProject: 'ok',
   writeOwn: 'ok',
   readOwn: 'ok',
+  procSelf: 'ok',
+  procOther: 'ERR_ACCESS_DENIED',
   childProcess: 'ERR_ACCESS_DENIED',
   worker: 'ERR_ACCESS_DENIED',
   sqliteOwn: 'ok',
