@@ -293,6 +293,20 @@ describe('gateway', () => {
     assert.equal(body.error, 'unavailable');
   });
 
+  test('a reconfiguration keeps the issuer keys: a reload during an issuer outage does not fail tokens', async () => {
+    const first = await issuer.mint({ scope: 'orders' });
+    assert.equal((await get('/orders/1', { authorization: `Bearer ${first}` })).status, 200);
+    issuer.setDown(true);
+    try {
+      await gw.gateway.reconfigure({ ...gw.deps });
+      // A token the cache has not seen, signed by the key fetched before the outage.
+      const fresh = await issuer.mint({ scope: 'orders' });
+      assert.equal((await get('/orders/2', { authorization: `Bearer ${fresh}` })).status, 200);
+    } finally {
+      issuer.setDown(false);
+    }
+  });
+
   test('decision events never contain the token', async () => {
     const token = await issuer.mint({ scope: 'nope' });
     await get('/orders/9', { authorization: `Bearer ${token}` });

@@ -5,6 +5,7 @@ import type { RequestContext, ResponseHook } from './context.ts';
 import type { DecisionSink } from './decision-sink.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import type { RateLimitBackend } from './rate-limit/store.ts';
+import type { VerifierRegistry } from './stages/authenticate.ts';
 
 /** What every stage factory receives. Built once per configuration. */
 export interface GatewayDeps {
@@ -18,6 +19,8 @@ export interface GatewayDeps {
    * Defaults to `logger`.
    */
   readonly accessLog?: Logger;
+  /** Token verifiers kept across reconfigurations (per worker); without it each generation starts cold. */
+  readonly verifiers?: VerifierRegistry;
   readonly registry: Registry;
   readonly metrics: GatewayMetrics;
   readonly decisions: DecisionSink;

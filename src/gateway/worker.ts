@@ -10,6 +10,7 @@ import { createGatewayMetrics } from './metrics.ts';
 import type { FromWorker, ToWorker, WorkerData } from './process/messages.ts';
 import { createRateLimitBackend } from './rate-limit/backend.ts';
 import type { GatewayDeps } from './stage.ts';
+import type { VerifierRegistry } from './stages/authenticate.ts';
 import type { ProxyDeps } from './stages/proxy.ts';
 import { createSpiffeConnect, createUpstreamTransports } from './upstream.ts';
 
@@ -61,6 +62,8 @@ const rateLimit = await createRateLimitBackend(data.manifest.gateway.rateLimit, 
   registry,
 });
 
+const verifiers: VerifierRegistry = new Map();
+
 function depsFor(manifest: Manifest): GatewayDeps & ProxyDeps {
   return {
     manifest: deepFreeze(manifest),
@@ -73,6 +76,7 @@ function depsFor(manifest: Manifest): GatewayDeps & ProxyDeps {
     now: Date.now,
     rateLimit,
     upstream,
+    verifiers,
   };
 }
 

@@ -101,6 +101,7 @@ export function testDeps(
     metrics: createGatewayMetrics(registry),
     decisions: createMemoryDecisionSink(),
     now: options.now ?? Date.now,
+    verifiers: new Map(),
   };
 }
 

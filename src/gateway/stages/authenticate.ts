@@ -63,10 +63,27 @@ export function createAuthenticate(deps: GatewayDeps, verify?: AccessTokenVerifi
   };
 }
 
+/**
+ * Verifiers that outlive a reconfiguration, keyed by the issuer settings they verify for. Without it a
+ * reload would start an empty key set and token cache: during an issuer outage, every authenticated
+ * route would fail closed right after an unrelated config change.
+ */
+export type VerifierRegistry = Map<string, AccessTokenVerifier>;
+
 function createGatewayVerifier(deps: GatewayDeps): AccessTokenVerifier {
   const { identity } = deps.manifest;
-  const { metrics, logger } = deps;
   const jwksUri = identity.mode === 'external' ? identity.jwksUri : `${identity.issuer.replace(/\/+$/, '')}/jwks`;
+  const key = JSON.stringify([identity.issuer, identity.audience, jwksUri]);
+  const kept = deps.verifiers?.get(key);
+  if (kept) return kept;
+  const verifier = newGatewayVerifier(deps, jwksUri);
+  deps.verifiers?.set(key, verifier);
+  return verifier;
+}
+
+function newGatewayVerifier(deps: GatewayDeps, jwksUri: string | null): AccessTokenVerifier {
+  const { identity } = deps.manifest;
+  const { metrics, logger } = deps;
   const onFetch = (event: JwksFetchEvent) => {
     const ok = event.outcome === 'ok';
     metrics.jwksFetches.inc({ target: event.target, outcome: ok ? 'ok' : 'error' });
