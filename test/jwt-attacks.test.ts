@@ -20,21 +20,18 @@ import {
   type JWTPayload,
   SignJWT,
 } from 'jose';
-import { pino } from 'pino';
 import { Agent, request } from 'undici';
-import { parseManifest } from '../src/config/load.ts';
 import { x509, crypto as x509Crypto } from '../src/control/ca/x509.ts';
 import { CLOCK_SKEW_SECONDS } from '../src/core/access-token.ts';
 import { JWKS_DEFAULTS } from '../src/core/jwks.ts';
-import { createMetrics } from '../src/core/metrics.ts';
-import { createMemoryDecisionSink, type DecisionEvent } from '../src/gateway/decision-sink.ts';
-import { createGateway, type Gateway } from '../src/gateway/gateway.ts';
-import { createGatewayMetrics } from '../src/gateway/metrics.ts';
+import type { DecisionEvent } from '../src/gateway/decision-sink.ts';
+import type { Gateway } from '../src/gateway/gateway.ts';
+import { RUN_FILE, startGateway, testManifest } from './helpers/gateway-harness.ts';
 import { type EchoUpstream, startEchoUpstream } from './helpers/http.ts';
 import { startTestIssuer, type TestIssuer } from './helpers/issuer.ts';
 
 const AUDIENCE = 'https://api.test';
-const SELF = fileURLToPath(import.meta.url);
+const _SELF = fileURLToPath(import.meta.url);
 const b64 = (data: string | Uint8Array) => Buffer.from(data).toString('base64url');
 
 interface Harness {
@@ -55,8 +52,10 @@ interface Harness {
 async function startHarness(): Promise<Harness> {
   const issuer = await startTestIssuer(AUDIENCE);
   const upstream = await startEchoUpstream();
-  const manifest = parseManifest(
-    `
+  let offset = 0;
+  const now = () => Date.now() + offset;
+  const gw = await startGateway(
+    testManifest(`
 trustDomain: test.local
 gateway:
   listen: { host: 127.0.0.1, port: 18080 }
@@ -66,41 +65,29 @@ identity:
   audience: ${AUDIENCE}
 services:
   echo:
-    run: ${SELF}
+    run: ${RUN_FILE}
     routes:
       - { id: orders, path: /orders/**, methods: [GET], auth: { scopes: [orders] } }
-`,
-    '/tmp/jwt-attacks/rampart.yaml',
+`),
+    { echo: upstream.url },
+    { now },
   );
-  const registry = createMetrics('jwt-attacks');
-  const decisions = createMemoryDecisionSink();
-  let offset = 0;
-  const now = () => Date.now() + offset;
-  const gateway = createGateway({
-    manifest,
-    upstreams: { echo: upstream.url },
-    logger: pino({ level: 'silent' }),
-    registry,
-    metrics: createGatewayMetrics(registry),
-    decisions,
-    now,
-  });
-  const port = await gateway.listen('127.0.0.1', 0);
-  const base = `http://127.0.0.1:${port}`;
+  const { gateway } = gw;
+  const base = `http://127.0.0.1:${gw.port}`;
   return {
     issuer,
     upstream,
     gateway,
     base,
-    events: decisions.events,
-    metricsText: () => registry.metrics(),
+    events: gw.decisions,
+    metricsText: () => gw.deps.registry.metrics(),
     advance: (ms) => {
       offset += ms;
     },
     seconds: () => Math.floor(now() / 1000),
     get: (path, headers = {}) => fetch(`${base}${path}`, { headers }),
     close: async () => {
-      await gateway.close(100);
+      await gw.close();
       await upstream.close();
       await issuer.close();
     },
