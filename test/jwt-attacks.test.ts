@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import {
   type CryptoKey,
   exportJWK,
@@ -31,7 +30,6 @@ import { type EchoUpstream, startEchoUpstream } from './helpers/http.ts';
 import { startTestIssuer, type TestIssuer } from './helpers/issuer.ts';
 
 const AUDIENCE = 'https://api.test';
-const _SELF = fileURLToPath(import.meta.url);
 const b64 = (data: string | Uint8Array) => Buffer.from(data).toString('base64url');
 
 interface Harness {
