@@ -1,4 +1,5 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { applyVersionedSchema, useDurableJournal } from '../../core/durable-sqlite.ts';
 import { AUDIT_DEFAULTS } from './defaults.ts';
 import { AUDIT_ERRORS, auditError } from './errors.ts';
 import type { SubtreeSource } from './merkle.ts';
@@ -91,30 +92,17 @@ export function openAuditDatabase(path: string, options: OpenAuditDatabaseOption
       checkSchema(db);
       return db;
     }
-    // WAL: the verifier and the CLI read while the log writes. synchronous=FULL: COMMIT returns after
-    // the WAL is fsync'd, so an acknowledged event survives a crash or power loss (NORMAL may lose the
-    // last commits on power loss in WAL mode).
-    const mode = db.prepare('PRAGMA journal_mode = WAL').get() as { journal_mode: string };
-    if (path !== ':memory:' && mode.journal_mode !== 'wal') {
-      throw auditError(AUDIT_ERRORS.schema, { reason: 'journal_mode', got: mode.journal_mode });
-    }
-    db.exec('PRAGMA synchronous = FULL');
-    db.exec('BEGIN IMMEDIATE');
-    try {
-      db.exec(SCHEMA);
-      const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as
-        | { value: string }
-        | undefined;
-      if (row === undefined) {
-        db.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?)").run(String(AUDIT_SCHEMA_VERSION));
-      } else if (Number(row.value) !== AUDIT_SCHEMA_VERSION) {
-        throw auditError(AUDIT_ERRORS.schema, { found: row.value, expected: AUDIT_SCHEMA_VERSION });
-      }
-      db.exec('COMMIT');
-    } catch (err) {
-      db.exec('ROLLBACK');
-      throw err;
-    }
+    // WAL + synchronous=FULL: the verifier and the CLI read while the log writes, and an acknowledged
+    // event survives a crash or power loss.
+    const kept = useDurableJournal(db, path);
+    if (kept !== null) throw auditError(AUDIT_ERRORS.schema, { reason: 'journal_mode', got: kept });
+    applyVersionedSchema(db, {
+      sql: SCHEMA,
+      version: AUDIT_SCHEMA_VERSION,
+      onMismatch: (found) => {
+        throw auditError(AUDIT_ERRORS.schema, { found, expected: AUDIT_SCHEMA_VERSION });
+      },
+    });
     return db;
   } catch (err) {
     db.close();

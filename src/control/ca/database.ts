@@ -1,5 +1,6 @@
 import { closeSync, constants, openSync } from 'node:fs';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
+import { applyVersionedSchema, useDurableJournal } from '../../core/durable-sqlite.ts';
 import { CA_ERRORS, caError } from './errors.ts';
 
 /**
@@ -134,34 +135,22 @@ export function openCaDatabase(path: string): DatabaseSync {
   }
   const db = new DatabaseSync(path);
   try {
-    // WAL: readers never block the writer. synchronous=FULL: a commit is on disk when it returns
-    // (in WAL mode NORMAL may lose the last commits on power loss; an issued serial must not be lost).
-    const mode = db.prepare('PRAGMA journal_mode = WAL').get() as { journal_mode: string };
-    if (path !== ':memory:' && mode.journal_mode !== 'wal') {
-      throw caError(CA_ERRORS.schema, { reason: 'journal_mode', got: mode.journal_mode });
-    }
-    db.exec('PRAGMA synchronous = FULL');
+    // WAL + synchronous=FULL: readers never block the writer, and an issued serial is on disk when the
+    // commit returns.
+    const kept = useDurableJournal(db, path);
+    if (kept !== null) throw caError(CA_ERRORS.schema, { reason: 'journal_mode', got: kept });
     db.exec('PRAGMA foreign_keys = ON');
     // Deleted pages (a retired CA's wrapped key) are overwritten, not left in free pages.
     db.exec('PRAGMA secure_delete = ON');
     db.exec('PRAGMA busy_timeout = 5000');
-    db.exec('BEGIN IMMEDIATE');
-    try {
-      db.exec(SCHEMA);
-      const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as
-        | { value: string }
-        | undefined;
-      if (row === undefined) {
-        db.prepare("INSERT INTO meta (key, value) VALUES ('schema_version', ?)").run(String(CA_SCHEMA_VERSION));
-        db.prepare("INSERT INTO meta (key, value) VALUES ('bundle_sequence', '0')").run();
-      } else if (Number(row.value) !== CA_SCHEMA_VERSION) {
-        throw caError(CA_ERRORS.schema, { found: row.value, expected: CA_SCHEMA_VERSION });
-      }
-      db.exec('COMMIT');
-    } catch (err) {
-      db.exec('ROLLBACK');
-      throw err;
-    }
+    applyVersionedSchema(db, {
+      sql: SCHEMA,
+      version: CA_SCHEMA_VERSION,
+      onCreate: (created) => created.prepare("INSERT INTO meta (key, value) VALUES ('bundle_sequence', '0')").run(),
+      onMismatch: (found) => {
+        throw caError(CA_ERRORS.schema, { found, expected: CA_SCHEMA_VERSION });
+      },
+    });
     return db;
   } catch (err) {
     db.close();
