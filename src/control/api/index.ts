@@ -21,6 +21,17 @@ export {
 } from './client.ts';
 export { COMPONENT_SERVICE_NAMES, CONTROL_API_DEFAULTS, SVID_RENEWAL_DEFAULTS } from './defaults.ts';
 export { CONTROL_API_ERRORS } from './errors.ts';
+export {
+  type ApiCaller,
+  type ApiHandler,
+  type ApiRoute,
+  type ApiRoutes,
+  apiCaller,
+  clientCertificate,
+  integerField,
+  parseJson,
+  stringField,
+} from './request.ts';
 export { type ApiRefusal, type ControlApi, type ControlApiOptions, createControlApi } from './server.ts';
 export { createServerCertificate, type ServerCertificate } from './server-certificate.ts';
 export { type CurrentSvid, createSvidSource, type SvidSource, type SvidSourceOptions } from './svid-source.ts';

@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import { newErrorId, RampartError } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { CertificateAuthority, IssuedSvid } from '../ca/index.ts';
@@ -9,6 +8,15 @@ import type { SvidResponse } from './client.ts';
 import { CONTROL_API_DEFAULTS } from './defaults.ts';
 import { apiError, CONTROL_API_ERRORS } from './errors.ts';
 import { createCredentialCheck } from './launcher-credential.ts';
+import {
+  type ApiHandler,
+  type ApiRoute,
+  type ApiRoutes,
+  clientCertificate,
+  integerField,
+  parseJson,
+  stringField,
+} from './request.ts';
 
 /** A refused request, for logs now and the audit log later (issue 4: "refused and audited"). */
 export interface ApiRefusal {
@@ -37,6 +45,11 @@ export interface ControlApiOptions {
    * Called for every refusal. Seam for the audit log: the default logs at warn. Must not throw.
    */
   onRefusal?: (refusal: ApiRefusal) => void;
+  /**
+   * Routes of the other control-plane modules (policy, secrets, audit), served beside the CA's on the
+   * same listener and TLS. A key that repeats a route is refused at start.
+   */
+  routes?: ApiRoutes[];
   /** Overrides of {@link CONTROL_API_DEFAULTS}. */
   limits?: Partial<Record<keyof typeof CONTROL_API_DEFAULTS, number>>;
 }
@@ -50,28 +63,6 @@ export interface ControlApi {
   close(): Promise<void>;
 }
 
-type Handler = (req: IncomingMessage, body: Buffer | null) => Promise<unknown>;
-
-const ROUTES = [
-  'POST /v1/join-tokens',
-  'POST /v1/svids',
-  'POST /v1/svids/renew',
-  'GET /v1/bundle',
-  'POST /v1/bundle/ack',
-] as const;
-
-/** The verified client certificate of an mTLS request, or a refusal. */
-function clientCertificate(req: IncomingMessage) {
-  const socket = req.socket as TLSSocket;
-  const peer = socket.authorized ? socket.getPeerX509Certificate() : undefined;
-  if (!peer) {
-    throw apiError(CONTROL_API_ERRORS.noClientCertificate, {
-      reason: socket.authorizationError ? String(socket.authorizationError) : 'none',
-    });
-  }
-  return peer;
-}
-
 function svidBody(svid: IssuedSvid): SvidResponse {
   return {
     spiffeId: svid.spiffeId,
@@ -81,28 +72,6 @@ function svidBody(svid: IssuedSvid): SvidResponse {
     notAfter: svid.notAfter,
     bundle: { sequence: svid.bundle.sequence, pem: svid.bundle.pem },
   };
-}
-
-function parseJson(body: Buffer | null): Record<string, unknown> {
-  if (body === null) throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'no body' });
-  let value: unknown;
-  try {
-    value = JSON.parse(body.toString('utf8'));
-  } catch (cause) {
-    throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'not json' }, cause);
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'not an object' });
-  }
-  return value as Record<string, unknown>;
-}
-
-function stringField(obj: Record<string, unknown>, name: string, max: number): string {
-  const value = obj[name];
-  if (typeof value !== 'string' || value.length === 0 || value.length > max) {
-    throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'field', field: name });
-  }
-  return value;
 }
 
 /**
@@ -136,7 +105,7 @@ export function createControlApi(options: ControlApiOptions): ControlApi {
     return { key, cert, ca: ca.bundle().pem, minVersion: 'TLSv1.2' as const };
   };
 
-  const handlers: Record<(typeof ROUTES)[number], Handler> = {
+  const caHandlers: Record<string, ApiHandler> = {
     'POST /v1/join-tokens': async (req, body) => {
       if (!checkCredential(req.headers.authorization)) throw apiError(CONTROL_API_ERRORS.unauthorized);
       const service = stringField(parseJson(body), 'service', 64);
@@ -161,14 +130,21 @@ export function createControlApi(options: ControlApiOptions): ControlApi {
     'POST /v1/bundle/ack': async (req, body) => {
       // The holder is the verified client certificate; the CA checks its serial was issued here.
       const peer = clientCertificate(req);
-      const sequence = parseJson(body).sequence;
-      if (typeof sequence !== 'number' || !Number.isSafeInteger(sequence)) {
-        throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'field', field: 'sequence' });
-      }
+      const sequence = integerField(parseJson(body), 'sequence');
       ca.acknowledgeBundle(peer.serialNumber.toLowerCase(), sequence);
       return { acknowledged: sequence };
     },
   };
+
+  const routes = new Map<string, ApiRoute>(Object.entries(caHandlers).map(([key, handle]) => [key, { handle }]));
+  for (const module of options.routes ?? []) {
+    for (const [key, route] of Object.entries(module)) {
+      if (!/^(GET|POST) \/v1\/[a-z0-9/-]+$/.test(key))
+        throw new Error(`control API route ${key}: not "<GET|POST> /v1/…"`);
+      if (routes.has(key)) throw new Error(`control API route ${key} is defined twice`);
+      routes.set(key, route);
+    }
+  }
 
   const send = (res: ServerResponse, status: number, value: unknown) => {
     const payload = Buffer.from(JSON.stringify(value));
@@ -195,10 +171,10 @@ export function createControlApi(options: ControlApiOptions): ControlApi {
     else res.destroy();
   };
 
-  const readBody = (req: IncomingMessage): Promise<Buffer | null> =>
+  const readBody = (req: IncomingMessage, maxBodyBytes: number): Promise<Buffer | null> =>
     new Promise((resolve, reject) => {
       const declared = req.headers['content-length'];
-      if (declared !== undefined && Number(declared) > limits.maxBodyBytes) {
+      if (declared !== undefined && Number(declared) > maxBodyBytes) {
         reject(apiError(CONTROL_API_ERRORS.tooLarge, { declared }));
         return;
       }
@@ -206,7 +182,7 @@ export function createControlApi(options: ControlApiOptions): ControlApi {
       let size = 0;
       req.on('data', (chunk: Buffer) => {
         size += chunk.length;
-        if (size > limits.maxBodyBytes) {
+        if (size > maxBodyBytes) {
           req.pause();
           reject(apiError(CONTROL_API_ERRORS.tooLarge, { size }));
           return;
@@ -219,7 +195,7 @@ export function createControlApi(options: ControlApiOptions): ControlApi {
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const route = `${req.method} ${req.url}`;
-    const handler = (handlers as Record<string, Handler | undefined>)[route];
+    const handler = routes.get(route);
     try {
       if (!handler) throw apiError(CONTROL_API_ERRORS.notFound, { method: req.method });
       let body: Buffer | null = null;
@@ -228,9 +204,9 @@ export function createControlApi(options: ControlApiOptions): ControlApi {
         if (typeof type !== 'string' || !/^application\/json(\s*;\s*charset=utf-8)?$/i.test(type)) {
           throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'content-type' });
         }
-        body = await readBody(req);
+        body = await readBody(req, handler.maxBodyBytes ?? limits.maxBodyBytes);
       }
-      send(res, 200, await handler(req, body));
+      send(res, 200, await handler.handle(req, body));
     } catch (err) {
       // The route in refusals is one of the fixed routes or "unknown": never the raw target (log injection, size).
       refuse(res, handler ? route : 'unknown', err);

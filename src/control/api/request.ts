@@ -1,0 +1,95 @@
+import type { X509Certificate } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { type SpiffeId, serviceNameOf, svidIdentity } from '../../core/spiffe.ts';
+import { apiError, CONTROL_API_ERRORS } from './errors.ts';
+
+/**
+ * What a route of the control plane's API gets from a request, and the helpers every route module
+ * (the CA's, policy, secrets, audit) uses to read it the same way: JSON bodies only, fields checked
+ * by type and size, the caller's identity only from the verified client certificate.
+ */
+
+/** A route's handler: the request and its body (null for GET or an empty body); resolves to the JSON answer. */
+export type ApiHandler = (req: IncomingMessage, body: Buffer | null) => Promise<unknown>;
+
+/** One route of the API. */
+export interface ApiRoute {
+  handle: ApiHandler;
+  /** Largest body this route reads (default CONTROL_API_DEFAULTS.maxBodyBytes). */
+  maxBodyBytes?: number;
+}
+
+/**
+ * Routes keyed by `"<METHOD> <path>"`, matched exactly (no parameters, no query string): a route
+ * that needs a name takes it in its JSON body, so the path never carries data into logs.
+ */
+export type ApiRoutes = Readonly<Record<string, ApiRoute>>;
+
+/** The verified client certificate of an mTLS request, or a refusal (401). */
+export function clientCertificate(req: IncomingMessage): X509Certificate {
+  const socket = req.socket as TLSSocket;
+  const peer = socket.authorized ? socket.getPeerX509Certificate() : undefined;
+  if (!peer) {
+    throw apiError(CONTROL_API_ERRORS.noClientCertificate, {
+      reason: socket.authorizationError ? String(socket.authorizationError) : 'none',
+    });
+  }
+  return peer;
+}
+
+/** The caller of an mTLS request: a workload of `trustDomain` whose SVID passes the X509-SVID rules. */
+export interface ApiCaller {
+  spiffeId: SpiffeId;
+  /** `svc/<name>` identities only (services and Rampart's components); null for any other path. */
+  service: string | null;
+}
+
+/**
+ * The caller's SPIFFE identity, taken from the verified client certificate only (never the request).
+ * A certificate that chains to the bundle but breaks the SVID rules (two URI SANs, a CA, another trust
+ * domain) is refused like no certificate (401).
+ */
+export function apiCaller(req: IncomingMessage, trustDomain: string): ApiCaller {
+  const peer = clientCertificate(req);
+  let spiffeId: SpiffeId;
+  try {
+    spiffeId = svidIdentity(peer, trustDomain);
+  } catch (cause) {
+    throw apiError(CONTROL_API_ERRORS.noClientCertificate, { reason: 'not an svid' }, cause);
+  }
+  return { spiffeId, service: serviceNameOf(spiffeId) };
+}
+
+/** A JSON object body, or 400. */
+export function parseJson(body: Buffer | null): Record<string, unknown> {
+  if (body === null) throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'no body' });
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString('utf8'));
+  } catch (cause) {
+    throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'not json' }, cause);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'not an object' });
+  }
+  return value as Record<string, unknown>;
+}
+
+/** A non-empty string field of at most `max` characters, or 400 naming the field. */
+export function stringField(obj: Record<string, unknown>, name: string, max: number): string {
+  const value = obj[name];
+  if (typeof value !== 'string' || value.length === 0 || value.length > max) {
+    throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'field', field: name });
+  }
+  return value;
+}
+
+/** A safe non-negative integer field, or 400 naming the field. */
+export function integerField(obj: Record<string, unknown>, name: string): number {
+  const value = obj[name];
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'field', field: name });
+  }
+  return value;
+}
