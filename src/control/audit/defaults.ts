@@ -33,4 +33,21 @@ export const AUDIT_DEFAULTS = Object.freeze({
   minCheckpointIntervalMs: 10_000,
   /** How long a connection waits for another's write lock (the CLI reading while the log writes). */
   busyTimeoutMs: 5_000,
+  /**
+   * The PostgreSQL schema holding the log's tables: its own namespace, so the log can share a
+   * database with the secrets and identity stores (their schemas are `rampart_secrets`,
+   * `rampart_identity`).
+   */
+  postgresSchema: 'rampart_audit',
+  /**
+   * Pooled PostgreSQL connections for reads (proofs, entry lookups), besides the one writer
+   * connection: reads are single indexed lookups, and a few connections keep them off the writer's
+   * transaction without holding many server backends.
+   */
+  postgresReadConnections: 4,
+  /**
+   * Entries the PostgreSQL verifier reads per query: ~4 MB of typical 400-byte events per round trip,
+   * so a million-entry log is 100 round trips, and memory stays bounded whatever the log size.
+   */
+  postgresVerifyPage: 10_000,
 });

@@ -13,6 +13,11 @@ export const AUDIT_ERRORS = {
   overloaded: 'AUDIT_ERR_OVERLOADED',
   /** The database refused a write or a read (disk full, I/O error, locked beyond the busy timeout). */
   storage: 'AUDIT_ERR_STORAGE',
+  /**
+   * Another audit log process holds this PostgreSQL log's writer lock (two control planes on one
+   * database), or this process lost its writer connection and with it the lock: the log stops.
+   */
+  locked: 'AUDIT_ERR_LOCKED',
   /** The log was closed. */
   closed: 'AUDIT_ERR_CLOSED',
   /** Options are invalid (origin, paths, intervals). */
@@ -36,6 +41,7 @@ const STATUS: Record<string, number> = {
   [AUDIT_ERRORS.conflict]: 409,
   [AUDIT_ERRORS.overloaded]: 503,
   [AUDIT_ERRORS.closed]: 503,
+  [AUDIT_ERRORS.locked]: 503,
   [AUDIT_ERRORS.note]: 400,
   [AUDIT_ERRORS.verifierKey]: 400,
   [AUDIT_ERRORS.range]: 400,
@@ -46,6 +52,7 @@ const MESSAGES: Record<string, string> = {
   [AUDIT_ERRORS.overloaded]: 'audit log is overloaded',
   [AUDIT_ERRORS.storage]: 'audit log storage failed',
   [AUDIT_ERRORS.closed]: 'audit log is closed',
+  [AUDIT_ERRORS.locked]: 'audit log has another writer',
   [AUDIT_ERRORS.config]: 'invalid audit log configuration',
   [AUDIT_ERRORS.schema]: 'audit database is not usable by this version',
   [AUDIT_ERRORS.tampered]: 'audit log does not match its last signed checkpoint',

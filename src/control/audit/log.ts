@@ -7,6 +7,7 @@ import { AUDIT_DEFAULTS } from './defaults.ts';
 import { AUDIT_ERRORS, auditError } from './errors.ts';
 import { consistencyProof, Frontier, inclusionProof, leafHash, rootAt } from './merkle.ts';
 import { ed25519Verifier } from './note.ts';
+import type { PostgresAuditTarget } from './postgres-database.ts';
 import { type LogSigningKey, loadOrCreateSigningKey } from './signing-key.ts';
 
 /** Options of {@link openAuditLog}. */
@@ -127,23 +128,91 @@ export interface AuditLog {
   close(): Promise<void>;
 }
 
-interface Settings {
+/**
+ * The audit log over either store: SQLite ({@link AuditLog}, whose reads and checkpoints return at
+ * once) or PostgreSQL (postgres-log.ts, where they return promises). Code that must work with both
+ * awaits every call; {@link connectAuditLog} opens one or the other.
+ */
+export interface AnyAuditLog {
+  readonly origin: string;
+  readonly verifierKey: string;
+  size(): number;
+  append(events: readonly unknown[]): Promise<AppendReceipt[]>;
+  checkpoint(): SignedCheckpoint | Promise<SignedCheckpoint>;
+  latestCheckpoint(): SignedCheckpoint | null;
+  proveInclusion(eventIdOrIndex: string | number): InclusionProofResult | Promise<InclusionProofResult>;
+  proveConsistency(fromSize: number): ConsistencyProofResult | Promise<ConsistencyProofResult>;
+  entry(index: number): LoggedEvent | null | Promise<LoggedEvent | null>;
+  stats(): AuditLogStats;
+  close(): Promise<void>;
+}
+
+/** Options of {@link connectAuditLog}: those of {@link openAuditLog}, with the store to use. */
+export type ConnectAuditLogOptions = Omit<AuditLogOptions, 'path'> &
+  (
+    | { /** The SQLite file (the default store). */ path: string; postgres?: undefined }
+    | {
+        path?: undefined /** A PostgreSQL database instead of a file (postgres-log.ts). */;
+        postgres: PostgresAuditTarget;
+      }
+  );
+
+/**
+ * Opens the audit log on the store the options name: `path` (SQLite, as {@link openAuditLog}) or
+ * `postgres`. The PostgreSQL module (and `pg`) is loaded only when asked for.
+ */
+export async function connectAuditLog(options: ConnectAuditLogOptions): Promise<AnyAuditLog> {
+  if (options.postgres !== undefined) {
+    if (options.path !== undefined) throw auditError(AUDIT_ERRORS.config, { option: 'path' });
+    const { openPostgresAuditLog } = await import('./postgres-log.ts');
+    return openPostgresAuditLog(options);
+  }
+  return openAuditLog(options as AuditLogOptions);
+}
+
+/** The validated tuning options; shared with the PostgreSQL log. */
+export interface Settings {
   checkpointIntervalMs: number;
   minCheckpointIntervalMs: number;
   maxBatchEvents: number;
   maxQueuedEvents: number;
 }
 
-interface Prepared {
+/** An event ready to append: its id, canonical bytes and leaf hash. */
+export interface Prepared {
   id: string;
   bytes: Buffer;
   leaf: Buffer;
 }
 
-interface Pending {
+/** One append call waiting for its transaction. */
+export interface Pending {
   items: Prepared[];
   resolve(receipts: AppendReceipt[]): void;
   reject(err: unknown): void;
+}
+
+/** Validates the tuning options (AUDIT_ERR_CONFIG on a bad one). */
+export function auditLogSettings(options: Omit<AuditLogOptions, 'path'>): Settings {
+  if (typeof options.origin !== 'string' || !isOrigin(options.origin)) {
+    throw auditError(AUDIT_ERRORS.config, { option: 'origin' });
+  }
+  return {
+    checkpointIntervalMs: positiveInteger(
+      'checkpointIntervalMs',
+      options.checkpointIntervalMs,
+      AUDIT_DEFAULTS.checkpointIntervalMs,
+      true,
+    ),
+    minCheckpointIntervalMs: positiveInteger(
+      'minCheckpointIntervalMs',
+      options.minCheckpointIntervalMs,
+      AUDIT_DEFAULTS.minCheckpointIntervalMs,
+      true,
+    ),
+    maxBatchEvents: positiveInteger('maxBatchEvents', options.maxBatchEvents, AUDIT_DEFAULTS.maxBatchEvents),
+    maxQueuedEvents: positiveInteger('maxQueuedEvents', options.maxQueuedEvents, AUDIT_DEFAULTS.maxQueuedEvents),
+  };
 }
 
 function positiveInteger(name: string, value: number | undefined, fallback: number, allowZero = false): number {
@@ -156,7 +225,48 @@ function storedAsPrior(row: EntryRow | null): { index: number; bytes: Buffer } |
   return row === null ? null : { index: row.index, bytes: row.entry };
 }
 
-function toSigned(row: CheckpointRow): SignedCheckpoint {
+/**
+ * Checks at open that the latest stored checkpoint is one this log signed, over this origin, and that
+ * the log is not shorter than it (AUDIT_ERR_TAMPERED otherwise): a log must never sign a checkpoint
+ * inconsistent with one it signed before. The root is checked by {@link checkLatestRoot}.
+ */
+export function checkLatestCheckpoint(latest: CheckpointRow, size: number, origin: string, publicKey: Buffer): void {
+  const verifier = ed25519Verifier(origin, publicKey);
+  let checkpoint: ReturnType<typeof openCheckpoint>;
+  try {
+    checkpoint = openCheckpoint(latest.note, [verifier], origin);
+  } catch (cause) {
+    throw auditError(AUDIT_ERRORS.tampered, { reason: 'checkpoint_signature', checkpointSize: latest.size }, cause);
+  }
+  if (checkpoint.size !== latest.size || !checkpoint.root.equals(latest.root)) {
+    throw auditError(AUDIT_ERRORS.tampered, { reason: 'checkpoint_row', checkpointSize: latest.size });
+  }
+  if (latest.size > size) {
+    throw auditError(AUDIT_ERRORS.tampered, { reason: 'truncated', checkpointSize: latest.size, size });
+  }
+}
+
+/** The stored tree's root at the latest checkpoint's size must be the signed one. */
+export function checkLatestRoot(latest: CheckpointRow, storedRoot: Uint8Array): void {
+  if (!Buffer.from(storedRoot).equals(latest.root)) {
+    throw auditError(AUDIT_ERRORS.tampered, { reason: 'root', checkpointSize: latest.size });
+  }
+}
+
+/**
+ * Validates and hashes events in the caller's turn, so a commit only writes: AUDIT_ERR_EVENT for any
+ * invalid one (thrown before anything is queued).
+ */
+export function prepareEvents(events: readonly unknown[]): Prepared[] {
+  if (!Array.isArray(events)) throw auditError(AUDIT_ERRORS.event, { field: '', reason: 'not_an_array' });
+  return events.map((value) => {
+    const { event, bytes } = encodeAuditEvent(value);
+    return { id: event.id, bytes, leaf: leafHash(bytes) };
+  });
+}
+
+/** A stored checkpoint row as the API returns it. */
+export function toSigned(row: CheckpointRow): SignedCheckpoint {
   return { size: row.size, root: row.root, note: row.note, createdAt: row.createdAt };
 }
 
@@ -174,22 +284,7 @@ export function openAuditLog(options: AuditLogOptions): AuditLog {
   if (typeof options.path !== 'string' || options.path.length === 0) {
     throw auditError(AUDIT_ERRORS.config, { option: 'path' });
   }
-  const settings: Settings = {
-    checkpointIntervalMs: positiveInteger(
-      'checkpointIntervalMs',
-      options.checkpointIntervalMs,
-      AUDIT_DEFAULTS.checkpointIntervalMs,
-      true,
-    ),
-    minCheckpointIntervalMs: positiveInteger(
-      'minCheckpointIntervalMs',
-      options.minCheckpointIntervalMs,
-      AUDIT_DEFAULTS.minCheckpointIntervalMs,
-      true,
-    ),
-    maxBatchEvents: positiveInteger('maxBatchEvents', options.maxBatchEvents, AUDIT_DEFAULTS.maxBatchEvents),
-    maxQueuedEvents: positiveInteger('maxQueuedEvents', options.maxQueuedEvents, AUDIT_DEFAULTS.maxQueuedEvents),
-  };
+  const settings = auditLogSettings(options);
   const db = openAuditDatabase(options.path);
   try {
     return new SqliteAuditLog(new AuditStore(db), options, settings);
@@ -250,22 +345,8 @@ class SqliteAuditLog implements AuditLog {
   }
 
   #checkLatest(latest: CheckpointRow, size: number): void {
-    const verifier = ed25519Verifier(this.origin, this.#key.publicKey);
-    let checkpoint: ReturnType<typeof openCheckpoint>;
-    try {
-      checkpoint = openCheckpoint(latest.note, [verifier], this.origin);
-    } catch (cause) {
-      throw auditError(AUDIT_ERRORS.tampered, { reason: 'checkpoint_signature', checkpointSize: latest.size }, cause);
-    }
-    if (checkpoint.size !== latest.size || !checkpoint.root.equals(latest.root)) {
-      throw auditError(AUDIT_ERRORS.tampered, { reason: 'checkpoint_row', checkpointSize: latest.size });
-    }
-    if (latest.size > size) {
-      throw auditError(AUDIT_ERRORS.tampered, { reason: 'truncated', checkpointSize: latest.size, size });
-    }
-    if (!Buffer.from(rootAt(this.#store.source(), latest.size)).equals(latest.root)) {
-      throw auditError(AUDIT_ERRORS.tampered, { reason: 'root', checkpointSize: latest.size });
-    }
+    checkLatestCheckpoint(latest, size, this.origin, this.#key.publicKey);
+    checkLatestRoot(latest, rootAt(this.#store.source(), latest.size));
   }
 
   size(): number {
@@ -274,15 +355,9 @@ class SqliteAuditLog implements AuditLog {
 
   append(events: readonly unknown[]): Promise<AppendReceipt[]> {
     if (this.#closed) return Promise.reject(auditError(AUDIT_ERRORS.closed));
-    if (!Array.isArray(events))
-      return Promise.reject(auditError(AUDIT_ERRORS.event, { field: '', reason: 'not_an_array' }));
     let items: Prepared[];
     try {
-      // Validated and hashed in the caller's turn: the commit then only writes.
-      items = events.map((value) => {
-        const { event, bytes } = encodeAuditEvent(value);
-        return { id: event.id, bytes, leaf: leafHash(bytes) };
-      });
+      items = prepareEvents(events);
     } catch (err) {
       return Promise.reject(err);
     }

@@ -37,6 +37,13 @@ function loaded(name: string, privateKey: KeyObject, publicKey: Buffer): LogSign
 export function loadOrCreateSigningKey(store: AuditStore, name: string, kek: Kek, now: number): LogSigningKey {
   const active = store.signingKeys().find((k) => k.state === 'active');
   if (active !== undefined) return unwrapSigningKey(active, name, kek);
+  const created = createSigningKey(name, kek, now);
+  store.insertSigningKey(created.row);
+  return created.key;
+}
+
+/** A new key for the log `name`: the row to store (private half wrapped by `kek`) and the loaded key. */
+export function createSigningKey(name: string, kek: Kek, now: number): { row: SigningKeyRow; key: LogSigningKey } {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   const raw = rawEd25519PublicKey(publicKey);
   const keyIdHex = ed25519KeyId(name, raw).toString('hex');
@@ -47,18 +54,17 @@ export function loadOrCreateSigningKey(store: AuditStore, name: string, kek: Kek
   } finally {
     sodium.sodium_memzero(pkcs8);
   }
-  store.insertSigningKey({
-    name,
-    keyId: keyIdHex,
-    publicKey: raw,
-    wrappedKey: wrapped,
-    state: 'active',
-    createdAt: now,
-  });
-  return loaded(name, privateKey, raw);
+  return {
+    row: { name, keyId: keyIdHex, publicKey: raw, wrappedKey: wrapped, state: 'active', createdAt: now },
+    key: loaded(name, privateKey, raw),
+  };
 }
 
-function unwrapSigningKey(row: SigningKeyRow, name: string, kek: Kek): LogSigningKey {
+/**
+ * Unwraps a stored key of the log `name` with `kek`: AUDIT_ERR_SEALED when it does not unwrap or does
+ * not match its public key, AUDIT_ERR_SCHEMA when it belongs to another log name.
+ */
+export function unwrapSigningKey(row: SigningKeyRow, name: string, kek: Kek): LogSigningKey {
   if (row.name !== name) throw auditError(AUDIT_ERRORS.schema, { reason: 'key_name', stored: row.name });
   if (row.wrappedKey === null) throw auditError(AUDIT_ERRORS.sealed, { reason: 'no_wrapped_key' });
   let pkcs8: Buffer;

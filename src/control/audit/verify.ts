@@ -2,8 +2,8 @@ import { hash } from 'node:crypto';
 import type { DatabaseSync } from 'node:sqlite';
 import { parseAuditEntry } from '../../core/audit-event.ts';
 import { openCheckpoint } from './checkpoint.ts';
-import { AuditStore, type CheckpointRow, openAuditDatabase } from './database.ts';
-import { consistencyProof, EMPTY_ROOT, Frontier, verifyConsistency } from './merkle.ts';
+import { AuditStore, type CheckpointRow, openAuditDatabase, type SigningKeyRow } from './database.ts';
+import { consistencyProof, EMPTY_ROOT, Frontier, type SubtreeSource, verifyConsistency } from './merkle.ts';
 import { ed25519Verifier, formatVerifierKey, type NoteVerifier, parseVerifierKey } from './note.ts';
 
 /**
@@ -114,53 +114,6 @@ export function verifyLogFile(path: string, options: VerifyOptions = {}): Verify
 /** Verifies an open audit database (read-only use: nothing is written). */
 export function verifyLog(db: DatabaseSync, options: VerifyOptions = {}): VerifyReport {
   const store = new AuditStore(db);
-  const problems: VerifyProblem[] = [];
-  const origin = store.meta('origin');
-  if (origin === null) problems.push({ kind: VERIFY_PROBLEMS.meta, index: null });
-
-  let verifiers: NoteVerifier[];
-  let keySource: 'trusted' | 'log';
-  let verifierKeys: string[];
-  if (options.verifierKeys !== undefined && options.verifierKeys.length > 0) {
-    verifiers = options.verifierKeys.map((k) => parseVerifierKey(k));
-    verifierKeys = [...options.verifierKeys];
-    keySource = 'trusted';
-  } else {
-    const keys = store.signingKeys();
-    verifiers = keys.map((k) => ed25519Verifier(k.name, k.publicKey));
-    verifierKeys = keys.map((k) => formatVerifierKey(k.name, k.publicKey));
-    keySource = 'log';
-  }
-
-  // 1. Checkpoints: signature, origin, row columns.
-  const signed: CheckpointRow[] = [];
-  for (const row of store.checkpoints()) {
-    let checkpoint: ReturnType<typeof openCheckpoint>;
-    try {
-      checkpoint = openCheckpoint(row.note, verifiers, origin ?? undefined);
-    } catch {
-      problems.push({ kind: VERIFY_PROBLEMS.checkpointSignature, index: null, checkpointSize: row.size });
-      continue;
-    }
-    if (checkpoint.size !== row.size || !checkpoint.root.equals(row.root)) {
-      problems.push({ kind: VERIFY_PROBLEMS.checkpointRow, index: null, checkpointSize: row.size });
-      continue;
-    }
-    signed.push(row);
-  }
-  for (const note of options.trustedCheckpoints ?? []) {
-    try {
-      const checkpoint = openCheckpoint(note, verifiers, origin ?? undefined);
-      if (!signed.some((c) => c.size === checkpoint.size && c.root.equals(checkpoint.root))) {
-        signed.push({ size: checkpoint.size, root: checkpoint.root, note, createdAt: 0 });
-      }
-    } catch {
-      problems.push({ kind: VERIFY_PROBLEMS.trustedCheckpoint, index: null });
-    }
-  }
-  signed.sort((a, b) => a.size - b.size);
-
-  // 2–4. Entries, tree and roots, in one pass in index order.
   // Rows as arrays: node:sqlite builds no object per row (the verifier reads a million of them).
   const cursors: Iterator<[number, Uint8Array]>[] = [];
   const nextNode = (level: number): [number, Uint8Array] | undefined => {
@@ -174,26 +127,11 @@ export function verifyLog(db: DatabaseSync, options: VerifyOptions = {}): Verify
     const step = iterator.next();
     return step.done ? undefined : step.value;
   };
-
-  const frontier = Frontier.empty();
-  let expected = 0;
-  let stopped = false;
-  let nextCheckpoint = 0;
-  let verifiedSize = 0;
-  const progressEvery = options.progressEvery ?? 100_000;
-  const fullEvents = options.checkEvents === 'full';
-  const stop = (problem: VerifyProblem) => {
-    problems.push(problem);
-    stopped = true;
-  };
-
-  // Checkpoints of the empty tree sign SHA-256() (RFC 9162 §2.1.1).
-  while (nextCheckpoint < signed.length && signed[nextCheckpoint]!.size === 0) {
-    if (!signed[nextCheckpoint]!.root.equals(EMPTY_ROOT)) {
-      problems.push({ kind: VERIFY_PROBLEMS.checkpointRoot, index: 0, checkpointSize: 0, range: [0, 0] });
-    }
-    nextCheckpoint++;
-  }
+  const run = new Verification(
+    { origin: store.meta('origin'), signingKeys: () => store.signingKeys(), checkpoints: [...store.checkpoints()] },
+    options,
+    nextNode,
+  );
 
   // The level-0 node is joined in and compared by SQLite (a flag, not a second blob per row): the
   // verifier reads a million rows fewer through JavaScript.
@@ -202,110 +140,245 @@ export function verifyLog(db: DatabaseSync, options: VerifyOptions = {}): Verify
        FROM entries e LEFT JOIN tree_nodes n ON n.level = 0 AND n.idx = e.idx ORDER BY e.idx`,
   );
   entries.setReturnArrays(true);
-  let scratch = Buffer.allocUnsafe(1 + 16_384);
-  for (const [rowIndex, eventId, entry, storedLeaf, inTree] of entries.iterate() as unknown as Iterable<
+  for (const [index, eventId, entry, storedLeaf, inTree] of entries.iterate() as unknown as Iterable<
     [number, string, Uint8Array, Uint8Array, number]
   >) {
-    const index = Number(rowIndex);
-    if (index !== expected) {
-      stop({ kind: VERIFY_PROBLEMS.missingEntry, index: expected });
-      break;
-    }
-    // leafHash(entry), through one reused buffer: no allocation per entry for the prefixed copy.
-    if (scratch.length < entry.length + 1) scratch = Buffer.allocUnsafe(entry.length + 1);
-    scratch[0] = 0x00;
-    scratch.set(entry, 1);
-    const leaf = hash('sha256', scratch.subarray(0, entry.length + 1), 'buffer');
-    if (Buffer.compare(leaf, storedLeaf) !== 0) {
-      stop({ kind: VERIFY_PROBLEMS.leafHash, index });
-      break;
-    }
-    if (!eventMatches(entry, eventId, fullEvents)) {
-      stop({ kind: VERIFY_PROBLEMS.event, index });
-      break;
-    }
-    if (Number(inTree) !== 1) {
-      stop({ kind: VERIFY_PROBLEMS.treeNode, index, level: 0 });
-      break;
-    }
-    const completed = frontier.push(leaf);
-    for (let i = 1; i < completed.length; i++) {
-      const node = completed[i]!;
-      const stored = nextNode(node.level);
-      if (stored === undefined || Number(stored[0]) !== node.index || Buffer.compare(stored[1], node.hash) !== 0) {
-        // The first leaf under the differing node (level 0 was checked above, exactly).
-        stop({ kind: VERIFY_PROBLEMS.treeNode, index: node.index * 2 ** node.level, level: node.level });
-        break;
-      }
-    }
-    if (stopped) break;
-    expected++;
-    while (nextCheckpoint < signed.length && signed[nextCheckpoint]!.size <= expected) {
-      const checkpoint = signed[nextCheckpoint]!;
-      if (checkpoint.size === expected && !frontier.root().equals(checkpoint.root)) {
-        stop({
-          kind: VERIFY_PROBLEMS.checkpointRoot,
-          index: verifiedSize,
-          checkpointSize: checkpoint.size,
-          range: [verifiedSize, checkpoint.size],
-        });
-        break;
-      }
-      verifiedSize = checkpoint.size;
-      nextCheckpoint++;
-    }
-    if (stopped) break;
-    if (expected % progressEvery === 0) options.onProgress?.(expected);
+    if (!run.entry(Number(index), eventId, entry, storedLeaf, Number(inTree) === 1)) break;
   }
 
-  if (!stopped) {
+  if (!run.stopped) {
     // 3. Nothing stored beyond the entries.
     const leafBeyond = db
       .prepare('SELECT idx FROM tree_nodes WHERE level = 0 AND idx >= ? ORDER BY idx LIMIT 1')
-      .get(expected) as { idx: number } | undefined;
-    if (leafBeyond !== undefined) {
-      problems.push({ kind: VERIFY_PROBLEMS.extraNode, index: Number(leafBeyond.idx), level: 0 });
+      .get(run.entries) as { idx: number } | undefined;
+    let extra: ExtraNode | null = leafBeyond === undefined ? null : { level: 0, index: Number(leafBeyond.idx) };
+    for (let level = 1; extra === null && level < 53; level++) {
+      const node = nextNode(level);
+      if (node !== undefined) extra = { level, index: Number(node[0]) };
+    }
+    run.finish(extra, store.source());
+  }
+  return run.report();
+}
+
+/** A stored tree node beyond the entries: its level and its index at that level. */
+export interface ExtraNode {
+  level: number;
+  index: number;
+}
+
+/** What the verifier reads before the entries. */
+export interface VerifyInputs {
+  origin: string | null;
+  /** The keys stored in the log (read only when no trusted key is given). */
+  signingKeys: () => SigningKeyRow[];
+  /** Every stored checkpoint, in increasing size. */
+  checkpoints: readonly CheckpointRow[];
+}
+
+/**
+ * The verification itself, independent of the store: fed the stored checkpoints, then every entry in
+ * index order, then what lies beyond them, it builds the report. The SQLite verifier (above) and the
+ * PostgreSQL one (postgres-verify.ts) differ only in how they read.
+ */
+export class Verification {
+  readonly #problems: VerifyProblem[] = [];
+  readonly #origin: string | null;
+  readonly #signed: CheckpointRow[] = [];
+  readonly #keySource: 'trusted' | 'log';
+  readonly #verifierKeys: string[];
+  readonly #nextNode: (level: number) => [number, Uint8Array] | undefined;
+  readonly #frontier = Frontier.empty();
+  readonly #progressEvery: number;
+  readonly #fullEvents: boolean;
+  readonly #onProgress: ((verified: number) => void) | undefined;
+  #expected = 0;
+  #stopped = false;
+  #nextCheckpoint = 0;
+  #verifiedSize = 0;
+  #scratch = Buffer.allocUnsafe(1 + 16_384);
+
+  /**
+   * @param nextNode the next stored node at a level (≥ 1), in index order, as [index, hash]: called
+   *   as each node completes, so a store can stream every level alongside the entries.
+   */
+  constructor(
+    inputs: VerifyInputs,
+    options: VerifyOptions,
+    nextNode: (level: number) => [number, Uint8Array] | undefined,
+  ) {
+    this.#nextNode = nextNode;
+    this.#progressEvery = options.progressEvery ?? 100_000;
+    this.#fullEvents = options.checkEvents === 'full';
+    this.#onProgress = options.onProgress;
+    const origin = inputs.origin;
+    this.#origin = origin;
+    if (origin === null) this.#problems.push({ kind: VERIFY_PROBLEMS.meta, index: null });
+
+    let verifiers: NoteVerifier[];
+    if (options.verifierKeys !== undefined && options.verifierKeys.length > 0) {
+      verifiers = options.verifierKeys.map((k) => parseVerifierKey(k));
+      this.#verifierKeys = [...options.verifierKeys];
+      this.#keySource = 'trusted';
     } else {
-      for (let level = 1; level < 53; level++) {
-        const extra = nextNode(level);
-        if (extra !== undefined) {
-          problems.push({ kind: VERIFY_PROBLEMS.extraNode, index: Number(extra[0]) * 2 ** level, level });
-          break;
+      const keys = inputs.signingKeys();
+      verifiers = keys.map((k) => ed25519Verifier(k.name, k.publicKey));
+      this.#verifierKeys = keys.map((k) => formatVerifierKey(k.name, k.publicKey));
+      this.#keySource = 'log';
+    }
+
+    // 1. Checkpoints: signature, origin, row columns.
+    const signed = this.#signed;
+    for (const row of inputs.checkpoints) {
+      let checkpoint: ReturnType<typeof openCheckpoint>;
+      try {
+        checkpoint = openCheckpoint(row.note, verifiers, origin ?? undefined);
+      } catch {
+        this.#problems.push({ kind: VERIFY_PROBLEMS.checkpointSignature, index: null, checkpointSize: row.size });
+        continue;
+      }
+      if (checkpoint.size !== row.size || !checkpoint.root.equals(row.root)) {
+        this.#problems.push({ kind: VERIFY_PROBLEMS.checkpointRow, index: null, checkpointSize: row.size });
+        continue;
+      }
+      signed.push(row);
+    }
+    for (const note of options.trustedCheckpoints ?? []) {
+      try {
+        const checkpoint = openCheckpoint(note, verifiers, origin ?? undefined);
+        if (!signed.some((c) => c.size === checkpoint.size && c.root.equals(checkpoint.root))) {
+          signed.push({ size: checkpoint.size, root: checkpoint.root, note, createdAt: 0 });
         }
+      } catch {
+        this.#problems.push({ kind: VERIFY_PROBLEMS.trustedCheckpoint, index: null });
       }
     }
+    signed.sort((a, b) => a.size - b.size);
+
+    // Checkpoints of the empty tree sign SHA-256() (RFC 9162 §2.1.1).
+    while (this.#nextCheckpoint < signed.length && signed[this.#nextCheckpoint]!.size === 0) {
+      if (!signed[this.#nextCheckpoint]!.root.equals(EMPTY_ROOT)) {
+        this.#problems.push({ kind: VERIFY_PROBLEMS.checkpointRoot, index: 0, checkpointSize: 0, range: [0, 0] });
+      }
+      this.#nextCheckpoint++;
+    }
+  }
+
+  /** Entries verified so far (the next expected index). */
+  get entries(): number {
+    return this.#expected;
+  }
+
+  /** True once a problem stopped the pass over the entries. */
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
+  #stop(problem: VerifyProblem): false {
+    this.#problems.push(problem);
+    this.#stopped = true;
+    return false;
+  }
+
+  /**
+   * 2–4. The next stored entry (rows in index order); `inTree` says the level-0 node at its index equals
+   * its leaf hash column. False when it stopped the verification.
+   */
+  entry(index: number, eventId: string, entry: Uint8Array, storedLeaf: Uint8Array, inTree: boolean): boolean {
+    if (this.#stopped) return false;
+    if (index !== this.#expected) return this.#stop({ kind: VERIFY_PROBLEMS.missingEntry, index: this.#expected });
+    // leafHash(entry), through one reused buffer: no allocation per entry for the prefixed copy.
+    if (this.#scratch.length < entry.length + 1) this.#scratch = Buffer.allocUnsafe(entry.length + 1);
+    this.#scratch[0] = 0x00;
+    this.#scratch.set(entry, 1);
+    const leaf = hash('sha256', this.#scratch.subarray(0, entry.length + 1), 'buffer');
+    if (Buffer.compare(leaf, storedLeaf) !== 0) return this.#stop({ kind: VERIFY_PROBLEMS.leafHash, index });
+    if (!eventMatches(entry, eventId, this.#fullEvents)) return this.#stop({ kind: VERIFY_PROBLEMS.event, index });
+    if (!inTree) return this.#stop({ kind: VERIFY_PROBLEMS.treeNode, index, level: 0 });
+    const completed = this.#frontier.push(leaf);
+    for (let i = 1; i < completed.length; i++) {
+      const node = completed[i]!;
+      const stored = this.#nextNode(node.level);
+      if (stored === undefined || Number(stored[0]) !== node.index || Buffer.compare(stored[1], node.hash) !== 0) {
+        // The first leaf under the differing node (level 0 was checked above, exactly).
+        return this.#stop({ kind: VERIFY_PROBLEMS.treeNode, index: node.index * 2 ** node.level, level: node.level });
+      }
+    }
+    this.#expected++;
+    const signed = this.#signed;
+    while (this.#nextCheckpoint < signed.length && signed[this.#nextCheckpoint]!.size <= this.#expected) {
+      const checkpoint = signed[this.#nextCheckpoint]!;
+      if (checkpoint.size === this.#expected && !this.#frontier.root().equals(checkpoint.root)) {
+        return this.#stop({
+          kind: VERIFY_PROBLEMS.checkpointRoot,
+          index: this.#verifiedSize,
+          checkpointSize: checkpoint.size,
+          range: [this.#verifiedSize, checkpoint.size],
+        });
+      }
+      this.#verifiedSize = checkpoint.size;
+      this.#nextCheckpoint++;
+    }
+    if (this.#expected % this.#progressEvery === 0) this.#onProgress?.(this.#expected);
+    return true;
+  }
+
+  /** The pairs of consecutive verified checkpoints within the entries, whose consistency `finish` proves. */
+  consistencyPairs(): [number, number][] {
+    const covered = this.#signed.filter((c) => c.size <= this.#expected);
+    const pairs: [number, number][] = [];
+    for (let i = 1; i < covered.length; i++) pairs.push([covered[i - 1]!.size, covered[i]!.size]);
+    return pairs;
+  }
+
+  /**
+   * After every entry (unless stopped): the first stored node beyond them, if any, and the stored
+   * nodes (verified equal to the recomputed ones) for the consistency proofs between checkpoints.
+   */
+  finish(extra: ExtraNode | null, source: SubtreeSource): void {
+    if (this.#stopped) return;
+    const expected = this.#expected;
+    // 3. Nothing stored beyond the entries.
+    if (extra !== null) {
+      this.#problems.push({
+        kind: VERIFY_PROBLEMS.extraNode,
+        index: extra.index * 2 ** extra.level,
+        level: extra.level,
+      });
+    }
     // 5. A checkpoint larger than the log: its tail was truncated.
-    const beyond = signed.find((c) => c.size > expected);
+    const beyond = this.#signed.find((c) => c.size > expected);
     if (beyond !== undefined) {
-      problems.push({ kind: VERIFY_PROBLEMS.truncated, index: expected, checkpointSize: beyond.size });
+      this.#problems.push({ kind: VERIFY_PROBLEMS.truncated, index: expected, checkpointSize: beyond.size });
     }
     // 4. Consistency of each checkpoint with the previous one, from the verified nodes.
-    const source = store.source();
-    const covered = signed.filter((c) => c.size <= expected);
+    const covered = this.#signed.filter((c) => c.size <= expected);
     for (let i = 1; i < covered.length; i++) {
       const a = covered[i - 1]!;
       const b = covered[i]!;
       const proof = consistencyProof(source, a.size, b.size);
       if (!verifyConsistency(a.size, b.size, a.root, b.root, proof)) {
-        problems.push({ kind: VERIFY_PROBLEMS.inconsistent, index: a.size, checkpointSize: b.size });
+        this.#problems.push({ kind: VERIFY_PROBLEMS.inconsistent, index: a.size, checkpointSize: b.size });
       }
     }
   }
 
-  const indexes = problems.map((p) => p.index).filter((i): i is number => i !== null);
-  const checkpoints = signed.length;
-  return {
-    ok: problems.length === 0,
-    origin,
-    entries: expected,
-    checkpoints,
-    signedSize: verifiedSize,
-    unsignedEntries: stopped ? 0 : expected - verifiedSize,
-    firstBadIndex: indexes.length === 0 ? null : Math.min(...indexes),
-    problems,
-    keySource,
-    verifierKeys,
-  };
+  report(): VerifyReport {
+    const problems = this.#problems;
+    const indexes = problems.map((p) => p.index).filter((i): i is number => i !== null);
+    return {
+      ok: problems.length === 0,
+      origin: this.#origin,
+      entries: this.#expected,
+      checkpoints: this.#signed.length,
+      signedSize: this.#verifiedSize,
+      unsignedEntries: this.#stopped ? 0 : this.#expected - this.#verifiedSize,
+      firstBadIndex: indexes.length === 0 ? null : Math.min(...indexes),
+      problems,
+      keySource: this.#keySource,
+      verifierKeys: this.#verifierKeys,
+    };
+  }
 }
 
 const ID_MEMBER = Buffer.from(',"id":"');
