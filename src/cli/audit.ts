@@ -7,7 +7,13 @@ import { parseArgs } from 'node:util';
 import { openAuditDatabase } from '../control/audit/database.ts';
 import { AUDIT_DEFAULTS } from '../control/audit/defaults.ts';
 import { type AuditQuery, type QueryResult, queryEvents, tailEvents } from '../control/audit/query.ts';
-import { VERIFY_PROBLEMS, type VerifyProblem, type VerifyReport, verifyLog } from '../control/audit/verify.ts';
+import {
+  VERIFY_PROBLEMS,
+  type VerifyOptions,
+  type VerifyProblem,
+  type VerifyReport,
+  verifyLog,
+} from '../control/audit/verify.ts';
 import type { AuditDecision } from '../core/audit-event.ts';
 import { isRampartError } from '../core/errors.ts';
 
@@ -36,6 +42,9 @@ const USAGE = `Usage: rampart audit <verify|tail|query> [options]
 Options:
   --data <dir|file>       the control plane's data directory (default ${DEFAULT_DATA}) or the
                           ${AUDIT_DEFAULTS.databaseFile} file itself
+  --postgres <url>        a log kept in PostgreSQL instead (postgres://user@host:port/database; the
+                          password may come from PGPASSWORD rather than the URL); read only
+  --schema <name>         the PostgreSQL schema holding the log (default ${AUDIT_DEFAULTS.postgresSchema})
   --json                  JSON (verify: the report; tail/query: one event per line)
 
 verify:
@@ -67,9 +76,9 @@ export async function runAudit(args: string[], io: AuditIo): Promise<number> {
     return sub === undefined ? 2 : 0;
   }
   try {
-    if (sub === 'verify') return runVerify(rest, io);
+    if (sub === 'verify') return await runVerify(rest, io);
     if (sub === 'tail') return await runTail(rest, io);
-    if (sub === 'query') return runQuery(rest, io);
+    if (sub === 'query') return await runQuery(rest, io);
     throw new UsageError(`unknown subcommand "${clean(sub)}"`);
   } catch (err) {
     if (err instanceof UsageError) {
@@ -83,6 +92,8 @@ export async function runAudit(args: string[], io: AuditIo): Promise<number> {
 
 const COMMON = {
   data: { type: 'string' },
+  postgres: { type: 'string' },
+  schema: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -134,6 +145,63 @@ function withDatabase<T>(file: string, fn: (db: DatabaseSync) => T): T {
   }
 }
 
+/** What the subcommands read, from either store. */
+interface LogReader {
+  verify(options: VerifyOptions): Promise<VerifyReport>;
+  query(query: AuditQuery): Promise<QueryResult[]>;
+  tail(query: AuditQuery, count: number): Promise<QueryResult[]>;
+  close(): Promise<void>;
+}
+
+/**
+ * The log the options name: `--postgres` (one read-only connection for the command) or the SQLite file
+ * of `--data` (opened read-only for each read, so `tail --follow` never holds the file open).
+ */
+async function openReader(values: Values, io: AuditIo): Promise<LogReader> {
+  const url = values.postgres as string | undefined;
+  if (url === undefined) {
+    if (values.schema !== undefined) throw new UsageError('--schema needs --postgres');
+    const file = databasePath(values.data as string | undefined, io);
+    return {
+      verify: async (options) => withDatabase(file, (db) => verifyLog(db, options)),
+      query: async (query) => withDatabase(file, (db) => queryEvents(db, query)),
+      tail: async (query, count) => withDatabase(file, (db) => tailEvents(db, query, count)),
+      close: async () => {},
+    };
+  }
+  if (values.data !== undefined) throw new UsageError('--data and --postgres name two different logs: give one');
+  let protocol = '';
+  try {
+    protocol = new URL(url).protocol;
+  } catch {
+    // reported below
+  }
+  if (protocol !== 'postgres:' && protocol !== 'postgresql:') {
+    throw new UsageError('--postgres must be a postgres:// URL');
+  }
+  // Loaded only for PostgreSQL: the SQLite commands never load pg.
+  const { openPostgresAuditReader } = await import('../control/audit/postgres-database.ts');
+  const { verifyPostgresLog } = await import('../control/audit/postgres-verify.ts');
+  const { queryPostgresEvents, tailPostgresEvents } = await import('../control/audit/postgres-query.ts');
+  const target = { connectionString: url, schema: values.schema as string | undefined };
+  const reader = await openPostgresAuditReader(target);
+  return {
+    verify: (options) => verifyPostgresLog(reader.client, options),
+    query: (query) => queryPostgresEvents(reader.client, query),
+    tail: (query, count) => tailPostgresEvents(reader.client, query, count),
+    close: () => reader.close(),
+  };
+}
+
+async function withReader<T>(values: Values, io: AuditIo, fn: (reader: LogReader) => Promise<T>): Promise<T> {
+  const reader = await openReader(values, io);
+  try {
+    return await fn(reader);
+  } finally {
+    await reader.close().catch(() => {});
+  }
+}
+
 function readArgFile(value: string, io: AuditIo, what: string): string {
   try {
     return readFileSync(resolve(io.cwd, value), 'utf8');
@@ -142,7 +210,7 @@ function readArgFile(value: string, io: AuditIo, what: string): string {
   }
 }
 
-function runVerify(args: string[], io: AuditIo): number {
+async function runVerify(args: string[], io: AuditIo): Promise<number> {
   const values = parse(args, {
     ...COMMON,
     key: { type: 'string', multiple: true },
@@ -157,9 +225,8 @@ function runVerify(args: string[], io: AuditIo): number {
     k.startsWith('@') ? readArgFile(k.slice(1), io, 'key').trim() : k,
   );
   const checkpoints = ((values.checkpoint as string[] | undefined) ?? []).map((f) => readArgFile(f, io, 'checkpoint'));
-  const file = databasePath(values.data as string | undefined, io);
-  const report = withDatabase(file, (db) =>
-    verifyLog(db, {
+  const report = await withReader(values, io, (reader) =>
+    reader.verify({
       verifierKeys: keys,
       trustedCheckpoints: checkpoints,
       checkEvents: values.full === true ? 'full' : 'id',
@@ -269,34 +336,33 @@ async function runTail(args: string[], io: AuditIo): Promise<number> {
   }
   const query = filters(values, io);
   const n = count(values.n, '-n', 20);
-  const file = databasePath(values.data as string | undefined, io);
   const json = values.json === true;
   let last = -1;
   const print = (results: QueryResult[], header: boolean) => {
     if (results.length > 0) last = results[results.length - 1]!.index;
     io.stdout.write(json ? jsonLines(results) : table(results, header));
   };
-  withDatabase(file, (db) => print(tailEvents(db, query, n), true));
-  if (values.follow !== true) return 0;
-  const pollMs = io.pollMs ?? 1_000;
-  while (io.signal?.aborted !== true) {
-    try {
-      await delay(pollMs, undefined, { signal: io.signal });
-    } catch {
-      break;
-    }
-    withDatabase(file, (db) => {
+  return withReader(values, io, async (reader) => {
+    print(await reader.tail(query, n), true);
+    if (values.follow !== true) return 0;
+    const pollMs = io.pollMs ?? 1_000;
+    while (io.signal?.aborted !== true) {
+      try {
+        await delay(pollMs, undefined, { signal: io.signal });
+      } catch {
+        break;
+      }
       for (;;) {
-        const batch = queryEvents(db, { ...query, afterIndex: last, limit: 1_000 });
+        const batch = await reader.query({ ...query, afterIndex: last, limit: 1_000 });
         if (batch.length === 0) break;
         print(batch, false);
       }
-    });
-  }
-  return 0;
+    }
+    return 0;
+  });
 }
 
-function runQuery(args: string[], io: AuditIo): number {
+async function runQuery(args: string[], io: AuditIo): Promise<number> {
   const values = parse(args, { ...COMMON, ...FILTERS, limit: { type: 'string' }, desc: { type: 'boolean' } });
   if (values.help) {
     io.stdout.write(USAGE);
@@ -305,8 +371,7 @@ function runQuery(args: string[], io: AuditIo): number {
   const query = filters(values, io);
   query.limit = count(values.limit, '--limit', 100);
   query.order = values.desc === true ? 'desc' : 'asc';
-  const file = databasePath(values.data as string | undefined, io);
-  const results = withDatabase(file, (db) => queryEvents(db, query));
+  const results = await withReader(values, io, (reader) => reader.query(query));
   io.stdout.write(values.json === true ? jsonLines(results) : table(results, true));
   return 0;
 }
