@@ -75,11 +75,13 @@ test('canonical bytes: sorted keys at every depth, no whitespace; the leaf hashe
     reason: 'GW_ERR_SCOPE',
     resource: '/orders/12',
     requestId: 'req-1234',
+    reporter: 'spiffe://shop.local/svc/gateway',
   });
   const expected =
     '{"action":"http.request","actor":{"clientId":"shop-web","subject":"alice"},"component":"gateway",' +
     '"decision":"deny","detail":{"cached":false,"method":"GET","route":null,"status":403},' +
-    '"id":"01890a5d-ac96-774b-bcce-b302099a8057","reason":"GW_ERR_SCOPE","requestId":"req-1234",' +
+    '"id":"01890a5d-ac96-774b-bcce-b302099a8057","reason":"GW_ERR_SCOPE",' +
+    '"reporter":"spiffe://shop.local/svc/gateway","requestId":"req-1234",' +
     '"resource":"/orders/12","time":"2026-03-01T12:34:56.789Z","traceId":"4bf92f3577b34da6a3ce929d0e0e4736"}';
   const bytes = canonicalizeAuditEvent(event);
   assert.equal(bytes.toString('utf8'), expected);
@@ -150,6 +152,8 @@ test('hostile events: unknown fields, wrong types and malformed values are refus
     ['trace id all zero', { ...BASE, traceId: '0'.repeat(32) }, 'traceId', R.format],
     ['trace id upper case', { ...BASE, traceId: 'A'.repeat(32) }, 'traceId', R.format],
     ['request id with slash', { ...BASE, requestId: 'a/b' }, 'requestId', R.format],
+    ['reporter not a SPIFFE ID', { ...BASE, reporter: 'https://shop.local/svc/gateway' }, 'reporter', R.format],
+    ['reporter not a string', { ...BASE, reporter: 7 }, 'reporter', R.type],
     ['spiffe id malformed', { ...BASE, actor: { spiffeId: 'spiffe://Shop/svc/x' } }, 'actor.spiffeId', R.format],
     ['spiffe id other scheme', { ...BASE, actor: { spiffeId: 'https://shop/svc/x' } }, 'actor.spiffeId', R.format],
     ['subject too long', { ...BASE, actor: { subject: 'a'.repeat(256) } }, 'actor.subject', R.tooLong],

@@ -74,6 +74,12 @@ export interface AuditEvent {
   /** What was acted on: a canonical path, `secret:<hmac hex>`, a SPIFFE ID. */
   readonly resource?: string;
   readonly actor?: AuditActor;
+  /**
+   * The SPIFFE ID of the workload that delivered the event to the log, set by the control plane from
+   * the verified client certificate (never by the component), or the control plane's own for events
+   * it records itself: a component cannot pass its events off as another's.
+   */
+  readonly reporter?: string;
   readonly requestId?: string;
   /** W3C trace-id: 32 lower-case hex digits, not all zero. */
   readonly traceId?: string;
@@ -91,6 +97,7 @@ export interface AuditEventInput {
   reason?: string;
   resource?: string;
   actor?: { spiffeId?: string; subject?: string; clientId?: string };
+  reporter?: string;
   requestId?: string;
   traceId?: string;
   detail?: Record<string, AuditDetailValue>;
@@ -132,6 +139,7 @@ const FIELDS = new Set([
   'reason',
   'resource',
   'actor',
+  'reporter',
   'requestId',
   'traceId',
   'detail',
@@ -281,6 +289,16 @@ function checkTime(value: unknown): string {
   return text;
 }
 
+function checkSpiffeId(field: string, value: unknown): string {
+  const id = checkText(field, value, 2_048);
+  try {
+    parseSpiffeId(id);
+  } catch {
+    throw refuse(field, AUDIT_EVENT_REASONS.format);
+  }
+  return id;
+}
+
 function checkActor(value: unknown): AuditActor {
   if (!isPlainObject(value)) throw refuse('actor', AUDIT_EVENT_REASONS.type);
   const keys = Object.keys(value);
@@ -288,15 +306,7 @@ function checkActor(value: unknown): AuditActor {
     if (!ACTOR_FIELDS.has(key)) throw refuse(`actor.${key.slice(0, 64)}`, AUDIT_EVENT_REASONS.unknownField);
   if (keys.length === 0) throw refuse('actor', AUDIT_EVENT_REASONS.empty);
   const actor: { spiffeId?: string; subject?: string; clientId?: string } = {};
-  if (value.spiffeId !== undefined) {
-    const id = checkText('actor.spiffeId', value.spiffeId, 2_048);
-    try {
-      parseSpiffeId(id);
-    } catch {
-      throw refuse('actor.spiffeId', AUDIT_EVENT_REASONS.format);
-    }
-    actor.spiffeId = id;
-  }
+  if (value.spiffeId !== undefined) actor.spiffeId = checkSpiffeId('actor.spiffeId', value.spiffeId);
   if (value.subject !== undefined)
     actor.subject = checkText('actor.subject', value.subject, AUDIT_EVENT_LIMITS.maxActorLength);
   if (value.clientId !== undefined) {
@@ -368,6 +378,7 @@ function checkEvent(value: unknown): { event: AuditEvent; json: string } {
     event.resource = checkText('resource', value.resource, AUDIT_EVENT_LIMITS.maxResourceLength);
   }
   if (value.actor !== undefined) event.actor = checkActor(value.actor);
+  if (value.reporter !== undefined) event.reporter = checkSpiffeId('reporter', value.reporter);
   if (value.requestId !== undefined) event.requestId = checkText('requestId', value.requestId, 128, REQUEST_ID);
   if (value.traceId !== undefined) event.traceId = checkText('traceId', value.traceId, 32, TRACE_ID);
   if (value.detail !== undefined) event.detail = checkDetail(value.detail);
@@ -438,7 +449,7 @@ function scalar(value: AuditDetailValue): string {
 /**
  * The canonical JSON of a validated event, written member by member in RFC 8785 §3.2.3 order (names
  * sorted by UTF-16 code units: action < actor < component < decision < detail < id < reason <
- * requestId < resource < time < traceId; clientId < spiffeId < subject). Strings are escaped by
+ * reporter < requestId < resource < time < traceId; clientId < spiffeId < subject). Strings are escaped by
  * JSON.stringify, which is what RFC 8785 §3.2.2.2 specifies; numbers are safe integers.
  */
 function canonicalJson(e: AuditEvent): string {
@@ -458,6 +469,7 @@ function canonicalJson(e: AuditEvent): string {
   }
   out += `,"id":${q(e.id)}`;
   if (e.reason !== undefined) out += `,"reason":${q(e.reason)}`;
+  if (e.reporter !== undefined) out += `,"reporter":${q(e.reporter)}`;
   if (e.requestId !== undefined) out += `,"requestId":${q(e.requestId)}`;
   if (e.resource !== undefined) out += `,"resource":${q(e.resource)}`;
   out += `,"time":${q(e.time)}`;

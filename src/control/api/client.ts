@@ -1,4 +1,4 @@
-import { request } from 'node:https';
+import { type Agent, request } from 'node:https';
 import type { PeerCertificate } from 'node:tls';
 import { RampartError } from '../../core/errors.ts';
 import { serviceSpiffeId, svidIdentity } from '../../core/spiffe.ts';
@@ -60,6 +60,11 @@ interface Exchange {
   /** Client certificate and key (renewal). */
   cert?: string;
   key?: string;
+  /**
+   * A keep-alive agent for a client that sends often (the audit client). Node keys its pooled
+   * connections by the TLS options too, so a renewed certificate never rides an old connection.
+   */
+  agent?: Agent;
 }
 
 /**
@@ -88,8 +93,8 @@ export function controlRequest<T>(target: ControlTarget, exchange: Exchange): Pr
       key: exchange.key,
       minVersion: 'TLSv1.2',
       checkServerIdentity: spiffeServerCheck(expected, target.trustDomain),
-      // One exchange per connection: the client certificate differs per renewal.
-      agent: false,
+      // By default one exchange per connection: the client certificate differs per renewal.
+      agent: exchange.agent ?? false,
       timeout: timeoutMs,
     });
     const timer = setTimeout(
