@@ -20,6 +20,10 @@ const COMMANDS: Record<string, { summary: string; run: Command }> = {
     summary: 'verify the audit log, or show its events (verify, tail, query)',
     run: async (args) => (await import('./audit.ts')).runAudit(args, io()),
   },
+  ca: {
+    summary: 'show the certificate authority (slots, expiries, warnings) or force a rotation',
+    run: async (args) => (await import('./ca.ts')).runCa(args, io()),
+  },
   secrets: {
     summary: 'set, read, rotate and roll back secrets (local data directory)',
     run: async (args) => (await import('./secrets.ts')).runSecrets(args, io()),

@@ -7,6 +7,8 @@ import { createLogger } from '../core/logger.ts';
 import { createMetrics } from '../core/metrics.ts';
 import { readRuntime } from '../core/runtime.ts';
 import { CONTROL_API_DEFAULTS, createControlApi, createServerCertificate } from './api/index.ts';
+import { removeOperatorFiles, writeControlEndpoint, writeOperatorCredential } from './api/operator-access.ts';
+import { createOperatorRoutes } from './api/operator-routes.ts';
 import { openCertificateAuthority } from './ca/index.ts';
 
 /** File names in the control plane's data directory. */
@@ -30,6 +32,11 @@ export const CONTROL_FILES = {
 const runtime = readRuntime('control');
 const logger = createLogger({ name: runtime.name });
 const registry = createMetrics('control');
+// `rampart ca` finds the API here; written before the CA opens, so while this process lives the CLI
+// never opens ca.db itself (api/operator-access.ts).
+const endpoint = { pid: process.pid, port: runtime.port, trustDomain: runtime.trustDomain };
+writeControlEndpoint(runtime.dataDir, endpoint);
+const operatorCredential = writeOperatorCredential(runtime.dataDir);
 
 const kek = process.env[KEK_ENV]
   ? loadKek({ env: KEK_ENV })
@@ -54,15 +61,26 @@ const writeBundle = () => {
 };
 
 let api: ReturnType<typeof createControlApi> | null = null;
+const operatorRoutes = createOperatorRoutes({
+  ca,
+  credential: operatorCredential,
+  onRotated: (result) => {
+    logger.info({ event: 'ca.rotation.forced', ...result }, 'certificate authority rotation forced by the operator');
+    writeBundle();
+    api?.refreshTls();
+  },
+});
 const serverCertificate = await createServerCertificate({ ca, logger, onRenewed: () => api?.refreshTls() });
 api = createControlApi({
   ca,
   launcherCredential: runtime.launcherCredential,
   credentials: () => serverCertificate.current(),
   logger,
+  routes: [operatorRoutes],
 });
 writeBundle();
 const port = await api.listen(runtime.port);
+if (port !== endpoint.port) writeControlEndpoint(runtime.dataDir, { ...endpoint, port });
 
 const ticker = setInterval(() => {
   void ca
@@ -88,5 +106,6 @@ onShutdown(logger, async () => {
   await api?.close();
   await admin.close();
   ca.close();
+  removeOperatorFiles(runtime.dataDir);
   kek.destroy();
 });

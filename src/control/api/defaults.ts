@@ -7,6 +7,8 @@
 export const CONTROL_API_DEFAULTS = {
   /** Largest request body: a CSR is at most 16 KiB (CA_DEFAULTS.maxCsrBytes), JSON adds little. */
   maxBodyBytes: 32 * 1024,
+  /** Largest body of an operator route (`{"immediate":true}` at most): nothing to send but a flag. */
+  maxOperatorBodyBytes: 1024,
   /** Largest response a client reads: a bundle of a few CAs plus one leaf is a few KiB. */
   maxResponseBytes: 256 * 1024,
   /** Time to complete a TLS handshake (Node's default, 120 s, is for the open internet at best). */

@@ -11,7 +11,7 @@ export const CONTROL_API_ERRORS = {
   badRequest: 'CA_ERR_API_BAD_REQUEST',
   /** Body larger than the limit. */
   tooLarge: 'CA_ERR_API_TOO_LARGE',
-  /** Missing or wrong launcher credential (join-token minting). */
+  /** Missing or wrong bearer credential: the launcher's (join tokens) or the operator's (CA status, rotation). */
   unauthorized: 'CA_ERR_API_UNAUTHORIZED',
   /** A renewal without a client certificate that chains to the bundle. */
   noClientCertificate: 'CA_ERR_API_NO_CLIENT_CERTIFICATE',

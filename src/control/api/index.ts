@@ -22,6 +22,17 @@ export {
 export { COMPONENT_SERVICE_NAMES, CONTROL_API_DEFAULTS, SVID_RENEWAL_DEFAULTS } from './defaults.ts';
 export { CONTROL_API_ERRORS } from './errors.ts';
 export {
+  type ControlEndpoint,
+  OPERATOR_FILES,
+  processAlive,
+  readControlEndpoint,
+  readOperatorCredential,
+  removeOperatorFiles,
+  writeControlEndpoint,
+  writeOperatorCredential,
+} from './operator-access.ts';
+export { createOperatorRoutes, type OperatorRoutesOptions, type RotateRequest } from './operator-routes.ts';
+export {
   type ApiCaller,
   type ApiHandler,
   type ApiRoute,

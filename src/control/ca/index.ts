@@ -26,4 +26,5 @@ export { type BundleAuthority, type SpiffeBundleDocument, type TrustBundle, toSp
 export { CA_DEFAULTS, CSR_KEY_POLICY } from './defaults.ts';
 export { CA_ERRORS } from './errors.ts';
 export type { MintedJoinToken } from './join-tokens.ts';
+export { type ReadCaStatusOptions, readCaStatus } from './read-status.ts';
 export { type AuthorityStatus, CA_WARNINGS, type CaStatus, type CaWarning } from './status.ts';

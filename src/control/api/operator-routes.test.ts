@@ -1,0 +1,197 @@
+import assert from 'node:assert/strict';
+import { request } from 'node:https';
+import { after, before, describe, test } from 'node:test';
+import { isRampartError } from '../../core/errors.ts';
+import { createLogger } from '../../core/logger.ts';
+import type { CaStatus, RotationResult } from '../ca/index.ts';
+import { openTestCa, type TestCa } from '../ca/testing.ts';
+import { type ControlTarget, controlRequest } from './client.ts';
+import { CONTROL_API_ERRORS } from './errors.ts';
+import { createOperatorRoutes } from './operator-routes.ts';
+import { type ControlApi, createControlApi } from './server.ts';
+import { createServerCertificate, type ServerCertificate } from './server-certificate.ts';
+
+const OPERATOR = 'o'.repeat(43);
+const LAUNCHER = 'l'.repeat(43);
+
+/** A request the CLI would never send. Trusts the bundle only. */
+function raw(
+  target: ControlTarget,
+  method: string,
+  path: string,
+  body: string | Buffer | undefined,
+  headers: Record<string, string>,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const req = request(new URL(path, target.url), {
+      method,
+      headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+      ca: target.bundle,
+      agent: false,
+      checkServerIdentity: () => undefined,
+    });
+    req.on('error', reject);
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : {} });
+      });
+    });
+    req.end(body);
+  });
+}
+
+describe('operator routes', () => {
+  let ca: TestCa;
+  let cert: ServerCertificate;
+  let api: ControlApi;
+  let target: ControlTarget;
+  const rotated: RotationResult[] = [];
+
+  before(async () => {
+    ca = await openTestCa();
+    const logger = createLogger({ name: 'control', level: 'silent' });
+    let apiRef: ControlApi | null = null;
+    cert = await createServerCertificate({ ca: ca.ca, logger, onRenewed: () => apiRef?.refreshTls() });
+    api = createControlApi({
+      ca: ca.ca,
+      launcherCredential: LAUNCHER,
+      credentials: () => cert.current(),
+      logger,
+      routes: [
+        createOperatorRoutes({
+          ca: ca.ca,
+          credential: OPERATOR,
+          onRotated: (result) => {
+            rotated.push(result);
+            apiRef?.refreshTls();
+          },
+        }),
+      ],
+    });
+    apiRef = api;
+    target = { url: `https://127.0.0.1:${await api.listen(0)}`, bundle: ca.ca.bundle().pem, trustDomain: 'shop.local' };
+  });
+  after(async () => {
+    cert.close();
+    await api.close();
+    ca.cleanup();
+  });
+
+  const generations = () =>
+    ca.ca
+      .status()
+      .authorities.map((a) => `${a.generation}:${a.state}`)
+      .join(',');
+
+  test('status with the operator credential is the CA status', async () => {
+    const status = await controlRequest<CaStatus>(target, {
+      method: 'POST',
+      path: '/v1/ca/status',
+      bearer: OPERATOR,
+      body: {},
+    });
+    assert.deepEqual({ ...status, now: 0 }, { ...ca.ca.status(status.now), now: 0 });
+    assert.equal(status.trustDomain, 'shop.local');
+  });
+
+  test('hostile requests are refused with a code, and rotate nothing', async () => {
+    const before = { generations: generations(), sequence: ca.ca.bundle().sequence };
+    const auth = { authorization: `Bearer ${OPERATOR}` };
+    const rows: [string, string, string | Buffer | undefined, Record<string, string>, number, string][] = [
+      ['POST', '/v1/ca/rotate', '{}', {}, 401, CONTROL_API_ERRORS.unauthorized],
+      ['POST', '/v1/ca/status', '{}', {}, 401, CONTROL_API_ERRORS.unauthorized],
+      [
+        'POST',
+        '/v1/ca/rotate',
+        '{}',
+        { authorization: `Bearer ${'x'.repeat(43)}` },
+        401,
+        CONTROL_API_ERRORS.unauthorized,
+      ],
+      ['POST', '/v1/ca/rotate', '{}', { authorization: `Bearer ${LAUNCHER}` }, 401, CONTROL_API_ERRORS.unauthorized],
+      ['POST', '/v1/ca/rotate', '{}', { authorization: `Bearer ${OPERATOR}x` }, 401, CONTROL_API_ERRORS.unauthorized],
+      [
+        'POST',
+        '/v1/ca/rotate',
+        '{}',
+        { authorization: `Bearer ${OPERATOR.slice(1)}` },
+        401,
+        CONTROL_API_ERRORS.unauthorized,
+      ],
+      ['POST', '/v1/ca/rotate', '{}', { authorization: `bearer ${OPERATOR}` }, 401, CONTROL_API_ERRORS.unauthorized],
+      ['POST', '/v1/ca/rotate', '{}', { authorization: `Basic ${OPERATOR}` }, 401, CONTROL_API_ERRORS.unauthorized],
+      ['POST', '/v1/ca/rotate', '{}', { authorization: `Bearer  ${OPERATOR}` }, 401, CONTROL_API_ERRORS.unauthorized],
+      ['POST', '/v1/ca/rotate', '{}', { authorization: 'Bearer ' }, 401, CONTROL_API_ERRORS.unauthorized],
+      // The credential is checked before the body is parsed: a bad body without it is still 401.
+      ['POST', '/v1/ca/rotate', 'not json', {}, 401, CONTROL_API_ERRORS.unauthorized],
+      ['POST', '/v1/ca/rotate', 'not json', auth, 400, CONTROL_API_ERRORS.badRequest],
+      ['POST', '/v1/ca/rotate', '[]', auth, 400, CONTROL_API_ERRORS.badRequest],
+      ['POST', '/v1/ca/rotate', 'null', auth, 400, CONTROL_API_ERRORS.badRequest],
+      ['POST', '/v1/ca/rotate', '"immediate"', auth, 400, CONTROL_API_ERRORS.badRequest],
+      ['POST', '/v1/ca/rotate', '{"immediate":"true"}', auth, 400, CONTROL_API_ERRORS.badRequest],
+      ['POST', '/v1/ca/rotate', '{"immediate":1}', auth, 400, CONTROL_API_ERRORS.badRequest],
+      ['POST', '/v1/ca/rotate', '{"immediate":null}', auth, 400, CONTROL_API_ERRORS.badRequest],
+      ['POST', '/v1/ca/rotate', '{"immediat":true}', auth, 400, CONTROL_API_ERRORS.badRequest],
+      ['POST', '/v1/ca/rotate', '{"__proto__":{"immediate":true}}', auth, 400, CONTROL_API_ERRORS.badRequest],
+      ['POST', '/v1/ca/status', '{"generation":1}', auth, 400, CONTROL_API_ERRORS.badRequest],
+      ['POST', '/v1/ca/rotate', '{}', { ...auth, 'content-type': 'text/plain' }, 400, CONTROL_API_ERRORS.badRequest],
+      ['POST', '/v1/ca/rotate', Buffer.alloc(2048, 0x20), auth, 413, CONTROL_API_ERRORS.tooLarge],
+      ['GET', '/v1/ca/status', undefined, auth, 404, CONTROL_API_ERRORS.notFound],
+      ['GET', '/v1/ca/rotate', undefined, auth, 404, CONTROL_API_ERRORS.notFound],
+      ['POST', '/v1/ca/rotate?immediate=true', '{}', auth, 404, CONTROL_API_ERRORS.notFound],
+      ['POST', '/v1/ca/rotate/', '{}', auth, 404, CONTROL_API_ERRORS.notFound],
+      ['POST', '/v1/CA/rotate', '{}', auth, 404, CONTROL_API_ERRORS.notFound],
+    ];
+    for (const [method, path, body, headers, status, code] of rows) {
+      const res = await raw(target, method, path, body, headers);
+      const label = `${method} ${path} ${JSON.stringify(headers)} ${String(body).slice(0, 40)}`;
+      assert.equal(res.status, status, label);
+      assert.equal(res.body.error, code, label);
+      assert.deepEqual(Object.keys(res.body).sort(), ['error', 'error_id'], label);
+    }
+    assert.deepEqual({ generations: generations(), sequence: ca.ca.bundle().sequence }, before, 'nothing rotated');
+    assert.equal(rotated.length, 0);
+  });
+
+  test('rotate publishes a successor; immediate activates it; the control plane is told', async () => {
+    const sequence = ca.ca.bundle().sequence;
+    const scheduled = await controlRequest<RotationResult>(target, {
+      method: 'POST',
+      path: '/v1/ca/rotate',
+      bearer: OPERATOR,
+      body: {},
+    });
+    assert.equal(scheduled.publishedSequence, sequence + 1);
+    assert.equal(ca.ca.bundle().sequence, sequence + 1);
+    assert.deepEqual(rotated, [scheduled]);
+    // No SVID holder lacks the bundle, so a forced rotation may activate at once; either way it is forced.
+    const prepared = ca.ca.status().authorities.find((a) => a.generation === scheduled.generation);
+    assert.ok(prepared?.forced);
+
+    const immediate = await controlRequest<RotationResult>(target, {
+      method: 'POST',
+      path: '/v1/ca/rotate',
+      bearer: OPERATOR,
+      body: { immediate: true },
+    });
+    assert.equal(immediate.activated, true);
+    assert.equal(ca.ca.status().authorities.find((a) => a.state === 'active')?.generation, immediate.generation);
+    assert.equal(rotated.length, 2);
+  });
+
+  test('an empty body is an empty request; a wrong credential through the typed client is CA_ERR_API_UNAUTHORIZED', async () => {
+    const res = await raw(target, 'POST', '/v1/ca/status', undefined, {
+      authorization: `Bearer ${OPERATOR}`,
+      'content-type': 'application/json',
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.body.trustDomain, 'shop.local');
+    await assert.rejects(
+      controlRequest(target, { method: 'POST', path: '/v1/ca/rotate', bearer: LAUNCHER, body: {} }),
+      (err) => isRampartError(err, CONTROL_API_ERRORS.unauthorized),
+    );
+  });
+});
