@@ -36,7 +36,7 @@ function checkTls(draft: Draft, report: Report): void {
     path: ['gateway', 'tls'],
     where: 'value',
     message: `\`tls: off\` on ${draft.listen.host}, which is not a loopback address`,
-    hint: 'plain HTTP is only allowed on 127.0.0.1, ::1 or localhost; give `tls: { cert: <file>, key: <file> }`',
+    hint: 'plain HTTP is only allowed on 127.0.0.1, ::1 or localhost; use `tls: auto` or `tls: { cert: <file>, key: <file> }`',
   });
 }
 
@@ -48,7 +48,7 @@ function checkRedirect(draft: Draft, report: Report): void {
     path: ['gateway', 'redirectHttp'],
     where: 'key',
     message: '`redirectHttp` with `tls: off`: there is no HTTPS listener to redirect to',
-    hint: 'remove `redirectHttp`, or turn TLS on with `tls: { cert: <file>, key: <file> }`',
+    hint: 'remove `redirectHttp`, or turn TLS on with `tls: auto` or `tls: { cert: <file>, key: <file> }`',
   });
 }
 

@@ -1,5 +1,6 @@
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { parseEdgeNames } from '../core/edge-name.ts';
 import { RampartError } from '../core/errors.ts';
 import { type CompiledPattern, compilePattern } from '../core/path-pattern.ts';
 import { type ConfigPath, code, show } from './config-path.ts';
@@ -150,7 +151,22 @@ export function normalize(source: ManifestSource, dir: string, options: Normaliz
   let tls: TlsConfig | undefined;
   const tlsValue = gateway['tls'];
   if (tlsValue === 'off') tls = { mode: 'off' };
-  else if (record(tlsValue)) {
+  else if (tlsValue === 'auto') tls = { mode: 'auto', names: [] };
+  else if (record(tlsValue) && Array.isArray(record(tlsValue)!['auto'])) {
+    const names = record(tlsValue)!['auto'] as unknown[];
+    const parsed = parseEdgeNames(names);
+    if (parsed.ok) tls = { mode: 'auto', names: parsed.names.map((n) => n.value) };
+    // Wrong types and sizes are the schema's issues; these are the names that are strings but not names.
+    else if (names.length > 0 && names.every((n) => typeof n === 'string' && n.length > 0 && n.length <= 253)) {
+      report({
+        code: ISSUE.TLS,
+        path: parsed.index >= 0 ? ['gateway', 'tls', 'auto', parsed.index] : ['gateway', 'tls', 'auto'],
+        where: 'value',
+        message: `not a name for a certificate: ${parsed.reason}`,
+        hint: 'DNS names (shop.example.test) or IP addresses (127.0.0.1, ::1); no wildcards, ports or schemes',
+      });
+    }
+  } else if (record(tlsValue)) {
     const t = record(tlsValue)!;
     const cert = string(t['cert']);
     const key = string(t['key']);

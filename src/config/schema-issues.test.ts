@@ -360,9 +360,16 @@ describe('gateway keys: workers, redirectHttp, limits, tls', () => {
       '  tls: off\n  limits: { maxConnections: 0 }',
       [[ISSUE.VALUE, 4, 'gateway.limits.maxConnections']],
     ],
-    ['tls auto', '  tls: auto', [[ISSUE.TLS, 3, 'gateway.tls']]],
-    ['tls auto as a map', '  tls: { auto: [shop.local] }', [[ISSUE.TLS, 3, 'gateway.tls']]],
+    ['tls auto', '  tls: auto', []],
+    ['tls auto with names', '  tls: { auto: [shop.local, 127.0.0.1] }', []],
     ['tls auto in the model form', '  tls: { mode: auto, names: [shop.local] }', [[ISSUE.TLS, 3, 'gateway.tls']]],
+    ['tls auto names only', '  tls: { names: [shop.local] }', [[ISSUE.TLS, 3, 'gateway.tls']]],
+    ['tls auto with no names', '  tls: { auto: [] }', [[ISSUE.VALUE, 3, 'gateway.tls.auto']]],
+    ['tls auto with a non-string name', '  tls: { auto: [8443] }', [[ISSUE.TYPE, 3, 'gateway.tls.auto[0]']]],
+    ['tls auto with a wildcard', '  tls: { auto: ["*.shop.local"] }', [[ISSUE.TLS, 3, 'gateway.tls.auto[0]']]],
+    ['tls auto with a URL', '  tls: { auto: [a.test, "https://b.test"] }', [[ISSUE.TLS, 3, 'gateway.tls.auto[1]']]],
+    ['tls auto with a port', '  tls: { auto: ["localhost:8443"] }', [[ISSUE.TLS, 3, 'gateway.tls.auto[0]']]],
+    ['tls auto with an extra key', '  tls: { auto: [a.test], cert: x }', [[ISSUE.UNKNOWN_KEY, 3, 'gateway.tls.cert']]],
     [
       'tls files with an extra key',
       '  tls: { cert: a, key: b, mode: files }',
@@ -375,10 +382,10 @@ describe('gateway keys: workers, redirectHttp, limits, tls', () => {
     });
   }
 
-  test('tls: auto says what to use for now', () => {
-    const [issue] = issues(manifest({ gateway: '  tls: auto' }));
-    assert.match(issue!.hint ?? '', /`off`/);
-    assert.match(issue!.hint ?? '', /cert/);
+  test('tls: auto in the wrong shape shows the right one', () => {
+    const [issue] = issues(manifest({ gateway: '  tls: { mode: auto }' }));
+    assert.equal(issue?.code, ISSUE.TLS);
+    assert.match(issue!.hint ?? '', /\{ auto: \[/);
   });
 
   test('the workers, redirect and limits written are the ones loaded', () => {

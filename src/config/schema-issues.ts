@@ -18,15 +18,15 @@ export interface DraftIssue {
 
 type Json = { [key: string]: unknown };
 
-const TLS_AUTO_MESSAGE = '`tls: auto` is not available yet';
-/** Certificates from the local CA arrive with the certificate-authority issue; until then, these two. */
+const TLS_AUTO_MESSAGE = 'certificates from the local CA are written `tls: auto` or `tls: { auto: [names] }`';
 const TLS_AUTO_HINT =
-  'certificates from the local CA are not available yet: for now use `off` on a loopback host, or `{ cert: <file>, key: <file> }`';
+  '`auto` covers the listen host (and localhost on loopback); `{ auto: [shop.example.test] }` adds names';
 
+/** A map that means the local CA but in another shape (`{ mode: auto, names }`, `{ names }`). */
 function isAutoTls(value: unknown): boolean {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
   const map = value as Json;
-  return 'auto' in map || 'names' in map || map['mode'] === 'auto';
+  return !('auto' in map) && ('names' in map || map['mode'] === 'auto');
 }
 
 /**
@@ -125,8 +125,8 @@ function collapse(errors: ErrorObject[], data: unknown): { kept: ErrorObject[]; 
       continue;
     }
 
-    // `tls: { auto: [names] }` or `{ mode: auto, names }`: the form certificates from the local CA will
-    // take. One issue saying it is not available yet, not the missing `cert` and `key` of the files form.
+    // `{ mode: auto, names }` (the model's shape) or `{ names }`: one issue showing the manifest's form,
+    // not the missing `cert` and `key` of the files form.
     if (schemaKind(composite.parentSchema) === 'tls' && isAutoTls(value)) {
       drop();
       synthetic.push({ code: ISSUE.TLS, path, where: 'value', message: TLS_AUTO_MESSAGE, hint: TLS_AUTO_HINT });
@@ -327,8 +327,8 @@ function enumIssue(k: SchemaKind | undefined, path: ConfigPath, value: unknown, 
       code: ISSUE.TLS,
       path,
       where: 'value' as const,
-      message: value === 'auto' ? TLS_AUTO_MESSAGE : `unsupported TLS setting ${found}`,
-      hint: value === 'auto' ? TLS_AUTO_HINT : kindHint(k, value)!,
+      message: `unsupported TLS setting ${found}`,
+      hint: kindHint(k, value)!,
     };
   }
   const words = allowed.map(String);
@@ -382,7 +382,7 @@ function kindHint(k: SchemaKind | undefined, value: unknown): string | undefined
   const text = typeof value === 'string' ? value : undefined;
   switch (k) {
     case 'tls':
-      return 'use `off` (plain HTTP, loopback hosts only) or `{ cert: <file>, key: <file> }`';
+      return 'use `auto` (a certificate from the local CA), `{ cert: <file>, key: <file> }`, or `off` (plain HTTP, loopback hosts only)';
     case 'auth':
       return 'omit `auth` to require a valid token, write `none` for a public route, or `{ scopes: [...], roles: [...] }`';
     case 'rate':

@@ -1,3 +1,4 @@
+import { MAX_EDGE_NAMES } from '../core/edge-name.ts';
 import { CORS_MAX_AGE_MAX, HEADER_NAME_REGEX_SOURCE, ORIGIN_REGEX_SOURCE } from './cors.ts';
 import { DEFAULTS, defaultIssuer } from './defaults.ts';
 import { LIMIT_KEYS, LIMIT_SPECS, WORKERS_MAX } from './gateway-limits.ts';
@@ -325,11 +326,40 @@ const service: Json = {
 };
 
 const tlsOff = kind('tls', {
-  title: 'Off',
-  description: 'Plain HTTP. Only allowed when `listen.host` is a loopback address.',
+  title: 'Off or auto',
+  description:
+    '`off`: plain HTTP, only allowed when `listen.host` is a loopback address. `auto`: a certificate from ' +
+    "the system's local CA for the listen host (and `localhost` on loopback), renewed automatically.",
   type: 'string',
-  enum: ['off'],
+  enum: ['off', 'auto'],
 });
+
+const tlsAuto: Json = {
+  title: 'Certificate from the local CA',
+  description:
+    "A certificate from the system's local CA for these names plus the listen host, renewed automatically. " +
+    'Clients trust it with `.rampart/control/bundle.pem`.',
+  type: 'object',
+  additionalProperties: false,
+  required: ['auto'],
+  properties: {
+    auto: {
+      title: 'Names',
+      description: 'DNS names and IP addresses the certificate is for. No wildcards.',
+      type: 'array',
+      minItems: 1,
+      maxItems: MAX_EDGE_NAMES,
+      uniqueItems: true,
+      items: {
+        title: 'Name',
+        description: 'A DNS name (shop.example.test) or an IP address (127.0.0.1, ::1).',
+        type: 'string',
+        minLength: 1,
+        maxLength: 253,
+      },
+    },
+  },
+};
 
 const tlsFiles: Json = {
   title: 'Certificate files',
@@ -388,9 +418,9 @@ const gateway: Json = {
     tls: kind('tls', {
       title: 'TLS',
       description:
-        '`off` (plain HTTP, loopback hosts only) or `{ cert, key }` PEM files relative to the manifest. ' +
-        'Required: there is no safe default yet (certificates from the local CA are not available yet).',
-      oneOf: [tlsOff, tlsFiles],
+        '`auto` (a certificate from the local CA, renewed automatically; `{ auto: [names] }` adds names), ' +
+        '`{ cert, key }` PEM files relative to the manifest, or `off` (plain HTTP, loopback hosts only).',
+      oneOf: [tlsOff, tlsFiles, tlsAuto],
     }),
     workers: {
       title: 'Workers',

@@ -9,6 +9,8 @@ import { readRuntime } from '../core/runtime.ts';
 import { CONTROL_API_DEFAULTS, createControlApi, createServerCertificate } from './api/index.ts';
 import { removeOperatorFiles, writeControlEndpoint, writeOperatorCredential } from './api/operator-access.ts';
 import { createOperatorRoutes } from './api/operator-routes.ts';
+import { loadManifest } from '../config/load.ts';
+import { createEdgeRoutes } from './api/edge-routes.ts';
 import { openCertificateAuthority } from './ca/index.ts';
 
 /** File names in the control plane's data directory. */
@@ -45,6 +47,7 @@ const ca = await openCertificateAuthority({
   trustDomain: runtime.trustDomain,
   databasePath: join(runtime.dataDir, CONTROL_FILES.ca),
   kek,
+  ...runtime.ca,
   onEvent: (event) => logger.info({ event: event.type, ...event }, 'certificate authority event'),
 });
 
@@ -70,13 +73,20 @@ const operatorRoutes = createOperatorRoutes({
     api?.refreshTls();
   },
 });
+// The gateway's `tls: auto` certificate; names from the manifest as it is on disk when asked.
+const edgeRoutes = createEdgeRoutes({
+  ca,
+  trustDomain: runtime.trustDomain,
+  gateway: () => loadManifest(runtime.manifestFile).gateway,
+  logger,
+});
 const serverCertificate = await createServerCertificate({ ca, logger, onRenewed: () => api?.refreshTls() });
 api = createControlApi({
   ca,
   launcherCredential: runtime.launcherCredential,
   credentials: () => serverCertificate.current(),
   logger,
-  routes: [operatorRoutes],
+  routes: [operatorRoutes, edgeRoutes],
 });
 writeBundle();
 const port = await api.listen(runtime.port);

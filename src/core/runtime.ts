@@ -74,7 +74,21 @@ export interface GatewayRuntime extends RuntimeBase, WorkloadIdentityRuntime {
    * workers connect upstream with (renewals arrive on the {@link GATEWAY_SVID_CHANNEL} channel).
    */
   workloadSvid?: WorkloadSvid;
+  /**
+   * Set by the gateway's main thread for its worker threads with `tls: auto`: the edge certificate
+   * from the local CA (renewals arrive on the {@link GATEWAY_EDGE_CERTIFICATE_CHANNEL} channel).
+   */
+  edgeCertificate?: EdgeCertificatePem;
 }
+
+/** The edge certificate as the gateway's threads share it (PEM). The key stays inside the gateway process. */
+export interface EdgeCertificatePem {
+  certPem: string;
+  keyPem: string;
+}
+
+/** BroadcastChannel name on which the gateway's main thread sends renewed edge certificates to its workers. */
+export const GATEWAY_EDGE_CERTIFICATE_CHANNEL = 'rampart:gateway-edge-certificate';
 
 /** An SVID as the gateway's threads share it (PEM). The key stays inside the gateway process. */
 export interface WorkloadSvid {
@@ -98,6 +112,11 @@ export interface ControlRuntime extends RuntimeBase {
   launcherCredential: string;
   /** The manifest's trust domain: the CA's, and every SPIFFE ID's. */
   trustDomain: string;
+  /**
+   * Overrides of the CA's lifetimes (CA_DEFAULTS), for tests that watch renewals happen (the
+   * Launcher's `ca` option); absent in `rampart start`.
+   */
+  ca?: { svidTtlMs?: number; edgeCertificateTtlMs?: number; clockSkewMs?: number; caLifetimeMs?: number };
 }
 
 export interface IdentityRuntime extends RuntimeBase {

@@ -8,7 +8,7 @@ import type { Manifest } from '../config/model.ts';
 import { COMPONENT_SERVICE_NAMES, type ControlTarget, requestJoinToken } from '../control/api/index.ts';
 import { RampartError } from '../core/errors.ts';
 import { createDevKek, KEK_ENV } from '../core/kek.ts';
-import type { ControlEndpoint } from '../core/runtime.ts';
+import type { ControlEndpoint, ControlRuntime } from '../core/runtime.ts';
 import { rampartPackageRoot, readableRoots } from './allow-list.ts';
 import { checkManifestEnv, childEnv } from './child-env.ts';
 import { childCommand, FROM_SOURCE } from './command.ts';
@@ -71,6 +71,11 @@ export interface LauncherOptions {
    * control plane (tests whose stand-in has no certificate authority).
    */
   workloadIdentity?: boolean;
+  /**
+   * Overrides of the certificate authority's lifetimes (SVIDs, edge certificates, clock skew), so a
+   * test can watch renewals happen in seconds. Not a user setting: `rampart start` never sets it.
+   */
+  ca?: ControlRuntime['ca'];
 }
 
 /** Files the launcher shares with the control plane (src/control/main.ts CONTROL_FILES). */
@@ -294,6 +299,7 @@ export class Launcher {
       manifestFile: realpathIfExists(manifest.file),
       launcherCredential: this.#credential,
       mtls: this.#workloadIdentity,
+      ca: this.#options.ca,
     });
     const roots = readableRoots(manifest.dir, root);
     for (const plan of plans) {

@@ -51,6 +51,8 @@ export interface PlanOptions {
   launcherCredential?: string;
   /** Services serve mutual TLS: peers' and upstreams' URLs are https. Default false. */
   mtls?: boolean;
+  /** Overrides of the CA's lifetimes, passed to the control plane (tests). */
+  ca?: ControlRuntime['ca'];
 }
 
 const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/i;
@@ -150,6 +152,7 @@ export function planProcesses(manifest: Manifest, options: PlanOptions): Planned
         port: ports.control,
         launcherCredential: options.launcherCredential ?? '',
         trustDomain: manifest.trustDomain,
+        ...(options.ca ? { ca: options.ca } : {}),
       };
       return { name, kind: 'control', entry: entries.control, runtime, env: {} };
     }

@@ -13,6 +13,8 @@ export const CONTROL_API_ERRORS = {
   tooLarge: 'CA_ERR_API_TOO_LARGE',
   /** Missing or wrong bearer credential: the launcher's (join tokens) or the operator's (CA status, rotation). */
   unauthorized: 'CA_ERR_API_UNAUTHORIZED',
+  /** An authenticated caller whose identity may not use this route (the edge certificate: the gateway only). */
+  forbidden: 'CA_ERR_API_FORBIDDEN',
   /** A renewal without a client certificate that chains to the bundle. */
   noClientCertificate: 'CA_ERR_API_NO_CLIENT_CERTIFICATE',
   /** Client side: the control plane could not be reached or answered something unusable. */
@@ -26,6 +28,7 @@ const STATUS: Readonly<Record<string, number>> = {
   [CONTROL_API_ERRORS.badRequest]: 400,
   [CONTROL_API_ERRORS.tooLarge]: 413,
   [CONTROL_API_ERRORS.unauthorized]: 401,
+  [CONTROL_API_ERRORS.forbidden]: 403,
   [CONTROL_API_ERRORS.noClientCertificate]: 401,
   [CONTROL_API_ERRORS.unavailable]: 503,
   [CONTROL_API_ERRORS.wrongIdentity]: 502,

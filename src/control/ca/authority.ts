@@ -9,8 +9,15 @@ import {
   svidIdentity,
 } from '../../core/spiffe.ts';
 import { buildBundle, type SpiffeBundleDocument, type TrustBundle, toSpiffeBundle } from './bundle.ts';
+import { verifyCsr } from './csr.ts';
 import { type AuthorityRow, CaStore, type IssuanceRow, openCaDatabase, type SlotName } from './database.ts';
 import { CA_DEFAULTS } from './defaults.ts';
+import {
+  edgeJournalSubject,
+  edgeNamesOrThrow,
+  type IssuedEdgeCertificate,
+  signEdgeCertificate,
+} from './edge-certificate.ts';
 import { CA_ERRORS, caError } from './errors.ts';
 import { createIssuanceJournal, type IssuanceJournal } from './issuance-journal.ts';
 import {
@@ -37,6 +44,8 @@ export interface CertificateAuthorityOptions {
   clock?: () => number;
   caLifetimeMs?: number;
   svidTtlMs?: number;
+  /** Lifetime of edge certificates (the gateway's `tls: auto`). */
+  edgeCertificateTtlMs?: number;
   joinTokenTtlMs?: number;
   clockSkewMs?: number;
   bundlePropagationMs?: number;
@@ -54,6 +63,7 @@ export interface CaSettings {
   trustDomain: string;
   caLifetimeMs: number;
   svidTtlMs: number;
+  edgeCertificateTtlMs: number;
   joinTokenTtlMs: number;
   clockSkewMs: number;
   bundlePropagationMs: number;
@@ -120,6 +130,12 @@ export interface CertificateAuthority {
    * service; the new SVID names the same service.
    */
   renew(request: { peerCertificate: CertificateInput; csr: string | Uint8Array }): Promise<IssuedSvid>;
+  /**
+   * Issues an edge-server certificate (edge-certificate.ts) for the CSR's key and `names` (DNS names
+   * and IP literals, validated strictly: CA_ERR_EDGE_NAME). The caller decides who may ask and which
+   * names (the control API: the gateway's SVID, names from the manifest). Journaled like an SVID.
+   */
+  issueEdgeCertificate(request: { csr: string | Uint8Array; names: readonly string[] }): Promise<IssuedEdgeCertificate>;
   /** Mints a join token for `serviceName` (default TTL 600 s). */
   mintJoinToken(serviceName: string, ttlMs?: number): MintedJoinToken;
   /** Redeems a join token (single use) and returns its service; `issueWithJoinToken` is the usual path. */
@@ -161,6 +177,10 @@ function resolveSettings(options: CertificateAuthorityOptions): CaSettings {
     trustDomain,
     caLifetimeMs: options.caLifetimeMs ?? CA_DEFAULTS.caLifetimeMs,
     svidTtlMs,
+    // Unset, it shrinks with a short CA lifetime (tests, experiments) instead of refusing it.
+    edgeCertificateTtlMs:
+      options.edgeCertificateTtlMs ??
+      Math.min(CA_DEFAULTS.edgeCertificateTtlMs, Math.floor((options.caLifetimeMs ?? CA_DEFAULTS.caLifetimeMs) / 6)),
     joinTokenTtlMs: options.joinTokenTtlMs ?? CA_DEFAULTS.joinTokenTtlMs,
     clockSkewMs: options.clockSkewMs ?? CA_DEFAULTS.clockSkewMs,
     bundlePropagationMs: options.bundlePropagationMs ?? CA_DEFAULTS.bundlePropagationMs,
@@ -183,6 +203,18 @@ function resolveSettings(options: CertificateAuthorityOptions): CaSettings {
   // ⅙ of the CA lifetime (activation to expiry) must cover one SVID: otherwise every SVID the old CA
   // signs just before activation is cut short, and rotation never has slack (SPIRE warns likewise).
   check(settings.caLifetimeMs >= 6 * settings.svidTtlMs, 'caLifetimeMs', 'at least 6 × svidTtlMs');
+  // The same rule for edge certificates, and the same floor and skew bound as SVIDs.
+  check(
+    settings.edgeCertificateTtlMs >= CA_DEFAULTS.minSvidTtlMs,
+    'edgeCertificateTtlMs',
+    `at least ${CA_DEFAULTS.minSvidTtlMs} ms`,
+  );
+  check(
+    settings.caLifetimeMs >= 6 * settings.edgeCertificateTtlMs,
+    'caLifetimeMs',
+    'at least 6 × edgeCertificateTtlMs',
+  );
+  check(settings.clockSkewMs < settings.edgeCertificateTtlMs, 'clockSkewMs', 'less than edgeCertificateTtlMs');
   // A published CA must be able to wait out the propagation time between the prepare point (½) and
   // the activation point (⅚).
   check(settings.bundlePropagationMs <= settings.caLifetimeMs / 3, 'bundlePropagationMs', 'at most ⅓ of caLifetimeMs');
@@ -420,6 +452,55 @@ class Authority implements CertificateAuthority {
         serial,
         certificatePem: pemOf(leaf.certificateDer),
         certificateDer: leaf.certificateDer,
+        notBefore: row.notBefore,
+        notAfter: row.notAfter,
+        generation: active.generation,
+        bundle: this.bundle(),
+      };
+    }
+  }
+
+  async issueEdgeCertificate(request: {
+    csr: string | Uint8Array;
+    names: readonly string[];
+  }): Promise<IssuedEdgeCertificate> {
+    const names = edgeNamesOrThrow(request.names);
+    // Rare (one per gateway per few hours): verified and signed on this thread, not the signing pool.
+    const csr = await verifyCsr(request.csr);
+    for (let attempt = 0; ; attempt++) {
+      const now = this.#clock();
+      const active = this.#activeOrThrow(now);
+      const ca = await this.#ca(active);
+      const serial = newSerial();
+      const cert = await signEdgeCertificate(ca, {
+        csr,
+        names,
+        serial,
+        notBefore: Math.max(now - this.settings.clockSkewMs, active.notBefore),
+        notAfter: Math.min(now + this.settings.edgeCertificateTtlMs, active.notAfter),
+      });
+      const row: IssuanceRow = {
+        serial,
+        generation: active.generation,
+        spiffeId: edgeJournalSubject(names),
+        notBefore: cert.notBefore.getTime(),
+        notAfter: cert.notAfter.getTime(),
+        publicKeySha256: csr.publicKeySha256,
+        issuedAt: now,
+        attestation: 'svid',
+        renewsSerial: null,
+      };
+      // Durable before it is returned, and it keeps its CA in the bundle until it expires.
+      if (!(await this.#journal.record(row))) {
+        if (attempt >= 2) throw caError(CA_ERRORS.noActiveCa, { reason: 'rotating' });
+        continue;
+      }
+      const certificateDer = new Uint8Array(cert.rawData);
+      return {
+        serial,
+        certificatePem: pemOf(certificateDer),
+        certificateDer,
+        names,
         notBefore: row.notBefore,
         notAfter: row.notAfter,
         generation: active.generation,

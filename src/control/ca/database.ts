@@ -391,7 +391,7 @@ export class CaStore {
 
   /**
    * Live SVID holders that have not confirmed bundle `sequence`, published at `publishedAt`: unexpired
-   * SVIDs issued up to the publication (an SVID issued after it came with that bundle), that no renewal
+   * SVIDs (not edge certificates: their relying parties are browsers, which read bundle.pem) issued up to the publication (an SVID issued after it came with that bundle), that no renewal
    * has superseded, and whose acknowledged sequence is lower.
    */
   holdersBehind(sequence: number, publishedAt: number, now: number): number {
@@ -399,6 +399,7 @@ export class CaStore {
       `SELECT COUNT(*) AS n FROM issuance_log l
        LEFT JOIN bundle_acks a ON a.serial = l.serial
        WHERE l.not_after > ?
+         AND l.spiffe_id LIKE 'spiffe://%'
          AND l.issued_at <= ?
          AND COALESCE(a.sequence, 0) < ?
          AND NOT EXISTS (SELECT 1 FROM issuance_log r WHERE r.renews_serial = l.serial)`,

@@ -13,6 +13,14 @@ export const CA_DEFAULTS = {
   caLifetimeMs: 24 * 60 * 60_000,
   /** X509-SVID lifetime: SPIRE's `default_x509_svid_ttl` (1 h); DESIGN.md "Workload identity". */
   svidTtlMs: 60 * 60_000,
+  /**
+   * Edge certificate lifetime (the gateway's `tls: auto`). 4 h is ⅙ of the CA lifetime: the longest
+   * that fits between a CA's activation of its successor and its expiry (the same rule as SVIDs), so
+   * rotation never cuts one short. Renewed at ½ (2 h): the control plane may be away that long before
+   * clients see an expired certificate. Short, because the key lives in the gateway, the process that
+   * faces the network; and nothing revokes it.
+   */
+  edgeCertificateTtlMs: 4 * 60 * 60_000,
   /** Join-token lifetime: SPIRE's join token default (600 s); issue 4 "TTL 10 min". */
   joinTokenTtlMs: 600_000,
   /** Longest join token the CA mints: a join token is a bearer credential for a first SVID. */

@@ -32,6 +32,8 @@ export const CA_ERRORS = {
   csrAlgorithm: 'CA_ERR_CSR_ALGORITHM',
   /** The service name cannot form `spiffe://<td>/svc/<name>`. */
   serviceName: 'CA_ERR_SERVICE_NAME',
+  /** A name for an edge certificate is not a DNS name or IP literal (or a wildcard, or too many). */
+  edgeName: 'CA_ERR_EDGE_NAME',
 
   /** Not a join token of this CA's format. */
   tokenMalformed: 'CA_ERR_TOKEN_MALFORMED',
@@ -67,6 +69,7 @@ const STATUS: Readonly<Record<string, number>> = {
   [CA_ERRORS.csrWeakKey]: 400,
   [CA_ERRORS.csrAlgorithm]: 400,
   [CA_ERRORS.serviceName]: 400,
+  [CA_ERRORS.edgeName]: 400,
   [CA_ERRORS.tokenMalformed]: 401,
   [CA_ERRORS.tokenUnknown]: 401,
   [CA_ERRORS.tokenForged]: 401,

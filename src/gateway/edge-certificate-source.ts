@@ -1,0 +1,246 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { type ControlTarget, controlRequest } from '../control/api/client.ts';
+import { SVID_RENEWAL_DEFAULTS } from '../control/api/defaults.ts';
+import type { EdgeCertificateResponse } from '../control/api/edge-routes.ts';
+import { apiError, CONTROL_API_ERRORS } from '../control/api/errors.ts';
+import { createWorkloadKey } from '../control/api/workload-key.ts';
+import { RampartError } from '../core/errors.ts';
+import type { Logger } from '../core/logger.ts';
+
+/** The edge certificate the gateway serves now (`tls: auto`). */
+export interface EdgeCertificate {
+  /** PKCS#8 PEM; made in this process, never sent anywhere. */
+  keyPem: string;
+  /** The leaf, PEM. */
+  certificatePem: string;
+  names: readonly string[];
+  notBefore: number;
+  notAfter: number;
+}
+
+/** The gateway's SVID as the edge route wants it: the client certificate of the mTLS request. */
+export interface ClientCredentials {
+  cert: string;
+  key: string;
+}
+
+export interface EdgeCertificateSourceOptions {
+  /** The control plane, trusted with the newest bundle the SVID source holds. */
+  control: () => ControlTarget;
+  /** The gateway's current SVID (the only identity the route accepts). */
+  credentials: () => ClientCredentials;
+  logger: Logger;
+  registry: Registry;
+  /** Overrides of the renewal schedule (the SVIDs' own, SVID_RENEWAL_DEFAULTS). */
+  schedule?: Partial<Record<keyof typeof SVID_RENEWAL_DEFAULTS, number>>;
+  clock?: () => number;
+  random?: () => number;
+}
+
+export interface EdgeCertificateSource {
+  /** The certificate in service (after `start()` resolved). */
+  current(): EdgeCertificate;
+  /** Called after each renewal with the new certificate (install it in every listener). */
+  onRenewed(listener: (certificate: EdgeCertificate) => void): void;
+  /** Obtains the first certificate (retrying while the control plane is unreachable), then schedules renewals. */
+  start(): Promise<EdgeCertificate>;
+  /** Renews now (tests). */
+  renewNow(): Promise<EdgeCertificate>;
+  /** Stops renewing. */
+  close(): void;
+}
+
+/** Asks the control plane for an edge certificate over mTLS with the gateway's SVID. */
+export function requestEdgeCertificate(
+  target: ControlTarget,
+  credentials: ClientCredentials,
+  csr: string,
+): Promise<EdgeCertificateResponse> {
+  return controlRequest(target, { method: 'POST', path: '/v1/edge-certificates', body: { csr }, ...credentials });
+}
+
+/**
+ * Checks an answer before anything serves it: a certificate for our key, chained to a CA of the bundle
+ * we trust the control plane with, inside its validity, with names.
+ */
+function accept(res: EdgeCertificateResponse, keyPem: string, bundlePem: string, now: number): EdgeCertificate {
+  try {
+    const leaf = new X509Certificate(res.certificate);
+    if (!leaf.checkPrivateKey(createPrivateKey(keyPem))) {
+      throw apiError(CONTROL_API_ERRORS.wrongIdentity, { reason: 'certificate is not for our key' });
+    }
+    const issuers = splitPem(bundlePem).map((pem) => new X509Certificate(pem));
+    if (!issuers.some((ca) => leaf.checkIssued(ca) && leaf.verify(ca.publicKey))) {
+      throw apiError(CONTROL_API_ERRORS.wrongIdentity, { reason: 'not issued by a CA of the bundle' });
+    }
+    const notBefore = leaf.validFromDate.getTime();
+    const notAfter = leaf.validToDate.getTime();
+    if (notAfter <= now || !Array.isArray(res.names) || res.names.length === 0) {
+      throw apiError(CONTROL_API_ERRORS.unavailable, { reason: 'expired or nameless certificate' });
+    }
+    return { keyPem, certificatePem: res.certificate, names: res.names.map(String), notBefore, notAfter };
+  } catch (err) {
+    if (err instanceof RampartError) throw err;
+    throw apiError(CONTROL_API_ERRORS.wrongIdentity, { reason: 'unparseable' }, err);
+  }
+}
+
+function splitPem(pem: string): string[] {
+  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+}
+
+/**
+ * The gateway's edge certificate (`tls: auto`): a fresh P-256 key per certificate (only its CSR
+ * leaves the process), obtained from the control plane over mTLS with the gateway's SVID after that
+ * SVID, and renewed at ½ of its lifetime with jitter, like SVIDs (svid-source.ts). When the control
+ * plane is away the gateway keeps serving the certificate it has and retries with backoff; at a
+ * quarter of the lifetime left it logs at error and sets `rampart_gateway_edge_certificate_renewal_overdue`.
+ *
+ * Metrics: `rampart_gateway_edge_certificate_expiry_timestamp_seconds`,
+ * `rampart_gateway_edge_certificate_renewals_total{outcome}`, `rampart_gateway_edge_certificate_renewal_overdue`.
+ */
+export function createEdgeCertificateSource(options: EdgeCertificateSourceOptions): EdgeCertificateSource {
+  const schedule = { ...SVID_RENEWAL_DEFAULTS, ...options.schedule };
+  const clock = options.clock ?? Date.now;
+  const random = options.random ?? Math.random;
+  const { logger } = options;
+  const expiry = new Gauge({
+    name: 'rampart_gateway_edge_certificate_expiry_timestamp_seconds',
+    help: 'When the edge certificate from the local CA (tls: auto) expires (Unix seconds).',
+    registers: [options.registry],
+  });
+  const renewals = new Counter({
+    name: 'rampart_gateway_edge_certificate_renewals_total',
+    help: 'Edge certificate renewals attempted (tls: auto), by outcome (ok, error).',
+    labelNames: ['outcome'],
+    registers: [options.registry],
+  });
+  const overdue = new Gauge({
+    name: 'rampart_gateway_edge_certificate_renewal_overdue',
+    help: '1 when renewal keeps failing and less than a quarter of the edge certificate lifetime is left.',
+    registers: [options.registry],
+  });
+  const listeners: ((certificate: EdgeCertificate) => void)[] = [];
+  let certificate: EdgeCertificate | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  let failures = 0;
+  let closed = false;
+  let renewing: Promise<EdgeCertificate> | null = null;
+
+  const obtain = async (): Promise<EdgeCertificate> => {
+    const key = await createWorkloadKey();
+    const target = options.control();
+    const res = await requestEdgeCertificate(target, options.credentials(), key.csrPem);
+    return accept(res, key.keyPem, target.bundle, clock());
+  };
+
+  const install = (next: EdgeCertificate) => {
+    certificate = next;
+    failures = 0;
+    expiry.set(next.notAfter / 1000);
+    overdue.set(0);
+    for (const listener of listeners) {
+      try {
+        listener(next);
+      } catch (err) {
+        logger.error({ err }, 'edge certificate listener failed');
+      }
+    }
+  };
+
+  const backoff = () =>
+    Math.min(schedule.retryMaxMs, schedule.retryInitialMs * 2 ** Math.min(failures, 20)) * (0.5 + random() / 2);
+
+  const arm = (delayMs: number) => {
+    if (closed) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => void renew().catch(() => {}), Math.max(0, delayMs));
+    timer.unref();
+  };
+
+  const scheduleNext = () => {
+    if (!certificate) return;
+    const lifetime = certificate.notAfter - certificate.notBefore;
+    const at =
+      certificate.notBefore + lifetime * schedule.renewAtFraction - random() * lifetime * schedule.jitterFraction;
+    arm(at - clock());
+  };
+
+  const renew = (): Promise<EdgeCertificate> => {
+    renewing ??= (async () => {
+      const current = certificate;
+      if (!current) throw apiError(CONTROL_API_ERRORS.unavailable, { reason: 'no edge certificate yet' });
+      try {
+        const next = await obtain();
+        renewals.inc({ outcome: 'ok' });
+        install(next);
+        logger.info({ names: next.names, notAfter: new Date(next.notAfter).toISOString() }, 'edge certificate renewed');
+        scheduleNext();
+        return next;
+      } catch (err) {
+        failures += 1;
+        renewals.inc({ outcome: 'error' });
+        const left = current.notAfter - clock();
+        const lifetime = current.notAfter - current.notBefore;
+        const code = err instanceof RampartError ? err.code : 'unknown';
+        if (left < lifetime * schedule.warnRemainingFraction) {
+          overdue.set(1);
+          logger.error(
+            { code, failures, expiresInMs: left },
+            left > 0
+              ? 'edge certificate renewal keeps failing; the certificate expires soon'
+              : 'edge certificate expired; renewal keeps failing',
+          );
+        } else {
+          logger.warn({ code, failures, expiresInMs: left }, 'edge certificate renewal failed; retrying');
+        }
+        arm(backoff());
+        throw err;
+      } finally {
+        renewing = null;
+      }
+    })();
+    return renewing;
+  };
+
+  return {
+    current() {
+      if (!certificate) throw apiError(CONTROL_API_ERRORS.unavailable, { reason: 'no edge certificate yet' });
+      return certificate;
+    },
+    onRenewed(listener) {
+      listeners.push(listener);
+    },
+    async start() {
+      const deadline = clock() + schedule.firstSvidDeadlineMs;
+      for (;;) {
+        try {
+          install(await obtain());
+          break;
+        } catch (err) {
+          // A refusal (wrong identity, not `tls: auto`, bad names) will not change by retrying.
+          const retry = err instanceof RampartError && err.code === CONTROL_API_ERRORS.unavailable;
+          if (!retry || clock() >= deadline || closed) throw err;
+          failures += 1;
+          logger.warn({ code: err.code, failures }, 'control plane unreachable; retrying for the edge certificate');
+          await new Promise((resolve) => setTimeout(resolve, backoff()));
+        }
+      }
+      const first = certificate as EdgeCertificate | null;
+      if (!first) throw apiError(CONTROL_API_ERRORS.unavailable, { reason: 'no edge certificate' });
+      logger.info(
+        { names: first.names, notAfter: new Date(first.notAfter).toISOString() },
+        'edge certificate obtained',
+      );
+      scheduleNext();
+      return first;
+    },
+    renewNow: renew,
+    close() {
+      closed = true;
+      if (timer) clearTimeout(timer);
+      timer = null;
+    },
+  };
+}
