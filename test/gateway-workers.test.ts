@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { type GatewayProcess, metricSamples, metricSum, startGatewayProcess } from './helpers/gateway-process.ts';
@@ -144,20 +143,20 @@ describe('gateway process with two workers', { timeout: 120_000 }, () => {
     );
   });
 
-  test('every 429 is a durable decision event in a 0600 file, whichever worker refused it', async () => {
+  test('every 429 is a durable audit event in the 0600 spool, whichever worker refused it', async () => {
     const deadline = Date.now() + 10_000;
-    let events = gateway.decisions().filter((e) => e.route === 'limited');
+    let events = gateway.decisions().filter((e) => e.detail?.route === 'limited');
     while (events.length < 2 * LIMIT && Date.now() < deadline) {
       await delay(50);
-      events = gateway.decisions().filter((e) => e.route === 'limited');
+      events = gateway.decisions().filter((e) => e.detail?.route === 'limited');
     }
     assert.equal(events.length, 2 * LIMIT);
-    assert.ok(events.every((e) => e.status === 429 && e.code === 'GW_ERR_RATE_LIMITED'));
-    assert.equal(new Set(events.map((e) => e.errorId)).size, 2 * LIMIT, 'no event twice');
-    assert.equal(statSync(join(gateway.dataDir, 'decisions.jsonl')).mode & 0o777, 0o600);
+    assert.ok(events.every((e) => e.detail?.status === 429 && e.reason === 'GW_ERR_RATE_LIMITED'));
+    assert.equal(new Set(events.map((e) => e.id)).size, 2 * LIMIT, 'no event twice');
+    for (const file of gateway.spoolFiles()) assert.equal(statSync(file).mode & 0o777, 0o600);
     const text = await gateway.metrics();
-    assert.ok(metricSum(text, 'rampart_gateway_decisions_written_total') >= 2 * LIMIT);
-    assert.equal(metricSum(text, 'rampart_gateway_decisions_dropped_total'), 0);
+    assert.ok(metricSum(text, 'rampart_audit_client_spooled_total') >= 2 * LIMIT);
+    assert.equal(metricSum(text, 'rampart_audit_client_dropped_total'), 0);
   });
 
   test('SIGTERM drains: the request in flight completes, new connections are refused, events up to the exit are written, exit 0', async () => {
@@ -188,7 +187,7 @@ describe('gateway process with two workers', { timeout: 120_000 }, () => {
     const status = await gateway.child.exited;
     assert.equal(status.code, 0, gateway.child.stderr());
     assert.ok(
-      gateway.decisions().some((e) => e.path === '/nowhere-before-sigterm'),
+      gateway.decisions().some((e) => e.resource === '/nowhere-before-sigterm'),
       'the last events reached the file before exit',
     );
   });

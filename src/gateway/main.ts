@@ -6,13 +6,14 @@ import { formatIssues } from '../config/format.ts';
 import { loadManifest } from '../config/load.ts';
 import type { Manifest } from '../config/model.ts';
 import { COMPONENT_SERVICE_NAMES, type CurrentSvid, createSvidSource } from '../control/api/index.ts';
+import { createAuditClient } from '../control/audit/client.ts';
+import { AUDIT_CLIENT_DEFAULTS } from '../control/audit/client-defaults.ts';
 import { startAdminServer } from '../core/admin-server.ts';
 import { onShutdown } from '../core/lifecycle.ts';
 import { createLogger } from '../core/logger.ts';
 import { createMetrics } from '../core/metrics.ts';
 import { GATEWAY_SVID_CHANNEL, type GatewayRuntime, readRuntime, type WorkloadSvid } from '../core/runtime.ts';
 import { serviceSpiffeId } from '../core/spiffe.ts';
-import { openDecisionLog } from './decision-sink.ts';
 import { GATEWAY_PROCESS_DEFAULTS } from './process/defaults.ts';
 import { GatewayProcessRegistry } from './process/metrics.ts';
 import { ConfigReloader } from './process/reload.ts';
@@ -82,7 +83,23 @@ try {
   logger.fatal({ err }, 'the gateway could not obtain its SVID');
   process.exit(1);
 }
-const decisionLog = await openDecisionLog(join(runtime.dataDir, 'decisions.jsonl'), { logger, registry });
+// Decision events (from the workers, already audit events) go through the audit client: spooled
+// durably in the data directory, delivered to the control plane's audit log over mTLS with the
+// current SVID. Without a control plane (the gateway's own tests) they only spool.
+const audit = await createAuditClient({
+  dir: join(runtime.dataDir, AUDIT_CLIENT_DEFAULTS.spoolDirectory),
+  target: () => {
+    if (!identity || !runtime.control) return null;
+    const svid = identity.current();
+    return {
+      control: { ...runtime.control, bundle: svid.bundlePem },
+      cert: svid.certificatePem,
+      key: svid.keyPem,
+    };
+  },
+  logger,
+  registry,
+});
 const plan = workerPlan(manifest.gateway.workers, availableParallelism(), process.platform);
 if (plan.note) logger.warn({ workers: manifest.gateway.workers }, plan.note);
 const workers = plan.size;
@@ -95,7 +112,7 @@ const pool = new WorkerPool({
   rateLimitTable: SharedRateLimitTable.create().transferable,
   logger,
   registry,
-  onDecisions: (lines, count) => decisionLog.append(lines, count),
+  onDecisions: (lines, count) => audit.emitLines(lines, count),
   onGiveUp: () => {
     failed = true;
     void stop('worker-crashes').finally(() => process.exit(1));
@@ -127,7 +144,7 @@ function stop(reason: string): Promise<void> {
     identity?.close();
     await reloader.close();
     await pool.drain(GATEWAY_PROCESS_DEFAULTS.drainGraceMs);
-    await decisionLog.close();
+    await audit.close();
     await admin.close();
   })();
   return stopping;

@@ -3,11 +3,22 @@
  * (same Node arguments under the permission model, same environment with a `RAMPART_RUNTIME`), on a
  * manifest in a temporary project, with the upstream URLs the test chooses.
  */
-import { mkdirSync, mkdtempSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { AUDIT_CLIENT_DEFAULTS } from '../../src/control/audit/client-defaults.ts';
+import { type AuditEvent, parseAuditEntry } from '../../src/core/audit-event.ts';
 import type { GatewayRuntime } from '../../src/core/runtime.ts';
-import type { DecisionEvent } from '../../src/gateway/decision-sink.ts';
 import { rampartPackageRoot, readableRoots } from '../../src/launcher/allow-list.ts';
 import { childEnv } from '../../src/launcher/child-env.ts';
 import { childCommand } from '../../src/launcher/command.ts';
@@ -31,8 +42,10 @@ export interface GatewayProcess {
   writeManifest(text: string): void;
   /** `/metrics` of the admin listener. */
   metrics(): Promise<string>;
-  /** Decision events written so far. */
-  decisions(): DecisionEvent[];
+  /** Decision events (audit events) in the gateway's audit spool so far, oldest first. */
+  decisions(): AuditEvent[];
+  /** The audit spool's segment files. */
+  spoolFiles(): string[];
 }
 
 export interface GatewayProcessOptions {
@@ -41,6 +54,8 @@ export interface GatewayProcessOptions {
   upstreams: Record<string, string>;
   /** Milliseconds to wait for `/readyz`. */
   readyTimeoutMs?: number;
+  /** Runtime fields on top of the defaults: a control plane and a join token (mTLS, audit delivery). */
+  runtime?: Pick<GatewayRuntime, 'control' | 'joinToken'>;
 }
 
 /** Starts the gateway process; it is stopped (and the project removed) when the test ends. */
@@ -67,6 +82,7 @@ export async function startGatewayProcess(t: CleanupContext, options: GatewayPro
     adminPort: await freePort(),
     manifestFile,
     upstreams: options.upstreams,
+    ...options.runtime,
   };
   const plan: PlannedProcess = { name: 'gateway', kind: 'gateway', entry: GATEWAY_ENTRY, runtime, env: {} };
   const { args } = childCommand(plan, {
@@ -99,11 +115,24 @@ export async function startGatewayProcess(t: CleanupContext, options: GatewayPro
     },
     metrics: async () => (await fetch(`${admin}/metrics`)).text(),
     decisions: () =>
-      readFileSync(join(dataDir, 'decisions.jsonl'), 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((line) => JSON.parse(line) as DecisionEvent),
+      spoolFiles(dataDir).flatMap((file) =>
+        readFileSync(file, 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((line) => parseAuditEntry(Buffer.from(line))),
+      ),
+    spoolFiles: () => spoolFiles(dataDir),
   };
+}
+
+/** The segment files of the audit spool in `dataDir`, oldest first (control/audit/spool.ts). */
+function spoolFiles(dataDir: string): string[] {
+  const dir = join(dataDir, AUDIT_CLIENT_DEFAULTS.spoolDirectory);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((name) => name.endsWith('.spool'))
+    .sort()
+    .map((name) => join(dir, name));
 }
 
 /**
