@@ -6,6 +6,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { openAuditDatabase } from '../control/audit/database.ts';
 import { AUDIT_DEFAULTS } from '../control/audit/defaults.ts';
+import { AUDIT_ERRORS } from '../control/audit/errors.ts';
 import { type AuditQuery, type QueryResult, queryEvents, tailEvents } from '../control/audit/query.ts';
 import {
   VERIFY_PROBLEMS,
@@ -184,7 +185,15 @@ async function openReader(values: Values, io: AuditIo): Promise<LogReader> {
   const { verifyPostgresLog } = await import('../control/audit/postgres-verify.ts');
   const { queryPostgresEvents, tailPostgresEvents } = await import('../control/audit/postgres-query.ts');
   const target = { connectionString: url, schema: values.schema as string | undefined };
-  const reader = await openPostgresAuditReader(target);
+  let reader: Awaited<ReturnType<typeof openPostgresAuditReader>>;
+  try {
+    reader = await openPostgresAuditReader(target);
+  } catch (err) {
+    if (isRampartError(err) && err.code === AUDIT_ERRORS.config) {
+      throw new UsageError('--schema must be a lower-case SQL name (letters, digits, _; at most 63)');
+    }
+    throw err;
+  }
   return {
     verify: (options) => verifyPostgresLog(reader.client, options),
     query: (query) => queryPostgresEvents(reader.client, query),
