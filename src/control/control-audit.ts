@@ -1,4 +1,4 @@
-import type { AuditEventInput } from '../core/audit-event.ts';
+import type { AuditEvent, AuditEventInput } from '../core/audit-event.ts';
 import type { Logger } from '../core/logger.ts';
 import { serviceSpiffeId } from '../core/spiffe.ts';
 import type { ApiRefusal } from './api/server.ts';
@@ -31,6 +31,11 @@ export interface ControlAuditOptions {
 export interface ControlAudit {
   /** Appends one event; resolves once durable, or once the failure is logged. */
   record(input: AuditEventInput): Promise<void>;
+  /**
+   * Appends a validated event with the control plane as reporter; rejects when the append fails. The
+   * secrets service's sink (secrets/audit.ts `AuditSink`): a read whose event is not durable fails closed.
+   */
+  append(event: AuditEvent): Promise<void>;
   /** The CA with issuance, renewal and join-token minting recorded (after they succeed). */
   authority(ca: CertificateAuthority): CertificateAuthority;
   /** For `createControlApi({ onRefusal })`. */
@@ -68,6 +73,9 @@ export function createControlAudit(options: ControlAuditOptions): ControlAudit {
 
   return {
     record,
+    async append(event) {
+      await log.append([{ ...event, reporter }]);
+    },
     authority(ca) {
       const recorded: Partial<CertificateAuthority> = {
         async issue(request) {

@@ -12,6 +12,10 @@ import { createOperatorRoutes } from './api/operator-routes.ts';
 import { loadManifest } from '../config/load.ts';
 import { createEdgeRoutes } from './api/edge-routes.ts';
 import { openCertificateAuthority } from './ca/index.ts';
+import { createAuditRoutes } from './api/audit-routes.ts';
+import { AUDIT_DEFAULTS } from './audit/defaults.ts';
+import { openAuditLog } from './audit/log.ts';
+import { createControlAudit } from './control-audit.ts';
 
 /** File names in the control plane's data directory. */
 export const CONTROL_FILES = {
@@ -43,12 +47,25 @@ const operatorCredential = writeOperatorCredential(runtime.dataDir);
 const kek = process.env[KEK_ENV]
   ? loadKek({ env: KEK_ENV })
   : loadKek({ file: join(runtime.dataDir, CONTROL_FILES.kek) });
+// The audit log (issue 6): its signing key wrapped by the KEK; opened before the CA so that the CA's
+// first events are recorded. Components deliver over the API (audit-routes.ts); the control plane's
+// own events (CA decisions, API refusals) are appended directly (control-audit.ts).
+const auditLog = openAuditLog({
+  path: join(runtime.dataDir, AUDIT_DEFAULTS.databaseFile),
+  origin: `${runtime.trustDomain}/rampart/audit`,
+  kek,
+  onError: (err) => logger.error({ err }, 'audit log checkpoint failed'),
+});
+const controlAudit = createControlAudit({ log: auditLog, trustDomain: runtime.trustDomain, logger });
 const ca = await openCertificateAuthority({
   trustDomain: runtime.trustDomain,
   databasePath: join(runtime.dataDir, CONTROL_FILES.ca),
   kek,
   ...runtime.ca,
-  onEvent: (event) => logger.info({ event: event.type, ...event }, 'certificate authority event'),
+  onEvent: (event) => {
+    logger.info({ event: event.type, ...event }, 'certificate authority event');
+    controlAudit.caEvent(event);
+  },
 });
 
 let writtenSequence = -1;
@@ -82,11 +99,15 @@ const edgeRoutes = createEdgeRoutes({
 });
 const serverCertificate = await createServerCertificate({ ca, logger, onRenewed: () => api?.refreshTls() });
 api = createControlApi({
-  ca,
+  ca: controlAudit.authority(ca),
   launcherCredential: runtime.launcherCredential,
   credentials: () => serverCertificate.current(),
   logger,
-  routes: [operatorRoutes, edgeRoutes],
+  routes: [operatorRoutes, edgeRoutes, createAuditRoutes({ log: auditLog, trustDomain: runtime.trustDomain })],
+  onRefusal: (refusal) => {
+    logger.warn({ event: 'control.api.refused', ...refusal }, 'control plane request refused');
+    controlAudit.refusal(refusal);
+  },
 });
 writeBundle();
 const port = await api.listen(runtime.port);
@@ -116,6 +137,7 @@ onShutdown(logger, async () => {
   await api?.close();
   await admin.close();
   ca.close();
+  await auditLog.close();
   removeOperatorFiles(runtime.dataDir);
   kek.destroy();
 });
