@@ -42,6 +42,15 @@ describe('example shop through the gateway', { timeout: 120_000 }, () => {
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
     dir = shopCopy(port, issuer);
+    // payments reads its processor key on every charge (503 until it is set), as a developer sets it.
+    const setKey = spawnTracked(
+      ctx,
+      process.execPath,
+      [join(root, 'bin', 'rampart.js'), 'secrets', 'set', 'payment-provider-key', '--create-dev-key'],
+      { cwd: dir },
+    );
+    setKey.child.stdin?.end('sk_test_shop');
+    assert.equal((await setKey.exited).code, 0, setKey.stderr());
     launcher = spawnTracked(
       ctx,
       process.execPath,

@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import sodium from 'sodium-native';
 import { compileSecretsAcl } from '../control/secrets/acl.ts';
 import type { SecretsActor } from '../control/secrets/audit.ts';
-import { SECRET_NAME, SECRETS_DEFAULTS } from '../control/secrets/defaults.ts';
+import { SECRET_NAME, SECRETS_DEFAULTS, SECRETS_FILES as STORE_FILES } from '../control/secrets/defaults.ts';
 import { SEC_ERRORS } from '../control/secrets/errors.ts';
 import { isLabel, type Label, type Labels } from '../control/secrets/labels.ts';
 import { openJsonlAuditSink } from '../control/secrets/local-audit-sink.ts';
@@ -34,11 +34,10 @@ export interface SecretsIo {
 
 /** File names inside the data directory. */
 export const SECRETS_FILES = {
-  database: 'secrets.db',
+  /** The store and the stand-in audit trail, as the control plane opens them. */
+  ...STORE_FILES,
   /** Development key file (`rampart start` creates it; `set --create-dev-key` too). */
   devKey: 'kek.key',
-  /** Stand-in audit trail until the audit log's client is wired in. */
-  audit: 'secrets-audit.jsonl',
 } as const;
 
 const DEFAULT_DATA_DIR = '.rampart/control';

@@ -11,11 +11,11 @@ import { removeOperatorFiles, writeControlEndpoint, writeOperatorCredential } fr
 import { createOperatorRoutes } from './api/operator-routes.ts';
 import { loadManifest } from '../config/load.ts';
 import { createEdgeRoutes } from './api/edge-routes.ts';
+import { createSecretsRoutes } from './api/secrets-routes.ts';
 import { openCertificateAuthority } from './ca/index.ts';
-import { createAuditRoutes } from './api/audit-routes.ts';
-import { AUDIT_DEFAULTS } from './audit/defaults.ts';
-import { openAuditLog } from './audit/log.ts';
-import { createControlAudit } from './control-audit.ts';
+import { SECRETS_FILES } from './secrets/defaults.ts';
+import { openJsonlAuditSink } from './secrets/local-audit-sink.ts';
+import { openServedSecrets } from './secrets/served.ts';
 
 /** File names in the control plane's data directory. */
 export const CONTROL_FILES = {
@@ -47,25 +47,23 @@ const operatorCredential = writeOperatorCredential(runtime.dataDir);
 const kek = process.env[KEK_ENV]
   ? loadKek({ env: KEK_ENV })
   : loadKek({ file: join(runtime.dataDir, CONTROL_FILES.kek) });
-// The audit log (issue 6): its signing key wrapped by the KEK; opened before the CA so that the CA's
-// first events are recorded. Components deliver over the API (audit-routes.ts); the control plane's
-// own events (CA decisions, API refusals) are appended directly (control-audit.ts).
-const auditLog = openAuditLog({
-  path: join(runtime.dataDir, AUDIT_DEFAULTS.databaseFile),
-  origin: `${runtime.trustDomain}/rampart/audit`,
-  kek,
-  onError: (err) => logger.error({ err }, 'audit log checkpoint failed'),
-});
-const controlAudit = createControlAudit({ log: auditLog, trustDomain: runtime.trustDomain, logger });
 const ca = await openCertificateAuthority({
   trustDomain: runtime.trustDomain,
   databasePath: join(runtime.dataDir, CONTROL_FILES.ca),
   kek,
   ...runtime.ca,
-  onEvent: (event) => {
-    logger.info({ event: event.type, ...event }, 'certificate authority event');
-    controlAudit.caEvent(event);
-  },
+  onEvent: (event) => logger.info({ event: event.type, ...event }, 'certificate authority event'),
+});
+
+// Secrets served to workloads (POST /v1/secrets/read), from the store `rampart secrets` writes, with the
+// manifest's grants. Audit seam: events go to the stand-in trail shared with the CLI; to switch to the
+// audit log, replace `audit: secretsAudit` with `audit: { append: (e) => auditLog.append([e]).then(() => {}) }`.
+const secretsAudit = await openJsonlAuditSink(join(runtime.dataDir, SECRETS_FILES.audit));
+const secrets = await openServedSecrets({
+  dataDir: runtime.dataDir,
+  manifest: runtime.manifestFile,
+  kek,
+  audit: secretsAudit,
 });
 
 let writtenSequence = -1;
@@ -99,15 +97,11 @@ const edgeRoutes = createEdgeRoutes({
 });
 const serverCertificate = await createServerCertificate({ ca, logger, onRenewed: () => api?.refreshTls() });
 api = createControlApi({
-  ca: controlAudit.authority(ca),
+  ca,
   launcherCredential: runtime.launcherCredential,
   credentials: () => serverCertificate.current(),
   logger,
-  routes: [operatorRoutes, edgeRoutes, createAuditRoutes({ log: auditLog, trustDomain: runtime.trustDomain })],
-  onRefusal: (refusal) => {
-    logger.warn({ event: 'control.api.refused', ...refusal }, 'control plane request refused');
-    controlAudit.refusal(refusal);
-  },
+  routes: [operatorRoutes, edgeRoutes, createSecretsRoutes({ secrets, trustDomain: runtime.trustDomain })],
 });
 writeBundle();
 const port = await api.listen(runtime.port);
@@ -137,7 +131,8 @@ onShutdown(logger, async () => {
   await api?.close();
   await admin.close();
   ca.close();
-  await auditLog.close();
+  await secrets.close();
+  await secretsAudit.close();
   removeOperatorFiles(runtime.dataDir);
   kek.destroy();
 });

@@ -13,8 +13,6 @@ import {
   type SvidSourceOptions,
   spiffeServerCheck,
 } from '../control/api/index.ts';
-import { type AuditClient, createAuditClient } from '../control/audit/client.ts';
-import { AUDIT_CLIENT_DEFAULTS, type AuditClientLimits } from '../control/audit/client-defaults.ts';
 import { type AccessTokenVerifier, createAccessTokenVerifier, type TokenIdentity } from '../core/access-token.ts';
 import { startAdminServer } from '../core/admin-server.ts';
 import { canonicalizeTarget } from '../core/canonical-path.ts';
@@ -25,6 +23,7 @@ import { createMetrics } from '../core/metrics.ts';
 import { readRuntime, type ServiceRuntime } from '../core/runtime.ts';
 import { serviceSpiffeId, svidIdentity } from '../core/spiffe.ts';
 import { compileCallerPolicy } from './caller-policy.ts';
+import { createServiceSecrets, type ServiceSecrets, type ServiceSecretsOptions } from './secrets.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -57,8 +56,8 @@ export interface ServiceOptions {
   logger?: Logger;
   /** Overrides of the SVID renewal schedule (control/api/defaults.ts SVID_RENEWAL_DEFAULTS); tests with short TTLs. */
   svidSchedule?: SvidSourceOptions['schedule'];
-  /** Overrides of the audit client's settings (control/audit/client-defaults.ts); tests. */
-  audit?: AuditClientLimits;
+  /** Cache lifetime and timeouts of `secrets.get` (tests of rotation use a short lifetime). */
+  secrets?: ServiceSecretsOptions;
 }
 
 export interface CallInit {
@@ -87,6 +86,8 @@ export interface RampartService {
   user(req: FastifyRequest): TokenIdentity;
   /** Calls a service this one may call (the manifest's `calls`). */
   call(peer: string, path: string, init?: CallInit): Promise<CallResponse>;
+  /** The secrets the manifest grants this service (`secrets.get(name)`), read from the control plane over mTLS. */
+  readonly secrets: ServiceSecrets;
   /**
    * The service's current X509-SVID (`spiffe://<td>/svc/<name>`), or null when the process was started
    * without a control plane (tests of other parts).
@@ -173,17 +174,7 @@ export function service(options: ServiceOptions = {}): RampartService {
   const identities = new WeakMap<object, string | null>();
   const deny = (req: FastifyRequest, reason: string, caller: string | null, path: string) => {
     denials.inc({ reason });
-    // The decision event goes to the audit log (spooled, then delivered); the log line stays for operators.
-    audit?.emit({
-      component: runtime.name,
-      action: 'http.request',
-      decision: 'deny',
-      reason,
-      resource: path || undefined,
-      actor: caller ? { spiffeId: caller } : undefined,
-      requestId: String(req.id),
-      detail: { method: req.method, status: 403 },
-    });
+    // Decision event: a JSON log line until the audit log takes them.
     req.log.warn(
       { event: 'decision', decision: 'deny', reason, caller, method: req.method, path, requestId: req.id },
       'request refused by policy',
@@ -282,7 +273,12 @@ export function service(options: ServiceOptions = {}): RampartService {
     for (const agent of old.values()) void agent.close().catch(() => {});
   };
   let admin: Awaited<ReturnType<typeof startAdminServer>> | null = null;
-  let audit: AuditClient | null = null;
+  const secrets = createServiceSecrets({
+    ...options.secrets,
+    control: control ?? null,
+    svid: () => identity?.current() ?? null,
+    logger,
+  });
 
   const svc: RampartService = {
     name: runtime.name,
@@ -290,6 +286,7 @@ export function service(options: ServiceOptions = {}): RampartService {
     logger,
     metrics: registry,
     dataDir: runtime.dataDir,
+    secrets,
     database() {
       if (!db) {
         db = new DatabaseSync(join(runtime.dataDir, `${runtime.name}.db`));
@@ -346,22 +343,6 @@ export function service(options: ServiceOptions = {}): RampartService {
         });
         installSvid(await identity.start());
         identity.onRenewed(installSvid);
-        const svidSource = identity;
-        const controlTarget = runtime.control;
-        audit = await createAuditClient({
-          dir: join(runtime.dataDir, AUDIT_CLIENT_DEFAULTS.spoolDirectory),
-          target: () => {
-            const svid = svidSource.current();
-            return {
-              control: { ...controlTarget, bundle: svid.bundlePem },
-              cert: svid.certificatePem,
-              key: svid.keyPem,
-            };
-          },
-          logger,
-          registry,
-          ...(options.audit ? { limits: options.audit } : {}),
-        });
       }
       await app.listen({ host: '127.0.0.1', port: runtime.port });
       admin = await startAdminServer({
@@ -384,8 +365,7 @@ export function service(options: ServiceOptions = {}): RampartService {
       identity?.close();
       await app.close();
       for (const agent of dispatchers.values()) await agent.close().catch(() => {});
-      await audit?.close();
-      audit = null;
+      await secrets.close();
       await admin?.close();
       db?.close();
       db = null;

@@ -1,4 +1,3 @@
-import sodium from 'sodium-native';
 import { isRampartError } from '../../core/errors.ts';
 import { SECRETS_DEFAULTS } from './defaults.ts';
 import { SEC_ERRORS } from './errors.ts';
@@ -17,7 +16,9 @@ import { SEC_ERRORS } from './errors.ts';
  * - `get` returns a fresh copy the caller owns (and may zero); the cache zeroes its own copies when they
  *   are replaced, invalidated or cleared. Values are Buffers throughout: strings cannot be zeroed.
  *
- * Per-instance state only; the cache never logs and never puts values in errors.
+ * Per-instance state only; the cache never logs and never puts values in errors. Zeroing is
+ * `Buffer.fill(0)`, not libsodium's memzero: this runs inside services, which Node's permission model
+ * does not allow to load native addons (only the control plane may); a JS fill is never elided.
  */
 export interface SecretCacheOptions {
   /** Reads the current version of a secret (in the SDK: the mTLS call to the control plane). The cache takes ownership of the returned Buffer. */
@@ -80,7 +81,7 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
 
   const drop = (name: string) => {
     const entry = entries.get(name);
-    if (entry) sodium.sodium_memzero(entry.value);
+    if (entry) entry.value.fill(0);
     entries.delete(name);
   };
   const copy = (name: string, entry: Entry, stale: boolean): CachedSecret => ({
@@ -103,13 +104,13 @@ export function createSecretCache(options: SecretCacheOptions): SecretCache {
       if ((generations.get(name) ?? 0) !== generation) {
         // Invalidated meanwhile: answer the waiters (each copies in a microtask), cache nothing, and zero
         // this copy once they all have theirs (a macrotask runs after every pending microtask).
-        setImmediate(() => sodium.sodium_memzero(entry.value));
+        setImmediate(() => entry.value.fill(0));
         return entry;
       }
       const old = entries.get(name);
       entries.set(name, entry);
       if (old) {
-        sodium.sodium_memzero(old.value);
+        old.value.fill(0);
         if (old.version !== entry.version) options.onRotate?.(name, { from: old.version, to: entry.version });
       }
       return entry;

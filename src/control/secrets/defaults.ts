@@ -35,6 +35,24 @@ export const SECRETS_DEFAULTS = {
 } as const;
 
 /**
+ * Limits of the control plane's secrets routes (api/secrets-routes.ts). A read request is a name and a
+ * label; everything is sized for exactly that.
+ */
+export const SECRETS_API_DEFAULTS = {
+  /** Largest request body: `{"name": <63 chars>, "label": "previous"}` is under 100 bytes. */
+  maxBodyBytes: 1024,
+  /**
+   * Longest name read from a request: one more than SECRET_NAME allows, so a too-long name still reaches
+   * the ACL (refused and audited like any name not granted) and anything longer is a plain 400.
+   */
+  maxNameLength: 64,
+  /** Longest label read from a request (`previous` is 8). */
+  maxLabelLength: 16,
+  /** Longest `x-request-id` copied into audit events (the gateway's ids are 32 characters). */
+  maxRequestIdLength: 128,
+} as const;
+
+/**
  * A secret's name: the manifest's rule (src/config/schema.ts SECRET_NAME), so every declared secret can
  * be stored and nothing else can. The alphabet leaves no room for separators, NUL or path tricks, which
  * keeps the associated data and the key-wrapping contexts unambiguous.
@@ -43,3 +61,14 @@ export const SECRET_NAME = /^[a-z][a-z0-9-]{0,62}$/;
 
 /** Highest version number (versions are stored as 32-bit integers and bound into the AEAD as uint32). */
 export const MAX_VERSION = 0x7fff_ffff;
+
+/**
+ * File names in the control plane's data directory (`.rampart/control`), shared by the control plane,
+ * which serves reads, and `rampart secrets`, which writes: both open the same SQLite store (WAL, every
+ * write one `BEGIN IMMEDIATE` transaction, a busy timeout) and append to the same stand-in audit trail.
+ */
+export const SECRETS_FILES = {
+  database: 'secrets.db',
+  /** Stand-in audit trail (local-audit-sink.ts) until the audit log's client is wired in. */
+  audit: 'secrets-audit.jsonl',
+} as const;

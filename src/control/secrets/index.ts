@@ -8,8 +8,9 @@
  * 5. audit.ts          events with HMAC references, fail-closed append
  * 6. store.ts          the storage interface; sqlite-store.ts (default), postgres-store.ts
  *
- * client-cache.ts is the SDK side (`secrets.get(name)`); local-audit-sink.ts is the CLI's stand-in
- * audit sink until the audit log's client is wired in.
+ * served.ts opens the service the control plane serves (api/secrets-routes.ts: `POST /v1/secrets/read`);
+ * client-cache.ts is the SDK side (`secrets.get(name)`, src/sdk/secrets.ts); local-audit-sink.ts is the
+ * stand-in audit sink of the CLI and the control plane until the audit log's client is wired in.
  */
 export { type AclManifest, compileSecretsAcl, type SecretsAcl } from './acl.ts';
 export {
@@ -22,11 +23,12 @@ export {
   secretRef,
 } from './audit.ts';
 export { type CachedSecret, createSecretCache, type SecretCache, type SecretCacheOptions } from './client-cache.ts';
-export { SECRET_NAME, SECRETS_DEFAULTS } from './defaults.ts';
+export { SECRET_NAME, SECRETS_API_DEFAULTS, SECRETS_DEFAULTS, SECRETS_FILES } from './defaults.ts';
 export { SEC_ERRORS, type SecretsErrorCode } from './errors.ts';
 export { LABELS, type Label, type Labels } from './labels.ts';
 export { type JsonlAuditSink, openJsonlAuditSink } from './local-audit-sink.ts';
 export { openPostgresSecretsStore, type PostgresStoreOptions } from './postgres-store.ts';
+export { openServedSecrets, type ServedSecretsOptions } from './served.ts';
 export {
   openSecretsService,
   type RequestContext,

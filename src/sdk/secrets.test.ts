@@ -1,0 +1,188 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { inspect } from 'node:util';
+import type { CurrentSvid } from '../control/api/index.ts';
+import { OPERATOR, type SecretsTestPlane, startSecretsTestPlane } from '../control/api/secrets-testing.ts';
+import { isRampartError } from '../core/errors.ts';
+import { createLogger } from '../core/logger.ts';
+import { createServiceSecrets, SDK_SECRETS_ERRORS, type ServiceSecrets, type ServiceSecretsInit } from './secrets.ts';
+
+const TTL = 30_000;
+
+describe('sdk: secrets.get over mTLS', () => {
+  let plane: SecretsTestPlane;
+  let paymentsSvid: CurrentSvid;
+  let catalogSvid: CurrentSvid;
+  const clients: ServiceSecrets[] = [];
+  const plaintext = `sk_test_${randomBytes(16).toString('hex')}`;
+
+  before(async () => {
+    plane = await startSecretsTestPlane({
+      payments: ['payment-provider-key', 'db-password', 'unset-key'],
+      catalog: [],
+    });
+    await plane.secrets.set(OPERATOR, 'payment-provider-key', Buffer.from(plaintext));
+    await plane.secrets.set(OPERATOR, 'db-password', Buffer.from('hunter2-hunter2'));
+    paymentsSvid = await plane.svidFor('payments');
+    catalogSvid = await plane.svidFor('catalog');
+  });
+  after(async () => {
+    for (const client of clients) await client.close();
+    await plane.close();
+  });
+
+  const clock = { t: 1_000_000 };
+  const client = (svid: () => CurrentSvid | null, extra: Partial<ServiceSecretsInit> = {}) => {
+    const secrets = createServiceSecrets({
+      control: { url: plane.url, bundle: plane.testCa.ca.bundle().pem, trustDomain: plane.trustDomain },
+      svid,
+      ttlMs: TTL,
+      now: () => clock.t,
+      logger: createLogger({ name: 'payments', level: 'silent' }),
+      ...extra,
+    });
+    clients.push(secrets);
+    return secrets;
+  };
+  /** Reads the control plane served (one audit event each). */
+  const served = () => plane.audit.reads().length;
+
+  test('a miss reads from the control plane; a hit within the lifetime does not; after it, a miss again', async () => {
+    const secrets = client(() => paymentsSvid);
+    const before = served();
+    const first = await secrets.get('payment-provider-key');
+    assert.equal(first.text(), plaintext);
+    assert.equal(first.version, 1);
+    assert.equal(first.stale, false);
+    assert.ok(Buffer.isBuffer(first.value));
+    assert.equal(served(), before + 1);
+    clock.t += TTL - 1;
+    assert.equal((await secrets.get('payment-provider-key')).text(), plaintext);
+    assert.equal(served(), before + 1, 'served from the cache');
+    clock.t += 1;
+    assert.equal((await secrets.get('payment-provider-key')).text(), plaintext);
+    assert.equal(served(), before + 2, 'lifetime over: read again');
+  });
+
+  test('each get hands out a copy the caller may zero without harming the cache', async () => {
+    const secrets = client(() => paymentsSvid);
+    const a = await secrets.get('db-password');
+    a.value.fill(0);
+    assert.equal((await secrets.get('db-password')).text(), 'hunter2-hunter2');
+  });
+
+  test('concurrent misses share one read', async () => {
+    const secrets = client(() => paymentsSvid);
+    const before = served();
+    const all = await Promise.all(Array.from({ length: 20 }, () => secrets.get('payment-provider-key')));
+    assert.equal(served(), before + 1);
+    for (const s of all) assert.equal(s.text(), plaintext);
+  });
+
+  test('follows a rotation: after promote, the next miss brings the new version and onRotate fires', async () => {
+    const secrets = client(() => paymentsSvid);
+    const rotations: unknown[] = [];
+    secrets.onRotate((name, change) => rotations.push({ name, ...change }));
+    const v1 = await secrets.get('db-password');
+    await plane.secrets.set(OPERATOR, 'db-password', Buffer.from('correct-horse-battery'), { stage: true });
+    await plane.secrets.promote(OPERATOR, 'db-password');
+    assert.equal((await secrets.get('db-password')).version, v1.version, 'still cached');
+    clock.t += TTL;
+    const v2 = await secrets.get('db-password');
+    assert.equal(v2.version, v1.version + 1);
+    assert.equal(v2.text(), 'correct-horse-battery');
+    assert.deepEqual(rotations, [{ name: 'db-password', from: v1.version, to: v2.version }]);
+    // A roll back is followed the same way.
+    await plane.secrets.rollback(OPERATOR, 'db-password');
+    clock.t += TTL;
+    assert.equal((await secrets.get('db-password')).version, v1.version);
+  });
+
+  test('a service not granted the secret is refused with SEC_ERR_FORBIDDEN (403), and the read is audited', async () => {
+    const secrets = client(() => catalogSvid);
+    const before = plane.audit.reads().length;
+    await assert.rejects(secrets.get('payment-provider-key'), (err: unknown) => {
+      assert.ok(isRampartError(err, 'SEC_ERR_FORBIDDEN'));
+      assert.equal(err.status, 403);
+      return true;
+    });
+    assert.deepEqual(plane.audit.reads().slice(before), ['deny:SEC_ERR_FORBIDDEN:spiffe://shop.local/svc/catalog']);
+  });
+
+  test('a granted secret never set is SEC_ERR_NOT_FOUND; a name no manifest can declare is SEC_ERR_NAME, locally', async () => {
+    const secrets = client(() => paymentsSvid);
+    await assert.rejects(secrets.get('unset-key'), (err: unknown) => isRampartError(err, 'SEC_ERR_NOT_FOUND'));
+    const before = plane.audit.events.length;
+    for (const name of ['', 'UPPER', 'a/b', 'x'.repeat(64), 42 as unknown as string]) {
+      await assert.rejects(secrets.get(name), (err: unknown) => isRampartError(err, 'SEC_ERR_NAME'));
+    }
+    assert.equal(plane.audit.events.length, before, 'nothing was sent');
+  });
+
+  test('a renewed SVID is used at once: the keep-alive connection is rebuilt', async () => {
+    let current = catalogSvid;
+    const secrets = client(() => current);
+    await assert.rejects(secrets.get('db-password'), (err: unknown) => isRampartError(err, 'SEC_ERR_FORBIDDEN'));
+    current = paymentsSvid;
+    assert.equal((await secrets.get('db-password')).name, 'db-password');
+  });
+
+  test('without a control plane (or before start) get fails with SDK_ERR_SECRETS_NO_CONTROL_PLANE', async () => {
+    const none = createServiceSecrets({ control: null, svid: () => null });
+    await assert.rejects(none.get('db-password'), (err: unknown) =>
+      isRampartError(err, SDK_SECRETS_ERRORS.noControlPlane),
+    );
+    const early = client(() => null);
+    await assert.rejects(early.get('db-password'), (err: unknown) =>
+      isRampartError(err, SDK_SECRETS_ERRORS.noControlPlane),
+    );
+  });
+
+  test('a control plane that cannot be reached is SDK_ERR_SECRETS_UNAVAILABLE; a cached value is served stale', async () => {
+    const secrets = client(() => paymentsSvid, { maxStaleMs: 60_000, timeoutMs: 2_000 });
+    await secrets.get('payment-provider-key');
+    const unreachable = client(() => paymentsSvid, {
+      control: { url: 'https://127.0.0.1:1', bundle: '', trustDomain: plane.trustDomain },
+    });
+    await assert.rejects(unreachable.get('payment-provider-key'), (err: unknown) =>
+      isRampartError(err, SDK_SECRETS_ERRORS.unavailable),
+    );
+    // The control plane is audited as down: reads fail closed, the cache serves the last value a while.
+    plane.audit.fail = true;
+    try {
+      clock.t += TTL;
+      const stale = await secrets.get('payment-provider-key');
+      assert.equal(stale.stale, true);
+      assert.equal(stale.text(), plaintext);
+      clock.t += 60_000;
+      await assert.rejects(secrets.get('payment-provider-key'), (err: unknown) =>
+        isRampartError(err, 'SEC_ERR_AUDIT_UNAVAILABLE'),
+      );
+    } finally {
+      plane.audit.fail = false;
+    }
+  });
+
+  test('a secret logged by mistake shows its name and version, not its value', async () => {
+    const secret = await client(() => paymentsSvid).get('payment-provider-key');
+    for (const shown of [
+      JSON.stringify(secret),
+      inspect(secret),
+      JSON.stringify({ secret }),
+      `${inspect({ secret })}`,
+    ]) {
+      assert.ok(!shown.includes(plaintext), shown);
+      assert.ok(shown.includes('payment-provider-key'));
+    }
+  });
+
+  test('close drops the cache: a later get fails instead of serving a value', async () => {
+    const secrets = client(() => paymentsSvid);
+    await secrets.get('payment-provider-key');
+    await secrets.close();
+    await assert.rejects(secrets.get('payment-provider-key'), (err: unknown) =>
+      isRampartError(err, SDK_SECRETS_ERRORS.noControlPlane),
+    );
+  });
+});

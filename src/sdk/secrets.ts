@@ -1,0 +1,256 @@
+import { inspect } from 'node:util';
+import { Agent, request } from 'undici';
+import { spiffeServerCheck } from '../control/api/client.ts';
+import { COMPONENT_SERVICE_NAMES } from '../control/api/defaults.ts';
+import type { CurrentSvid } from '../control/api/svid-source.ts';
+import { type CachedSecret, createSecretCache } from '../control/secrets/client-cache.ts';
+import { SECRET_NAME } from '../control/secrets/defaults.ts';
+import { SEC_ERRORS, secError } from '../control/secrets/errors.ts';
+import { RampartError } from '../core/errors.ts';
+import type { Logger } from '../core/logger.ts';
+import type { ControlEndpoint } from '../core/runtime.ts';
+import { serviceSpiffeId } from '../core/spiffe.ts';
+
+/**
+ * `svc.secrets.get(name)`: a service reads the secrets the manifest grants it (issue 6 "SDK") from the
+ * control plane, over mutual TLS with its current SVID, through a short cache that follows rotation
+ * (control/secrets/client-cache.ts). Only this file's imports run inside services: no libsodium (services
+ * may not load native addons), so nothing here imports the secrets service or the control API's index.
+ */
+
+/** Stable codes of the SDK's own secret failures; the control plane's SEC_ERR_* codes pass through as they are. */
+export const SDK_SECRETS_ERRORS = {
+  /** The service has no control plane (started without one, in tests), or `get` ran before `start()`. */
+  noControlPlane: 'SDK_ERR_SECRETS_NO_CONTROL_PLANE',
+  /** The control plane could not be reached in time or answered something unusable, and nothing cached could stand in. */
+  unavailable: 'SDK_ERR_SECRETS_UNAVAILABLE',
+} as const;
+
+/** Client settings, each with its reason. */
+export const SDK_SECRETS_DEFAULTS = {
+  /**
+   * One read, connect to last byte. A read is a few milliseconds (an indexed query, a decryption, an
+   * audit append); 5 s covers a control plane under load or an audit log slow to acknowledge (its own
+   * timeout is 2 s) and leaves room inside the 10 s default of a `svc.call` deadline.
+   */
+  timeoutMs: 5_000,
+  /**
+   * Keep-alive connections to the control plane: a miss on a warm connection skips the TLS handshake.
+   * Misses are rare (one per secret per cache lifetime), so a few connections serve every burst.
+   */
+  connections: 4,
+  /** Largest answer read: a 64 KiB value (SECRETS_DEFAULTS.maxValueBytes) in base64 plus metadata. */
+  maxResponseBytes: 96 * 1024,
+} as const;
+
+/** A secret as `get` returns it. Logging it (pino, console, JSON) shows its name and version, never the value. */
+export interface Secret {
+  readonly name: string;
+  readonly version: number;
+  /** The value's bytes. The caller owns them: zero them (`value.fill(0)`) when done, if it can. */
+  readonly value: Buffer;
+  /** True when served past its cache lifetime because the control plane could not be reached. */
+  readonly stale: boolean;
+  /** The value as UTF-8 text (a password, an API key). Strings cannot be zeroed: prefer `value` when you can. */
+  text(): string;
+}
+
+export interface ServiceSecretsOptions {
+  /** How long a value is served from the cache (default SECRETS_DEFAULTS.cacheTtlMs: 30 s); rotation shows within it. */
+  ttlMs?: number;
+  /** How long past its lifetime a value may be served while the control plane is unreachable (default 5 min). */
+  maxStaleMs?: number;
+  /** Default {@link SDK_SECRETS_DEFAULTS.timeoutMs}. */
+  timeoutMs?: number;
+}
+
+export interface ServiceSecrets {
+  /**
+   * The current value of `name`, from the cache or the control plane. Rejects with the control plane's
+   * code (SEC_ERR_FORBIDDEN: not granted to this service; SEC_ERR_NOT_FOUND: granted but never set;
+   * SEC_ERR_AUDIT_UNAVAILABLE: the read could not be audited), SEC_ERR_NAME for a name no manifest can
+   * declare, or one of {@link SDK_SECRETS_ERRORS}.
+   */
+  get(name: string): Promise<Secret>;
+  /** Called when a refresh brings another version than the cached one (reconnect a pool with a new password). */
+  onRotate(listener: (name: string, change: { from: number; to: number }) => void): void;
+  /** Drops and zeroes every cached value and closes the connections. */
+  close(): Promise<void>;
+}
+
+export interface ServiceSecretsInit extends ServiceSecretsOptions {
+  /** The control plane, or null when the service runs without one. */
+  control: ControlEndpoint | null;
+  /** The service's current SVID (null before `start()`). */
+  svid: () => CurrentSvid | null;
+  /** Rotations are logged (name and versions, never values). */
+  logger?: Logger;
+  /** The cache's clock (tests). */
+  now?: () => number;
+}
+
+/** The codes a refusal from the control plane may carry to the caller; anything else is "unavailable". */
+const PASSED_CODE = /^(SEC_ERR_[A-Z_]{1,40}|CA_ERR_API_[A-Z_]{1,40})$/;
+
+function unavailable(detail: Record<string, unknown>, cause?: unknown, status = 503): RampartError {
+  return new RampartError(SDK_SECRETS_ERRORS.unavailable, 'secrets unavailable', { status, detail, cause });
+}
+
+class SecretView implements Secret {
+  readonly name: string;
+  readonly version: number;
+  readonly value: Buffer;
+  readonly stale: boolean;
+  constructor(cached: CachedSecret) {
+    this.name = cached.name;
+    this.version = cached.version;
+    this.value = cached.value;
+    this.stale = cached.stale;
+  }
+  text(): string {
+    return this.value.toString('utf8');
+  }
+  /** What JSON (and so pino) sees. */
+  toJSON() {
+    return { name: this.name, version: this.version, value: '[redacted]' };
+  }
+  [inspect.custom]() {
+    return `Secret { name: ${JSON.stringify(this.name)}, version: ${this.version}, value: [redacted] }`;
+  }
+}
+
+/**
+ * The secrets client of one service. Each miss is one `POST /v1/secrets/read` on a keep-alive connection
+ * that presents the service's current SVID and accepts only the control plane's SPIFFE ID; the
+ * connections are rebuilt when the SVID or the bundle changes (renewal, CA rotation).
+ */
+export function createServiceSecrets(init: ServiceSecretsInit): ServiceSecrets {
+  const { control } = init;
+  const timeoutMs = init.timeoutMs ?? SDK_SECRETS_DEFAULTS.timeoutMs;
+  const listeners: ((name: string, change: { from: number; to: number }) => void)[] = [];
+  let agent: { key: string; dispatcher: Agent } | null = null;
+  let closed = false;
+
+  const dispatcherFor = (svid: CurrentSvid, endpoint: ControlEndpoint): Agent => {
+    const key = `${svid.bundleSequence}\n${svid.certificatePem}`;
+    if (agent?.key === key) return agent.dispatcher;
+    const old = agent;
+    agent = {
+      key,
+      dispatcher: new Agent({
+        connections: SDK_SECRETS_DEFAULTS.connections,
+        connect: {
+          ca: svid.bundlePem,
+          cert: svid.certificatePem,
+          key: svid.keyPem,
+          minVersion: 'TLSv1.2',
+          checkServerIdentity: spiffeServerCheck(
+            serviceSpiffeId(endpoint.trustDomain, COMPONENT_SERVICE_NAMES.control).id,
+            endpoint.trustDomain,
+          ),
+        },
+      }),
+    };
+    // Reads in flight finish on the old connections; then they close.
+    if (old) void old.dispatcher.close().catch(() => {});
+    return agent.dispatcher;
+  };
+
+  const fetch = async (name: string): Promise<{ version: number; value: Buffer }> => {
+    const svid = init.svid();
+    if (closed || control === null || svid === null) {
+      throw new RampartError(SDK_SECRETS_ERRORS.noControlPlane, 'no control plane to read secrets from', {
+        status: 500,
+      });
+    }
+    let res: Awaited<ReturnType<typeof request>>;
+    try {
+      res = await request(new URL('/v1/secrets/read', control.url), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json' },
+        body: JSON.stringify({ name }),
+        dispatcher: dispatcherFor(svid, control),
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (cause) {
+      throw unavailable({ reason: 'network' }, cause);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const chunk of res.body) {
+        size += (chunk as Buffer).length;
+        if (size > SDK_SECRETS_DEFAULTS.maxResponseBytes) {
+          res.body.destroy();
+          throw unavailable({ reason: 'response too large' });
+        }
+        chunks.push(chunk as Buffer);
+      }
+    } catch (cause) {
+      for (const chunk of chunks) chunk.fill(0);
+      throw cause instanceof RampartError ? cause : unavailable({ reason: 'network' }, cause);
+    }
+    const raw = Buffer.concat(chunks);
+    for (const chunk of chunks) chunk.fill(0);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw.toString('utf8'));
+    } catch (cause) {
+      throw unavailable({ reason: 'not json', status: res.statusCode }, cause);
+    } finally {
+      raw.fill(0);
+    }
+    const body = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as Record<string, unknown>;
+    if (res.statusCode !== 200) {
+      const code = body['error'];
+      if (typeof code === 'string' && PASSED_CODE.test(code)) {
+        throw new RampartError(code, 'control plane refused the secret read', {
+          status: res.statusCode,
+          detail: { errorId: typeof body['error_id'] === 'string' ? body['error_id'] : undefined },
+        });
+      }
+      throw unavailable({ reason: 'status', status: res.statusCode });
+    }
+    const { version, value } = body;
+    if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 1 || typeof value !== 'string') {
+      throw unavailable({ reason: 'answer' });
+    }
+    return { version, value: Buffer.from(value, 'base64') };
+  };
+
+  const cache = createSecretCache({
+    fetch,
+    ...(init.ttlMs === undefined ? {} : { ttlMs: init.ttlMs }),
+    ...(init.maxStaleMs === undefined ? {} : { maxStaleMs: init.maxStaleMs }),
+    ...(init.now === undefined ? {} : { now: init.now }),
+    onRotate: (name, change) => {
+      init.logger?.info({ event: 'secret.rotated', secret: name, ...change }, 'secret rotated');
+      for (const listener of listeners) {
+        try {
+          listener(name, change);
+        } catch (err) {
+          init.logger?.error({ err, secret: name }, 'secret rotation listener failed');
+        }
+      }
+    },
+  });
+
+  return {
+    async get(name) {
+      if (typeof name !== 'string' || !SECRET_NAME.test(name)) throw secError(SEC_ERRORS.name);
+      return new SecretView(await cache.get(name));
+    },
+    onRotate(listener) {
+      listeners.push(listener);
+    },
+    async close() {
+      closed = true;
+      cache.clear();
+      const last = agent;
+      agent = null;
+      await last?.dispatcher.close().catch(() => {});
+    },
+  };
+}

@@ -1,0 +1,248 @@
+/**
+ * Secrets served to services, end to end under `rampart start`: a project with a service granted a
+ * secret (`reader`) and one that is not (`outsider`). The secret is set with the CLI before the start and
+ * rotated with it while the control plane runs (both open the same SQLite store); the reader sees each
+ * version through `svc.secrets.get` over mTLS, the outsider gets 403 and the refusal is in the audit
+ * trail. At the end the test plaintexts are searched, byte for byte and in every common encoding, in
+ * every file the system wrote (control plane, services, gateway data directories) and in every line any
+ * process printed, the CLI's included: they appear nowhere.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { startTestIssuer, type TestIssuer } from '../helpers/issuer.ts';
+import { freePort, pgrep, spawnTracked, type Tracked, waitForLine } from '../helpers/processes.ts';
+import { leakForms } from './fixtures.ts';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const AUDIENCE = 'https://api.test.local';
+
+/** A service that reads `test-secret`, records the version it saw and answers it with a digest, never the value. */
+const readerSource = (route: string) => `import { createHash } from 'node:crypto';
+import { service } from 'rampart/sdk';
+
+const svc = service({ secrets: { ttlMs: 300 } });
+const db = svc.database();
+db.exec('CREATE TABLE IF NOT EXISTS seen (version INTEGER NOT NULL)');
+svc.app.get('${route}', async (_req, reply) => {
+  try {
+    const secret = await svc.secrets.get('test-secret');
+    db.prepare('INSERT INTO seen (version) VALUES (?)').run(secret.version);
+    const sha256 = createHash('sha256').update(secret.value).digest('hex');
+    secret.value.fill(0);
+    return { version: secret.version, sha256 };
+  } catch (err) {
+    return reply.status(200).send({ error: err.code, status: err.status });
+  }
+});
+await svc.start();
+`;
+
+function manifest(gatewayPort: number, issuer: TestIssuer): string {
+  return `version: 1
+trustDomain: test.local
+gateway:
+  listen: { host: 127.0.0.1, port: ${gatewayPort} }
+  tls: off
+  trustedProxies: []
+  rateLimit: { store: memory }
+identity:
+  external: { issuer: "${issuer.issuer}", jwksUri: "${issuer.jwksUri}" }
+  audience: ${AUDIENCE}
+secrets:
+  test-secret: { description: end-to-end test secret }
+services:
+  reader:
+    run: services/reader.ts
+    routes: [{ id: reader-read, path: /reader/read, methods: [GET], auth: none }]
+    secrets: [test-secret]
+  outsider:
+    run: services/outsider.ts
+    routes: [{ id: outsider-read, path: /outsider/read, methods: [GET], auth: none }]
+`;
+}
+
+/** Every file under `dir`, recursively. */
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) return filesUnder(path);
+    return entry.isFile() ? [path] : [];
+  });
+}
+
+describe('secrets served over mTLS under rampart start', { timeout: 120_000 }, () => {
+  let issuer: TestIssuer;
+  let dir: string;
+  let base: string;
+  let launcher: Tracked;
+  const cli: Tracked[] = [];
+  const cleanups: (() => unknown)[] = [];
+  const ctx = { after: (fn: () => unknown) => cleanups.push(fn) };
+  // Printable, as a real API key is; random so that no other byte sequence could match by chance.
+  const first = Buffer.from(`e2e-first-${randomBytes(24).toString('hex')}`);
+  const second = Buffer.from(`e2e-second-${randomBytes(24).toString('hex')}`);
+  const controlDir = () => join(dir, '.rampart', 'control');
+
+  /** `rampart secrets <args>` with `stdin`, as an operator runs it; resolves when it has exited 0. */
+  const secretsCli = async (args: string[], stdin?: Buffer) => {
+    const run = spawnTracked(
+      ctx,
+      process.execPath,
+      [join(root, 'bin', 'rampart.js'), 'secrets', ...args, '--data-dir', controlDir()],
+      { cwd: root, env: { ...process.env, NO_COLOR: '1' } },
+    );
+    cli.push(run);
+    run.child.stdin?.end(stdin);
+    const status = await run.exited;
+    assert.equal(status.code, 0, `rampart secrets ${args.join(' ')}: ${run.stderr()}`);
+  };
+
+  const get = async (path: string) => {
+    const res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(10_000) });
+    assert.equal(res.status, 200, path);
+    return (await res.json()) as { version?: number; sha256?: string; error?: string; status?: number };
+  };
+
+  before(async () => {
+    issuer = await startTestIssuer(AUDIENCE);
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    dir = join(root, 'test', '.scratch', `secrets-served-${process.pid}-${Date.now()}`);
+    mkdirSync(join(dir, 'services'), { recursive: true });
+    writeFileSync(join(dir, 'services', 'reader.ts'), readerSource('/reader/read'));
+    writeFileSync(join(dir, 'services', 'outsider.ts'), readerSource('/outsider/read'));
+    writeFileSync(join(dir, 'rampart.yaml'), manifest(port, issuer));
+    // Set before the first start: the CLI creates the development KEK the launcher then reuses.
+    await secretsCli(['set', 'test-secret', '--create-dev-key', '--raw'], first);
+    launcher = spawnTracked(
+      ctx,
+      process.execPath,
+      [join(root, 'bin', 'rampart.js'), 'start', join(dir, 'rampart.yaml'), '--log-format', 'json'],
+      { cwd: root, env: { ...process.env, NO_COLOR: '1' } },
+    );
+    await waitForLine(launcher, /"msg":"ready"/, 60_000);
+  });
+
+  after(async () => {
+    writeFileSync(`${dir}.log`, `${launcher?.stdout()}\n--- stderr ---\n${launcher?.stderr()}`);
+    for (const fn of cleanups.reverse()) await fn();
+    for (const pid of await pgrep(dir)) process.kill(pid, 'SIGKILL');
+    await issuer.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const digest = (value: Buffer) => createHash('sha256').update(value).digest('hex');
+  const auditTrail = () =>
+    readFileSync(join(controlDir(), 'secrets-audit.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map(
+        (line) =>
+          JSON.parse(line) as { action: string; decision: string; reason: string; actor?: { spiffeId?: string } },
+      );
+
+  test('the granted service reads the secret through svc.secrets.get over mTLS', async () => {
+    assert.deepEqual(await get('/reader/read'), { version: 1, sha256: digest(first) });
+    assert.ok(
+      auditTrail().some(
+        (e) =>
+          e.action === 'secret.read' &&
+          e.decision === 'allow' &&
+          e.actor?.spiffeId === 'spiffe://test.local/svc/reader',
+      ),
+    );
+  });
+
+  test('a service not granted the secret gets 403 SEC_ERR_FORBIDDEN, and the refusal is audited', async () => {
+    assert.deepEqual(await get('/outsider/read'), { error: 'SEC_ERR_FORBIDDEN', status: 403 });
+    assert.ok(
+      auditTrail().some(
+        (e) =>
+          e.action === 'secret.read' &&
+          e.decision === 'deny' &&
+          e.reason === 'SEC_ERR_FORBIDDEN' &&
+          e.actor?.spiffeId === 'spiffe://test.local/svc/outsider',
+      ),
+    );
+  });
+
+  test('the control plane refuses a read without a client certificate (401)', async () => {
+    const ready = launcher
+      .stdout()
+      .split('\n')
+      .find((line) => line.includes('"msg":"control plane ready"'));
+    assert.ok(ready, 'the control plane logged its port');
+    const { port } = JSON.parse(ready) as { port: number };
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request({
+        host: '127.0.0.1',
+        port,
+        path: '/v1/secrets/read',
+        method: 'POST',
+        ca: readFileSync(join(controlDir(), 'bundle.pem'), 'utf8'),
+        checkServerIdentity: () => undefined,
+        agent: false,
+        headers: { 'content-type': 'application/json' },
+      });
+      req.on('error', reject);
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.end('{"name":"test-secret"}');
+    });
+    assert.equal(status, 401);
+  });
+
+  test('a rotation by the CLI while the control plane runs reaches the service (the cache follows it)', async () => {
+    await secretsCli(['rotate', 'test-secret', '--raw'], second);
+    await secretsCli(['promote', 'test-secret']);
+    const deadline = Date.now() + 10_000;
+    let seen = await get('/reader/read');
+    while (seen.version !== 2 && Date.now() < deadline) {
+      await delay(100);
+      seen = await get('/reader/read');
+    }
+    assert.deepEqual(seen, { version: 2, sha256: digest(second) });
+  });
+
+  test('the plaintexts appear in no data file, log or process output', async () => {
+    await launcher.stop(10_000);
+    const files = filesUnder(join(dir, '.rampart'));
+    assert.ok(
+      files.some((f) => f.endsWith('secrets.db')),
+      'the store was searched',
+    );
+    assert.ok(
+      files.some((f) => f.endsWith('secrets-audit.jsonl')),
+      'the audit trail was searched',
+    );
+    assert.ok(
+      files.some((f) => f.endsWith(join('reader', 'reader.db'))),
+      "the reader's database was searched",
+    );
+    const outputs = [launcher, ...cli].flatMap((p) => [p.stdout(), p.stderr()]);
+    assert.ok(outputs.join('').includes('"msg":"ready"'), 'the logs were captured');
+    assert.ok(
+      cli.some((p) => p.stdout().includes('test-secret')),
+      "the CLI's output was captured (it names the secret)",
+    );
+    const haystacks = [
+      ...files.filter((f) => statSync(f).isFile()).map((f) => ({ where: f, bytes: readFileSync(f) })),
+      ...outputs.map((text, i) => ({ where: `output ${i}`, bytes: Buffer.from(text) })),
+    ];
+    for (const plaintext of [first, second]) {
+      for (const form of leakForms(plaintext)) {
+        for (const { where, bytes } of haystacks) {
+          assert.equal(bytes.indexOf(form), -1, `${where} holds a form of the plaintext`);
+        }
+      }
+    }
+  });
+});
