@@ -16,6 +16,10 @@ import { openCertificateAuthority } from './ca/index.ts';
 import { SECRETS_FILES } from './secrets/defaults.ts';
 import { openJsonlAuditSink } from './secrets/local-audit-sink.ts';
 import { openServedSecrets } from './secrets/served.ts';
+import { createAuditRoutes } from './api/audit-routes.ts';
+import { AUDIT_DEFAULTS } from './audit/defaults.ts';
+import { openAuditLog } from './audit/log.ts';
+import { createControlAudit } from './control-audit.ts';
 
 /** File names in the control plane's data directory. */
 export const CONTROL_FILES = {
@@ -47,12 +51,25 @@ const operatorCredential = writeOperatorCredential(runtime.dataDir);
 const kek = process.env[KEK_ENV]
   ? loadKek({ env: KEK_ENV })
   : loadKek({ file: join(runtime.dataDir, CONTROL_FILES.kek) });
+// The audit log (issue 6): its signing key wrapped by the KEK; opened before the CA so that the CA's
+// first events are recorded. Components deliver over the API (audit-routes.ts); the control plane's
+// own events (CA decisions, API refusals) are appended directly (control-audit.ts).
+const auditLog = openAuditLog({
+  path: join(runtime.dataDir, AUDIT_DEFAULTS.databaseFile),
+  origin: `${runtime.trustDomain}/rampart/audit`,
+  kek,
+  onError: (err) => logger.error({ err }, 'audit log checkpoint failed'),
+});
+const controlAudit = createControlAudit({ log: auditLog, trustDomain: runtime.trustDomain, logger });
 const ca = await openCertificateAuthority({
   trustDomain: runtime.trustDomain,
   databasePath: join(runtime.dataDir, CONTROL_FILES.ca),
   kek,
   ...runtime.ca,
-  onEvent: (event) => logger.info({ event: event.type, ...event }, 'certificate authority event'),
+  onEvent: (event) => {
+    logger.info({ event: event.type, ...event }, 'certificate authority event');
+    controlAudit.caEvent(event);
+  },
 });
 
 // Secrets served to workloads (POST /v1/secrets/read), from the store `rampart secrets` writes, with the
@@ -97,11 +114,20 @@ const edgeRoutes = createEdgeRoutes({
 });
 const serverCertificate = await createServerCertificate({ ca, logger, onRenewed: () => api?.refreshTls() });
 api = createControlApi({
-  ca,
+  ca: controlAudit.authority(ca),
   launcherCredential: runtime.launcherCredential,
   credentials: () => serverCertificate.current(),
   logger,
-  routes: [operatorRoutes, edgeRoutes, createSecretsRoutes({ secrets, trustDomain: runtime.trustDomain })],
+  routes: [
+    operatorRoutes,
+    edgeRoutes,
+    createAuditRoutes({ log: auditLog, trustDomain: runtime.trustDomain }),
+    createSecretsRoutes({ secrets, trustDomain: runtime.trustDomain }),
+  ],
+  onRefusal: (refusal) => {
+    logger.warn({ event: 'control.api.refused', ...refusal }, 'control plane request refused');
+    controlAudit.refusal(refusal);
+  },
 });
 writeBundle();
 const port = await api.listen(runtime.port);
@@ -133,6 +159,7 @@ onShutdown(logger, async () => {
   ca.close();
   await secrets.close();
   await secretsAudit.close();
+  await auditLog.close();
   removeOperatorFiles(runtime.dataDir);
   kek.destroy();
 });

@@ -13,6 +13,8 @@ import {
   type SvidSourceOptions,
   spiffeServerCheck,
 } from '../control/api/index.ts';
+import { type AuditClient, createAuditClient } from '../control/audit/client.ts';
+import { AUDIT_CLIENT_DEFAULTS, type AuditClientLimits } from '../control/audit/client-defaults.ts';
 import { type AccessTokenVerifier, createAccessTokenVerifier, type TokenIdentity } from '../core/access-token.ts';
 import { startAdminServer } from '../core/admin-server.ts';
 import { canonicalizeTarget } from '../core/canonical-path.ts';
@@ -58,6 +60,8 @@ export interface ServiceOptions {
   svidSchedule?: SvidSourceOptions['schedule'];
   /** Cache lifetime and timeouts of `secrets.get` (tests of rotation use a short lifetime). */
   secrets?: ServiceSecretsOptions;
+  /** Overrides of the audit client's settings (control/audit/client-defaults.ts); tests. */
+  audit?: AuditClientLimits;
 }
 
 export interface CallInit {
@@ -174,7 +178,17 @@ export function service(options: ServiceOptions = {}): RampartService {
   const identities = new WeakMap<object, string | null>();
   const deny = (req: FastifyRequest, reason: string, caller: string | null, path: string) => {
     denials.inc({ reason });
-    // Decision event: a JSON log line until the audit log takes them.
+    // The decision event goes to the audit log (spooled, then delivered); the log line stays for operators.
+    audit?.emit({
+      component: runtime.name,
+      action: 'http.request',
+      decision: 'deny',
+      reason,
+      resource: path || undefined,
+      actor: caller ? { spiffeId: caller } : undefined,
+      requestId: String(req.id),
+      detail: { method: req.method, status: 403 },
+    });
     req.log.warn(
       { event: 'decision', decision: 'deny', reason, caller, method: req.method, path, requestId: req.id },
       'request refused by policy',
@@ -279,6 +293,7 @@ export function service(options: ServiceOptions = {}): RampartService {
     svid: () => identity?.current() ?? null,
     logger,
   });
+  let audit: AuditClient | null = null;
 
   const svc: RampartService = {
     name: runtime.name,
@@ -343,6 +358,22 @@ export function service(options: ServiceOptions = {}): RampartService {
         });
         installSvid(await identity.start());
         identity.onRenewed(installSvid);
+        const svidSource = identity;
+        const controlTarget = runtime.control;
+        audit = await createAuditClient({
+          dir: join(runtime.dataDir, AUDIT_CLIENT_DEFAULTS.spoolDirectory),
+          target: () => {
+            const svid = svidSource.current();
+            return {
+              control: { ...controlTarget, bundle: svid.bundlePem },
+              cert: svid.certificatePem,
+              key: svid.keyPem,
+            };
+          },
+          logger,
+          registry,
+          ...(options.audit ? { limits: options.audit } : {}),
+        });
       }
       await app.listen({ host: '127.0.0.1', port: runtime.port });
       admin = await startAdminServer({
@@ -366,6 +397,8 @@ export function service(options: ServiceOptions = {}): RampartService {
       await app.close();
       for (const agent of dispatchers.values()) await agent.close().catch(() => {});
       await secrets.close();
+      await audit?.close();
+      audit = null;
       await admin?.close();
       db?.close();
       db = null;
