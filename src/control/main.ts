@@ -9,10 +9,12 @@ import { readRuntime } from '../core/runtime.ts';
 import { CONTROL_API_DEFAULTS, createControlApi, createServerCertificate } from './api/index.ts';
 import { removeOperatorFiles, writeControlEndpoint, writeOperatorCredential } from './api/operator-access.ts';
 import { createOperatorRoutes } from './api/operator-routes.ts';
+import { policyRoutes } from './api/policy-routes.ts';
 import { loadManifest } from '../config/load.ts';
 import { createEdgeRoutes } from './api/edge-routes.ts';
 import { createSecretsRoutes } from './api/secrets-routes.ts';
 import { openCertificateAuthority } from './ca/index.ts';
+import { PolicyStore } from './policy/policy-store.ts';
 import { SECRETS_FILES } from './secrets/defaults.ts';
 import { openJsonlAuditSink } from './secrets/local-audit-sink.ts';
 import { openServedSecrets } from './secrets/served.ts';
@@ -83,6 +85,18 @@ const secrets = await openServedSecrets({
   audit: secretsAudit,
 });
 
+// The system's inbound policy (POST /v1/policy), reloaded on SIGHUP or a change of the manifest;
+// versions are persisted in the data directory (policy/policy-store.ts).
+const policy = new PolicyStore({
+  manifestFile: runtime.manifestFile,
+  dataDir: runtime.dataDir,
+  trustDomain: runtime.trustDomain,
+  logger,
+  registry,
+});
+policy.watch();
+process.on('SIGHUP', () => policy.reload('signal'));
+
 let writtenSequence = -1;
 const writeBundle = () => {
   const bundle = ca.bundle();
@@ -123,6 +137,7 @@ api = createControlApi({
     edgeRoutes,
     createAuditRoutes({ log: auditLog, trustDomain: runtime.trustDomain }),
     createSecretsRoutes({ secrets, trustDomain: runtime.trustDomain }),
+    policyRoutes({ policy, trustDomain: runtime.trustDomain }),
   ],
   onRefusal: (refusal) => {
     logger.warn({ event: 'control.api.refused', ...refusal }, 'control plane request refused');
@@ -156,6 +171,7 @@ onShutdown(logger, async () => {
   serverCertificate.close();
   await api?.close();
   await admin.close();
+  policy.close();
   ca.close();
   await secrets.close();
   await secretsAudit.close();

@@ -48,7 +48,12 @@ export interface CallerRule {
  * and every service whose `calls` names it, keyed by the caller's SPIFFE ID.
  */
 export interface InboundPolicy {
-  /** Increases with every change of the manifest's policy (updates without restart come later). */
+  /**
+   * The control plane's policy version (control/policy/policy-store.ts): one number for the system,
+   * increased by every change of the policy's content, never decreasing. The launcher's snapshot is
+   * version 0 (control/policy/compile.ts `LAUNCH_POLICY_VERSION`); a service replaces its policy live
+   * with any higher version the control plane serves (sdk/policy-source.ts).
+   */
   version: number;
   callers: Record<string, CallerRule[]>;
 }
@@ -61,7 +66,10 @@ export interface ServiceRuntime extends RuntimeBase, WorkloadIdentityRuntime {
   identity: { issuer: string; audience: string; jwksUri: string | null };
   /** Loopback base URLs of the services this one may call (from the manifest's `calls`). */
   peers: Record<string, string>;
-  /** Who may call this service; enforced on every request when the service serves mTLS. */
+  /**
+   * Who may call this service when it started; enforced on every request when the service serves
+   * mTLS, and replaced by newer versions from the control plane while it runs.
+   */
   policy?: InboundPolicy;
 }
 

@@ -1,15 +1,8 @@
 import { join } from 'node:path';
 import type { Manifest } from '../config/model.ts';
+import { inboundPolicy } from '../control/policy/compile.ts';
 import { RampartError } from '../core/errors.ts';
-import type {
-  CallerRule,
-  ControlRuntime,
-  GatewayRuntime,
-  IdentityRuntime,
-  InboundPolicy,
-  Runtime,
-  ServiceRuntime,
-} from '../core/runtime.ts';
+import type { ControlRuntime, GatewayRuntime, IdentityRuntime, Runtime, ServiceRuntime } from '../core/runtime.ts';
 
 /** The components the launcher starts besides the services; their names are reserved. */
 export const COMPONENTS = ['control', 'identity', 'gateway'] as const;
@@ -97,35 +90,6 @@ export function controlUrl(port: number): string {
 /** Loopback base URL of a service's API (https when services serve mutual TLS). */
 export function serviceUrl(port: number, mtls = false): string {
   return `${mtls ? 'https' : 'http'}://127.0.0.1:${port}`;
-}
-
-/** The SPIFFE ID of a service or component, as its peers expect it (CA: `svc/<name>` only). */
-function spiffeIdOf(trustDomain: string, name: string): string {
-  return `spiffe://${trustDomain}/svc/${name}`;
-}
-
-/**
- * Who may call `service` (deny by default): the gateway for the service's routes (methods and
- * patterns as routed), and every service whose `calls` entry names it.
- */
-export function inboundPolicy(manifest: Manifest, service: string): InboundPolicy {
-  const callers: Record<string, CallerRule[]> = {};
-  const add = (caller: string, rule: CallerRule) => {
-    const id = spiffeIdOf(manifest.trustDomain, caller);
-    const rules = callers[id] ?? [];
-    rules.push(rule);
-    callers[id] = rules;
-  };
-  for (const route of manifest.services[service]?.routes ?? []) {
-    add('gateway', { methods: [...route.methods], paths: [route.path.source] });
-  }
-  for (const caller of Object.values(manifest.services)) {
-    for (const call of caller.calls) {
-      if (call.service === service)
-        add(caller.name, { methods: [...call.methods], paths: call.paths.map((p) => p.source) });
-    }
-  }
-  return { version: 1, callers };
 }
 
 /** Builds every process's runtime, in start order. Pure: ports and paths are given. */

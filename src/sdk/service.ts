@@ -24,7 +24,7 @@ import { createLogger, type Logger } from '../core/logger.ts';
 import { createMetrics } from '../core/metrics.ts';
 import { readRuntime, type ServiceRuntime } from '../core/runtime.ts';
 import { serviceSpiffeId, svidIdentity } from '../core/spiffe.ts';
-import { compileCallerPolicy } from './caller-policy.ts';
+import { createPolicySource } from './policy-source.ts';
 import { createServiceSecrets, type ServiceSecrets, type ServiceSecretsOptions } from './secrets.ts';
 
 declare module 'fastify' {
@@ -58,6 +58,8 @@ export interface ServiceOptions {
   logger?: Logger;
   /** Overrides of the SVID renewal schedule (control/api/defaults.ts SVID_RENEWAL_DEFAULTS); tests with short TTLs. */
   svidSchedule?: SvidSourceOptions['schedule'];
+  /** How often the inbound policy is refreshed from the control plane (default POLICY_DEFAULTS.refreshMs); tests shorten it. */
+  policyRefreshMs?: number;
   /** Cache lifetime and timeouts of `secrets.get` (tests of rotation use a short lifetime). */
   secrets?: ServiceSecretsOptions;
   /** Overrides of the audit client's settings (control/audit/client-defaults.ts); tests. */
@@ -134,8 +136,19 @@ export function service(options: ServiceOptions = {}): RampartService {
   const control = runtime.control;
   const trustDomain = control?.trustDomain ?? '';
   let tlsServer: HttpsServer | null = null;
-  const decide = runtime.policy ? compileCallerPolicy(runtime.policy) : null;
-  if (control && !decide) {
+  // The inbound policy: the runtime's snapshot, replaced live by newer versions from the control plane.
+  const policy =
+    control && runtime.policy
+      ? createPolicySource({
+          initial: runtime.policy,
+          control,
+          svid: () => (identity as SvidSource).current(),
+          logger,
+          registry,
+          ...(options.policyRefreshMs ? { refreshMs: options.policyRefreshMs } : {}),
+        })
+      : null;
+  if (control && !policy) {
     throw new RampartError('SDK_ERR_NO_POLICY', 'the runtime names a control plane but holds no inbound policy');
   }
   const serverFactory = control
@@ -190,12 +203,21 @@ export function service(options: ServiceOptions = {}): RampartService {
       detail: { method: req.method, status: 403 },
     });
     req.log.warn(
-      { event: 'decision', decision: 'deny', reason, caller, method: req.method, path, requestId: req.id },
+      {
+        event: 'decision',
+        decision: 'deny',
+        reason,
+        caller,
+        method: req.method,
+        path,
+        requestId: req.id,
+        policyVersion: policy?.version() ?? null,
+      },
       'request refused by policy',
     );
     return new RampartError('SDK_ERR_FORBIDDEN', 'forbidden', { status: 403 });
   };
-  if (control && decide) {
+  if (control && policy) {
     app.addHook('onRequest', async (req) => {
       const socket = req.raw.socket as TLSSocket;
       let caller = identities.get(socket);
@@ -218,7 +240,7 @@ export function service(options: ServiceOptions = {}): RampartService {
       if (caller === null) throw deny(req, 'certificate', null, path);
       // What is matched must be what is routed: a non-canonical target is refused, not normalized.
       if (path !== (req.raw.url ?? '').split('?')[0]) throw deny(req, 'path', caller, path);
-      const decision = decide(caller, req.method, path);
+      const decision = policy.decide(caller, req.method, path);
       if (!decision.allowed) throw deny(req, decision.reason, caller, path);
       req.caller = caller;
     });
@@ -358,6 +380,7 @@ export function service(options: ServiceOptions = {}): RampartService {
         });
         installSvid(await identity.start());
         identity.onRenewed(installSvid);
+        await policy?.start();
         const svidSource = identity;
         const controlTarget = runtime.control;
         audit = await createAuditClient({
@@ -394,6 +417,7 @@ export function service(options: ServiceOptions = {}): RampartService {
     },
     async close() {
       identity?.close();
+      policy?.close();
       await app.close();
       for (const agent of dispatchers.values()) await agent.close().catch(() => {});
       await secrets.close();

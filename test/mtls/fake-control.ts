@@ -91,7 +91,7 @@ export async function createFakeCa(name = 'Fake CA'): Promise<FakeCa> {
   };
 }
 
-/** Serves `POST /v1/svids` for `trustDomain`: the token names the service; the CSR's key is certified. */
+/** Serves `POST /v1/svids` for `trustDomain` (other routes: 404): the token names the service; the CSR's key is certified. */
 export async function startFakeControl(
   ca: FakeCa,
   trustDomain: string,
@@ -99,6 +99,13 @@ export async function startFakeControl(
   const server: Server = createServer(
     await ca.leaf({ uris: [`spiffe://${trustDomain}/svc/control`] }).then((s) => ({ cert: s.cert, key: s.key })),
     (req, res) => {
+      // Only issuance is played; other routes (the policy poll, the bundle) are answered as unknown.
+      if (req.url !== '/v1/svids') {
+        req.resume();
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end('{"error":"CA_ERR_API_NOT_FOUND"}');
+        return;
+      }
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', async () => {

@@ -1,0 +1,233 @@
+import { type FSWatcher, watch } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { ConfigError } from '../../config/config-error.ts';
+import { formatIssues } from '../../config/format.ts';
+import { loadManifest } from '../../config/load.ts';
+import type { Manifest } from '../../config/model.ts';
+import type { Logger } from '../../core/logger.ts';
+import { Counter, Gauge, type Registry } from '../../core/metrics.ts';
+import { type CallerRules, compileSystemPolicy, policyDigest } from './compile.ts';
+import { POLICY_DEFAULTS } from './defaults.ts';
+import { POLICY_STATE_FILE, type PolicyState, readPolicyState, writePolicyState } from './state-file.ts';
+
+export interface PolicyStoreOptions {
+  /** The manifest file (the control plane runtime's `manifestFile`). */
+  manifestFile: string;
+  /** The control plane's data directory, where the version is persisted. */
+  dataDir: string;
+  /** The running trust domain (the CA's): a manifest that changes it is refused until a restart. */
+  trustDomain: string;
+  logger: Logger;
+  registry: Registry;
+  /** Default: `loadManifest` (full validation, every issue reported). */
+  load?: (file: string) => Manifest;
+  debounceMs?: number;
+  rewatchMs?: number;
+}
+
+/** Outcome of one reload. */
+export type PolicyReloadResult = 'updated' | 'unchanged' | 'error';
+
+/** One service's inbound policy at the system's policy version. */
+export interface ServicePolicy {
+  version: number;
+  callers: CallerRules;
+}
+
+/**
+ * The system's versioned inbound policy, kept by the control plane (issue 4: "policy updates from a
+ * changed manifest reach every service without a restart"). It is compiled from the manifest
+ * (compile.ts, the launcher's definition too), reloaded on SIGHUP or a change of the file (debounced),
+ * and validated in full by `loadManifest`: a manifest with issues is refused, every issue logged, and
+ * the last good policy keeps being served.
+ *
+ * **Versions.** One number for the whole system, starting at 1, increased by one whenever the policy's
+ * canonical content changes (policyDigest) and never otherwise: an edit to rate limits, `env` or
+ * comments is not a new version. The version and the policy are written durably to `policy.json` in
+ * the data directory before they are served, so after a restart the same policy keeps its version and
+ * a different one gets the next: versions never go backwards and never name two policies. The
+ * persisted policy is also the last good one when the manifest is invalid at start.
+ */
+export class PolicyStore {
+  readonly #options: PolicyStoreOptions;
+  readonly #load: (file: string) => Manifest;
+  readonly #stateFile: string;
+  #state: PolicyState | null;
+  #watcher: FSWatcher | null = null;
+  #debounce: NodeJS.Timeout | null = null;
+  #rewatch: NodeJS.Timeout | null = null;
+  #closed = false;
+  readonly #reloads: Counter<'result'>;
+  readonly #version: Gauge;
+  readonly #lastSuccessful: Gauge;
+
+  /**
+   * Reads the persisted state (POLICY_ERR_STATE when it is corrupt), then loads the manifest once:
+   * a new policy gets the next version and is persisted before the constructor returns (a write
+   * failure throws: the control plane must not serve a version it could serve again for other rules).
+   */
+  constructor(options: PolicyStoreOptions) {
+    this.#options = options;
+    this.#load = options.load ?? ((file) => loadManifest(file));
+    this.#stateFile = join(options.dataDir, POLICY_STATE_FILE);
+    this.#state = readPolicyState(this.#stateFile);
+    const registers = [options.registry];
+    this.#reloads = new Counter({
+      name: 'rampart_control_policy_reloads_total',
+      help: 'Manifest reloads for the policy, by result: updated (new version), unchanged, error (kept the last good one).',
+      labelNames: ['result'],
+      registers,
+    });
+    for (const result of ['updated', 'unchanged', 'error'] as const) this.#reloads.inc({ result }, 0);
+    this.#version = new Gauge({
+      name: 'rampart_control_policy_version',
+      help: 'Version of the policy served to services (0: none loaded yet).',
+      registers,
+    });
+    this.#lastSuccessful = new Gauge({
+      name: 'rampart_control_policy_last_reload_successful',
+      help: '1 when the last manifest load succeeded, 0 when it was refused and the last good policy is served.',
+      registers,
+    });
+    this.#version.set(this.#state?.version ?? 0);
+    this.#lastSuccessful.set(1);
+    this.#reloadOnce('start', true);
+  }
+
+  /** The policy served now with its version, or null before any manifest was valid. */
+  get current(): Readonly<PolicyState> | null {
+    return this.#state;
+  }
+
+  /**
+   * `service`'s inbound policy at the current version; a service the manifest does not (or no longer)
+   * names gets an empty policy: nobody may call it. Null when no policy is loaded.
+   */
+  policyOf(service: string): ServicePolicy | null {
+    const state = this.#state;
+    if (!state) return null;
+    const callers = Object.hasOwn(state.services, service) ? state.services[service] : undefined;
+    return { version: state.version, callers: callers ?? {} };
+  }
+
+  /** Loads the manifest now. Synchronous: reloads never interleave. */
+  reload(trigger: 'signal' | 'file' | 'manual' = 'manual'): PolicyReloadResult {
+    return this.#reloadOnce(trigger, false);
+  }
+
+  /** Watches the manifest file: a change reloads after the debounce. */
+  watch(): void {
+    if (this.#closed || this.#watcher) return;
+    try {
+      this.#watcher = watch(this.#options.manifestFile, { persistent: false }, (event) => {
+        this.#schedule();
+        // An editor that saves by renaming a new file over the old one leaves the watcher on the old
+        // inode: watch the path again.
+        if (event === 'rename') this.#rearm(0);
+      });
+      this.#watcher.on('error', () => this.#rearm(this.#options.rewatchMs ?? POLICY_DEFAULTS.rewatchMs));
+    } catch (err) {
+      this.#options.logger.debug({ err }, 'manifest not watchable yet');
+      this.#rearm(this.#options.rewatchMs ?? POLICY_DEFAULTS.rewatchMs);
+    }
+  }
+
+  /** Stops watching. */
+  close(): void {
+    this.#closed = true;
+    this.#watcher?.close();
+    this.#watcher = null;
+    if (this.#debounce) clearTimeout(this.#debounce);
+    if (this.#rewatch) clearTimeout(this.#rewatch);
+  }
+
+  #rearm(delayMs: number): void {
+    this.#watcher?.close();
+    this.#watcher = null;
+    if (this.#closed || this.#rewatch) return;
+    this.#rewatch = setTimeout(() => {
+      this.#rewatch = null;
+      this.watch();
+      this.#schedule(); // the file may have changed while nobody watched
+    }, delayMs);
+    this.#rewatch.unref();
+  }
+
+  #schedule(): void {
+    if (this.#closed) return;
+    if (this.#debounce) clearTimeout(this.#debounce);
+    this.#debounce = setTimeout(() => {
+      this.#debounce = null;
+      this.reload('file');
+    }, this.#options.debounceMs ?? POLICY_DEFAULTS.reloadDebounceMs);
+    this.#debounce.unref();
+  }
+
+  #reloadOnce(trigger: string, starting: boolean): PolicyReloadResult {
+    const { logger, manifestFile } = this.#options;
+    let manifest: Manifest;
+    try {
+      manifest = this.#load(manifestFile);
+    } catch (err) {
+      this.#refused();
+      const kept = { trigger, keptVersion: this.#state?.version ?? null };
+      if (err instanceof ConfigError) {
+        logger.error(
+          {
+            ...kept,
+            codes: err.issues.map((issue) => issue.code),
+            issues: formatIssues(err.issues, { color: false, cwd: dirname(manifestFile) }),
+          },
+          'manifest refused: keeping the last good policy',
+        );
+      } else {
+        logger.error({ ...kept, err }, 'manifest load failed: keeping the last good policy');
+      }
+      return 'error';
+    }
+    if (manifest.trustDomain !== this.#options.trustDomain) {
+      this.#refused();
+      logger.error(
+        { trigger, trustDomain: manifest.trustDomain, running: this.#options.trustDomain },
+        'the manifest changes the trust domain, which takes a restart: keeping the last good policy',
+      );
+      return 'error';
+    }
+    const policy = compileSystemPolicy(manifest);
+    const digest = policyDigest(policy);
+    const previous = this.#state;
+    if (previous?.digest === digest) {
+      this.#reloads.inc({ result: 'unchanged' });
+      this.#lastSuccessful.set(1);
+      if (!starting) logger.info({ trigger, version: previous.version }, 'manifest reloaded: policy unchanged');
+      return 'unchanged';
+    }
+    const next: PolicyState = { version: (previous?.version ?? 0) + 1, digest, services: policy.services };
+    try {
+      writePolicyState(this.#stateFile, next);
+    } catch (err) {
+      // At start there is nothing safe to serve under a version nobody persisted: the caller fails.
+      if (starting) throw err;
+      this.#refused();
+      logger.error(
+        { trigger, err, keptVersion: previous?.version ?? null },
+        'policy not persisted: keeping the last good policy',
+      );
+      return 'error';
+    }
+    this.#state = next;
+    this.#version.set(next.version);
+    this.#reloads.inc({ result: 'updated' });
+    this.#lastSuccessful.set(1);
+    logger.info(
+      { trigger, version: next.version, previousVersion: previous?.version ?? null, digest: digest.slice(0, 16) },
+      'policy updated',
+    );
+    return 'updated';
+  }
+
+  #refused(): void {
+    this.#reloads.inc({ result: 'error' });
+    this.#lastSuccessful.set(0);
+  }
+}
