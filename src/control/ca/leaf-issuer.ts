@@ -54,9 +54,9 @@ export async function signHere(signer: LeafSigner, job: SignJob): Promise<Signed
   const { spiffeId, serial, notBefore, notAfter } = job;
   const cert = await signer.sign({ csr, spiffeId, serial, notBefore, notAfter });
   return {
-    certificateDer: new Uint8Array(cert.rawData),
-    notBefore: cert.notBefore.getTime(),
-    notAfter: cert.notAfter.getTime(),
+    certificateDer: cert.der,
+    notBefore: cert.notBefore,
+    notAfter: cert.notAfter,
     publicKeySha256: csr.publicKeySha256,
     threadId,
   };
