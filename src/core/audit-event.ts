@@ -391,10 +391,13 @@ function checkEvent(value: unknown): { event: AuditEvent; json: string } {
 
 /**
  * A new event id: a UUIDv7 (RFC 9562 §5.7): 48 bits of Unix milliseconds, then 74 random bits. Ids
- * made later sort later, so the log's unique index on them grows at its right edge.
+ * made later sort later, so the log's unique index on them grows at its right edge. `random` (16
+ * bytes from a CSPRNG, overwritten) lets a busy emitter draw randomness in bulk; by default it is
+ * drawn here.
  */
-export function newEventId(now: number = Date.now()): string {
-  const bytes = randomBytes(16);
+export function newEventId(now: number = Date.now(), random?: Uint8Array): string {
+  if (random !== undefined && random.length !== 16) throw new RangeError('newEventId needs 16 random bytes');
+  const bytes = random === undefined ? randomBytes(16) : Buffer.from(random.buffer, random.byteOffset, 16);
   const ms = Math.max(0, Math.floor(now));
   bytes.writeUIntBE(ms % 2 ** 48, 0, 6);
   bytes[6] = 0x70 | (bytes[6]! & 0x0f);

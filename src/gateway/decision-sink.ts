@@ -1,4 +1,4 @@
-import { type AuditClient, auditEventLine, buildAuditEvent } from '../control/audit/client.ts';
+import { type AuditClient, auditEventLine, buildAuditEvent, createEventIdSource } from '../control/audit/client.ts';
 import type { AuditEventInput } from '../core/audit-event.ts';
 
 /**
@@ -86,6 +86,7 @@ export function createBatchingDecisionSink(
   let lines = '';
   let count = 0;
   let timer: NodeJS.Timeout | null = null;
+  const newId = createEventIdSource();
   const flush = () => {
     if (timer) clearTimeout(timer);
     timer = null;
@@ -98,7 +99,7 @@ export function createBatchingDecisionSink(
   };
   return {
     emit(event) {
-      const audit = buildAuditEvent(decisionAuditInput(event));
+      const audit = buildAuditEvent(decisionAuditInput(event), Date.now, newId);
       if (audit === null) {
         options.onInvalid?.();
         return;

@@ -14,6 +14,7 @@ import {
   auditEventLine,
   buildAuditEvent,
   createAuditClient,
+  createEventIdSource,
 } from './client.ts';
 
 const silent = pino({ level: 'silent' });
@@ -285,4 +286,15 @@ test('buildAuditEvent redacts credentials copied from a request and keeps the ev
   assert.ok(event);
   assert.equal(event.requestId, undefined);
   assert.ok(!event.resource?.includes('abc.def'));
+});
+
+test('pooled event ids are UUIDv7 with the time first, and never repeat across pool refills', () => {
+  const next = createEventIdSource();
+  const now = Date.UTC(2026, 11, 6);
+  const ids = Array.from({ length: 1_000 }, () => next(now));
+  assert.equal(new Set(ids).size, ids.length);
+  for (const id of ids) {
+    assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    assert.equal(Number.parseInt(id.replace(/-/g, '').slice(0, 12), 16), now);
+  }
 });

@@ -1,3 +1,4 @@
+import { randomFillSync } from 'node:crypto';
 import { Agent } from 'node:https';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -115,14 +116,38 @@ const PERMANENT = new Set([400, 409, 413]);
 const OPTIONAL_FIELDS = new Set(['reason', 'resource', 'requestId', 'traceId', 'actor', 'detail']);
 
 /**
+ * Event ids for one emitter: UUIDv7 with randomness drawn from the CSPRNG 256 ids at a time, because
+ * one `randomBytes` call per denial costs more than the rest of making the event (a 401 flood makes an
+ * event per request).
+ */
+export function createEventIdSource(): (now: number) => string {
+  const pool = Buffer.alloc(16 * 256);
+  let next = pool.length;
+  return (now) => {
+    if (next === pool.length) {
+      randomFillSync(pool);
+      next = 0;
+    }
+    // newEventId overwrites the version and variant bits of these bytes; each slice is used once.
+    const id = newEventId(now, pool.subarray(next, next + 16));
+    next += 16;
+    return id;
+  };
+}
+
+/**
  * Builds a valid event from `input` or returns null: secret-looking resource and actor values are
  * redacted; an optional field that still fails validation (a request id a caller made up, an
  * oversized detail) is dropped and the event kept, because losing the record of a denial is worse
  * than losing one of its facts.
  */
-export function buildAuditEvent(input: AuditEventInput, now: () => number = Date.now): AuditEvent | null {
+export function buildAuditEvent(
+  input: AuditEventInput,
+  now: () => number = Date.now,
+  newId: (now: number) => string = newEventId,
+): AuditEvent | null {
   const draft: Record<string, unknown> = { ...input };
-  draft.id ??= newEventId(now());
+  draft.id ??= newId(now());
   draft.time ??= new Date(now());
   for (let attempt = 0; attempt < 8; attempt++) {
     try {
@@ -364,9 +389,10 @@ export async function createAuditClient(options: AuditClientOptions): Promise<Au
   }
   const sender = deliver().catch((err) => logger.error({ err }, 'audit delivery stopped'));
 
+  const newId = createEventIdSource();
   const client: AuditClient = {
     emit(input) {
-      const event = buildAuditEvent(input);
+      const event = buildAuditEvent(input, Date.now, newId);
       if (event === null) {
         drop('invalid', 1);
         logger.error({ component: input?.component, action: input?.action }, 'audit event invalid; dropped');

@@ -426,10 +426,11 @@ export async function openSpool(dir: string, options: SpoolOptions): Promise<Spo
     async ack(batch) {
       if (batch.start.segment !== cursor.segment || batch.start.offset !== cursor.offset) return;
       cursor = { ...batch.end };
-      spooledEvents = Math.max(0, spooledEvents - batch.lines.length);
-      spooledBytes = Math.max(0, spooledBytes - (batch.end.offset - batch.start.offset));
       if (cursor.segment !== active && cursor.offset >= (segments.get(cursor.segment) ?? 0)) await leaveSegment();
       else await writeCursor();
+      // Counted down last: whoever waits for an empty spool sees it once the cursor is recorded.
+      spooledEvents = Math.max(0, spooledEvents - batch.lines.length);
+      spooledBytes = Math.max(0, spooledBytes - (batch.end.offset - batch.start.offset));
     },
     onCommit(listener) {
       listeners.push(listener);
