@@ -376,15 +376,29 @@ test('one writer: a second log on the same database and schema is refused while 
   const kek = kekText();
   const first = await openTestPostgresLog(t, url, { kek: kekFrom(kek) });
   await first.append([sampleEvent(0)]);
-  await assert.rejects(openTestPostgresLog(t, url, { kek: kekFrom(kek) }), (err: unknown) => {
-    assert.ok(code(AUDIT_ERRORS.locked)(err));
-    assert.equal((err as { status: number }).status, 503);
-    return true;
+  const started = Date.now();
+  await assert.rejects(
+    openTestPostgresLog(t, url, { kek: kekFrom(kek), postgres: { connectionString: url, writerLockWaitMs: 300 } }),
+    (err: unknown) => {
+      assert.ok(code(AUDIT_ERRORS.locked)(err));
+      assert.equal((err as { status: number }).status, 503);
+      return true;
+    },
+  );
+  assert.ok(Date.now() - started >= 300, 'it waited for the lock first');
+  // A writer that goes away while another waits: the waiting one gets the log.
+  const waiting = openTestPostgresLog(t, url, {
+    kek: kekFrom(kek),
+    postgres: { connectionString: url, writerLockWaitMs: 10_000 },
   });
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  await first.close();
+  const third = await waiting;
+  assert.equal(third.size(), 1);
+  await third.close();
   // Another schema is another log, with its own lock.
   const elsewhere = await openTestPostgresLog(t, url, { postgres: { connectionString: url, schema: 'audit_two' } });
   await elsewhere.append([sampleEvent(1)]);
-  await first.close();
   const second = await openTestPostgresLog(t, url, { kek: kekFrom(kek) });
   const [r] = await second.append([sampleEvent(2)]);
   assert.equal(r!.index, 1, 'the next writer continues the tree');
@@ -395,7 +409,9 @@ test('one writer: two control planes starting at once on a new database, exactly
   if (url === null) return;
   const kek = kekText();
   const results = await Promise.allSettled(
-    Array.from({ length: 4 }, () => openTestPostgresLog(t, url, { kek: kekFrom(kek) })),
+    Array.from({ length: 4 }, () =>
+      openTestPostgresLog(t, url, { kek: kekFrom(kek), postgres: { connectionString: url, writerLockWaitMs: 0 } }),
+    ),
   );
   const opened = results.filter((r) => r.status === 'fulfilled');
   assert.equal(opened.length, 1, JSON.stringify(results.map((r) => r.status)));
@@ -445,6 +461,10 @@ test('options are validated: hostile schema names and connection strings never r
     );
     await assert.rejects(openPostgresAuditReader({ connectionString: url, schema }), code(AUDIT_ERRORS.config), schema);
   }
+  await assert.rejects(
+    openPostgresAuditLog({ postgres: { connectionString: url, writerLockWaitMs: -1 }, origin: ORIGIN, kek }),
+    code(AUDIT_ERRORS.config),
+  );
   for (const bad of [{ origin: 'has space' }, { maxBatchEvents: 0 }, { checkpointIntervalMs: -1 }]) {
     await assert.rejects(openTestPostgresLog(t, url, bad), code(AUDIT_ERRORS.config), JSON.stringify(bad));
   }

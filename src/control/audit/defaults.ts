@@ -46,6 +46,15 @@ export const AUDIT_DEFAULTS = Object.freeze({
    */
   postgresReadConnections: 4,
   /**
+   * How long a starting log waits for the PostgreSQL writer lock before refusing (AUDIT_ERR_LOCKED). A
+   * control plane restarted after a crash may start before the server has noticed the old process's
+   * connection is gone and released its lock (normally milliseconds: the kernel closes the socket);
+   * a second control plane left running still gets a clear refusal within seconds.
+   */
+  postgresWriterLockWaitMs: 5_000,
+  /** How often that wait retries the lock: short against the restart case, cheap for the server. */
+  postgresWriterLockPollMs: 100,
+  /**
    * Entries the PostgreSQL verifier reads per query: ~4 MB of typical 400-byte events per round trip,
    * so a million-entry log is 100 round trips, and memory stays bounded whatever the log size.
    */

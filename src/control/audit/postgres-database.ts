@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
 import { AUDIT_SCHEMA_VERSION, type CheckpointRow, type EntryRow, type SigningKeyRow } from './database.ts';
 import { AUDIT_DEFAULTS } from './defaults.ts';
@@ -82,6 +83,11 @@ export interface PostgresAuditTarget {
   schema?: string;
   /** Pooled read connections besides the writer. Default {@link AUDIT_DEFAULTS.postgresReadConnections}. */
   maxConnections?: number;
+  /**
+   * How long opening waits for another process's writer lock before AUDIT_ERR_LOCKED. Default
+   * {@link AUDIT_DEFAULTS.postgresWriterLockWaitMs}; 0 refuses at once.
+   */
+  writerLockWaitMs?: number;
 }
 
 /** A schema name we are willing to interpolate (identifiers cannot be bound as parameters). */
@@ -344,6 +350,9 @@ export async function openPostgresAuditDatabase(target: PostgresAuditTarget): Pr
   if (!Number.isSafeInteger(maxConnections) || maxConnections < 1) {
     throw auditError(AUDIT_ERRORS.config, { option: 'maxConnections' });
   }
+  const waitMs = target.writerLockWaitMs ?? AUDIT_DEFAULTS.postgresWriterLockWaitMs;
+  if (!Number.isSafeInteger(waitMs) || waitMs < 0)
+    throw auditError(AUDIT_ERRORS.config, { option: 'writerLockWaitMs' });
   const writer = new pg.Client({
     connectionString: target.connectionString,
     options: connectionOptions(schema, ' -c synchronous_commit=on'),
@@ -362,8 +371,13 @@ export async function openPostgresAuditDatabase(target: PostgresAuditTarget): Pr
   };
   try {
     await writer.connect();
-    const { rows } = await writer.query(`SELECT pg_try_advisory_lock(${WRITER_LOCK}) AS locked`, [schema]);
-    if (rows[0]?.locked !== true) throw auditError(AUDIT_ERRORS.locked, { schema });
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      const { rows } = await writer.query(`SELECT pg_try_advisory_lock(${WRITER_LOCK}) AS locked`, [schema]);
+      if (rows[0]?.locked === true) break;
+      if (Date.now() >= deadline) throw auditError(AUDIT_ERRORS.locked, { schema });
+      await delay(Math.min(AUDIT_DEFAULTS.postgresWriterLockPollMs, Math.max(1, deadline - Date.now())));
+    }
     await applySchema(writer, schema);
   } catch (err) {
     await close();
