@@ -21,11 +21,11 @@ import { WorkerPool, workerPlan } from './process/worker-pool.ts';
 import { SharedRateLimitTable } from './rate-limit/shared-table.ts';
 
 /**
- * The gateway process, as the launcher starts it. The main thread serves no public traffic: it loads
- * and validates the manifest, creates the gateway-wide rate-limit table (shared memory), runs the
- * worker threads that do serve (process/worker-pool.ts), writes their decision events durably,
- * reloads the configuration (SIGHUP, file changes) and serves the loopback admin listener, whose
- * `/metrics` aggregates every worker's registry.
+ * The gateway process, as the launcher starts it. The main thread loads and validates the manifest,
+ * creates the gateway-wide rate-limit table (shared memory), runs the workers that serve
+ * (process/worker-pool.ts: worker threads, or with `workers: 1` the one worker in this thread, which
+ * saves a V8 isolate), writes their decision events durably, reloads the configuration (SIGHUP, file
+ * changes) and serves the loopback admin listener, whose `/metrics` aggregates every worker's registry.
  */
 const runtime = readRuntime('gateway');
 const logger = createLogger({ name: runtime.name });
@@ -107,6 +107,8 @@ let failed = false;
 const pool = new WorkerPool({
   size: workers,
   reusePort: plan.reusePort,
+  // One worker serves from this thread: a second V8 isolate would cost tens of MB for nothing.
+  inThread: workers === 1,
   runtime: workerRuntime,
   manifest,
   rateLimitTable: SharedRateLimitTable.create().transferable,

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { threadId } from 'node:worker_threads';
 import { pino } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import type { Manifest } from '../../config/model.ts';
@@ -14,7 +15,7 @@ import { WorkerPool, workerPlan } from './worker-pool.ts';
 const FIXTURE = new URL('./fixtures/pool-worker.ts', import.meta.url);
 const MANIFEST = { gateway: {} } as unknown as Manifest;
 
-function pool(t: { after(fn: () => unknown): void }, mode: string, size = 2) {
+function pool(t: { after(fn: () => unknown): void }, mode: string, size = 2, inThread = false) {
   const dataDir = mkdtempSync(join(tmpdir(), 'rampart-pool-'));
   t.after(() => rmSync(dataDir, { recursive: true, force: true }));
   const runtime: GatewayRuntime = {
@@ -47,6 +48,7 @@ function pool(t: { after(fn: () => unknown): void }, mode: string, size = 2) {
       windowMs: 60_000,
     },
     entry: FIXTURE,
+    inThread,
   });
   t.after(() => workers.drain(500));
   return { workers, decisions, gaveUp, registry };
@@ -112,6 +114,93 @@ describe('gateway worker pool', () => {
     assert.equal(workers.generation, 2);
     assert.deepEqual(outcomes.get(0), { error: null, restartRequired: ['generation-2'] });
     assert.deepEqual(outcomes.get(1), { error: 'refused by the fixture', restartRequired: [] });
+  });
+});
+
+describe('gateway worker pool, one worker in the calling thread (inThread)', () => {
+  test('serves, aggregates, reconfigures and drains like a thread, without starting one', async (t) => {
+    const { workers, decisions, registry } = pool(t, 'ok', 1, true);
+    await workers.start();
+    assert.equal(workers.ready(), true);
+    assert.deepEqual(workers.threadIds(), [threadId], 'the calling thread, no worker thread');
+    assert.equal(await metric(registry, 'rampart_gateway_workers', { state: 'listening' }), 1);
+    const json = await workers.collectMetrics();
+    const aggregated = await AggregatorRegistry.aggregate(json).getSingleMetricAsString('fixture_requests_total');
+    assert.match(aggregated, /fixture_requests_total\{route="r"\} 1/);
+    const outcomes = await workers.reconfigure(MANIFEST);
+    assert.deepEqual(outcomes.get(0), { error: null, restartRequired: ['generation-2'] });
+    await workers.drain(500);
+    assert.equal(workers.ready(), false);
+    assert.deepEqual(workers.threadIds(), [null]);
+    assert.deepEqual(decisions, ['{"worker":0}\n'], 'the last events arrive before the exit');
+  });
+
+  test('a start that fails is counted and restarted in the slot', async (t) => {
+    const { workers, gaveUp, registry } = pool(t, 'crash-once', 1, true);
+    await workers.start();
+    assert.equal(workers.ready(), true);
+    assert.equal(await metric(registry, 'rampart_gateway_worker_restarts_total', { reason: 'crash' }), 1);
+    assert.deepEqual(gaveUp, []);
+  });
+
+  test('a start that always fails makes the pool give up', async (t) => {
+    const { workers, gaveUp } = pool(t, 'crash-always', 1, true);
+    const started = workers.start().then(
+      () => 'started',
+      () => 'rejected',
+    );
+    for (let i = 0; i < 200 && gaveUp.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(gaveUp, [0]);
+    await workers.drain(100);
+    assert.equal(await started, 'rejected');
+  });
+
+  test('an entry without the in-thread export is a failed start, not a hang', async (t) => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'rampart-pool-'));
+    t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+    const gaveUp: number[] = [];
+    const workers = new WorkerPool({
+      size: 1,
+      reusePort: false,
+      runtime: { kind: 'gateway', name: 'ok', dataDir, adminPort: 0, manifestFile: '', upstreams: {} },
+      manifest: MANIFEST,
+      rateLimitTable: SharedRateLimitTable.create({ capacity: 16 }).transferable,
+      logger: pino({ level: 'silent' }),
+      registry: new Registry(),
+      onDecisions: () => {},
+      onGiveUp: (index) => gaveUp.push(index),
+      restartPolicy: {
+        initialDelayMs: 1,
+        maxDelayMs: 1,
+        jitter: 0,
+        stableAfterMs: 60_000,
+        maxCrashes: 2,
+        windowMs: 60_000,
+      },
+      entry: new URL('./messages.ts', import.meta.url),
+      inThread: true,
+    });
+    const started = workers.start().catch(() => 'rejected');
+    for (let i = 0; i < 200 && gaveUp.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(gaveUp, [0]);
+    await workers.drain(100);
+    assert.equal(await started, 'rejected');
+  });
+
+  test('only a pool of one runs in-thread', () => {
+    const options = {
+      reusePort: true,
+      runtime: { kind: 'gateway', name: 'ok', dataDir: '', adminPort: 0, manifestFile: '', upstreams: {} },
+      manifest: MANIFEST,
+      rateLimitTable: SharedRateLimitTable.create({ capacity: 16 }).transferable,
+      logger: pino({ level: 'silent' }),
+      registry: new Registry(),
+      onDecisions: () => {},
+      onGiveUp: () => {},
+      inThread: true,
+    } as const;
+    assert.throws(() => new WorkerPool({ ...options, size: 2 }), RangeError);
+    assert.throws(() => new WorkerPool({ ...options, size: 0 }), RangeError);
   });
 });
 

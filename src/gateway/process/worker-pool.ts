@@ -11,6 +11,7 @@ import {
   type RestartPolicy,
 } from '../../launcher/restart-policy.ts';
 import type { SharedTableTransferable } from '../rate-limit/shared-table.ts';
+import { InThreadWorker, type PoolThread } from './in-thread-worker.ts';
 import type { FromWorker, ReconfigureOutcome, ToWorker, WorkerData, WorkerMetrics } from './messages.ts';
 
 /** The worker thread's entry, in the flavour this module runs as (TypeScript sources or built dist/). */
@@ -58,13 +59,19 @@ export interface WorkerPoolOptions {
   restartPolicy?: RestartPolicy;
   /** The thread entry; tests substitute a fixture. */
   entry?: URL;
+  /**
+   * Run the one worker in the calling thread instead of a worker thread ({@link InThreadWorker}):
+   * one V8 isolate instead of two. Only with `size: 1`. Restarts work as for a thread when the start
+   * fails; a crash while serving ends the process instead of the worker. Default false.
+   */
+  inThread?: boolean;
 }
 
 type SlotState = 'starting' | 'listening' | 'draining' | 'down';
 
 interface Slot {
   readonly index: number;
-  worker: Worker | null;
+  worker: PoolThread | null;
   state: SlotState;
   startedAt: number;
   history: CrashHistory;
@@ -98,6 +105,7 @@ export class WorkerPool {
 
   constructor(options: WorkerPoolOptions) {
     if (!Number.isInteger(options.size) || options.size < 1) throw new RangeError('worker pool size must be ≥ 1');
+    if (options.inThread && options.size !== 1) throw new RangeError('only a pool of one worker runs in-thread');
     this.#options = options;
     this.#manifest = options.manifest;
     this.#policy = options.restartPolicy ?? DEFAULT_RESTART_POLICY;
@@ -232,7 +240,10 @@ export class WorkerPool {
       reusePort: this.#options.reusePort,
       rateLimitTable: this.#options.rateLimitTable,
     };
-    const worker = new Worker(this.#options.entry ?? WORKER_ENTRY, { workerData: data, name: `gateway-${slot.index}` });
+    const entry = this.#options.entry ?? WORKER_ENTRY;
+    const worker: PoolThread = this.#options.inThread
+      ? new InThreadWorker(entry, data)
+      : new Worker(entry, { workerData: data, name: `gateway-${slot.index}` });
     slot.worker = worker;
     slot.state = 'starting';
     slot.startedAt = Date.now();
@@ -318,7 +329,7 @@ export class WorkerPool {
     if (pending.expected.size === 0) pending.resolve();
   }
 
-  #post(worker: Worker, message: ToWorker): void {
+  #post(worker: PoolThread, message: ToWorker): void {
     try {
       worker.postMessage(message);
     } catch (err) {
