@@ -1,0 +1,371 @@
+/**
+ * What mutual TLS costs a service-to-service hop (issue 4 goal: ≤ 10 % of requests per second lost
+ * against plain HTTP on a keep-alive pool). Not a test:
+ * `node --conditions=rampart-source bench/mtls.bench.ts [seconds] [connections] [rounds] [line,line]`
+ * (defaults 5 s per line, 16 connections — the SDK's pool size per peer — 3 rounds, every line).
+ *
+ * The server is the real SDK service (src/sdk/service.ts) answering `POST /charges` with `{"ok":true}`,
+ * started twice in this thread: once as `rampart start` runs it — it obtains its SVID from a real
+ * control plane API (join token, CSR, local CA) and serves HTTPS that requires a client certificate
+ * chained to the bundle, checks the caller's SPIFFE ID once per connection and the inbound policy per
+ * request — and once without a control plane: plain HTTP, no caller checks. The client is the
+ * `orders` workload, with an SVID from the same control plane, in a worker thread (bench/mtls/
+ * load-worker.ts): the SDK's undici dispatcher, pipelining 1, N connections, one request in flight per
+ * connection. Lines are interleaved (plain, mTLS, plain, mTLS, …) and the table shows medians.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { Agent, request } from 'undici';
+import {
+  CONTROL_API_ERRORS,
+  type ControlApi,
+  createControlApi,
+  createServerCertificate,
+  createWorkloadKey,
+  requestJoinToken,
+  requestSvid,
+  type ServerCertificate,
+  spiffeServerCheck,
+} from '../src/control/api/index.ts';
+import { openTestCa } from '../src/control/ca/testing.ts';
+import type { AccessTokenVerifier } from '../src/core/access-token.ts';
+import { createLogger } from '../src/core/logger.ts';
+import { serviceSpiffeId } from '../src/core/spiffe.ts';
+import { freePort } from '../src/launcher/ports.ts';
+import { type RampartService, service } from '../src/sdk/index.ts';
+import type { ClientTls, LoadJob, LoadReply } from './mtls/load-worker.ts';
+
+const seconds = Number(process.argv[2] ?? 5);
+const connections = Number(process.argv[3] ?? 16);
+const rounds = Number(process.argv[4] ?? 3);
+/** Measure only these line ids (comma-separated: http, mtls, tcp, handshake, resumed, sdk-handshake). */
+const only = process.argv[5]?.split(',') ?? null;
+const WARMUP_MS = 1_000;
+const TRUST_DOMAIN = 'shop.local';
+const CREDENTIAL = 'b'.repeat(43);
+const silent = (name: string) => createLogger({ name, level: 'silent' });
+const noTokens = (async () => {
+  throw new Error('no user tokens in this benchmark');
+}) as unknown as AccessTokenVerifier;
+
+// ── the system: a CA, the control plane's API, payments with and without mTLS ──────────────────────
+
+const t = await openTestCa({ trustDomain: TRUST_DOMAIN });
+const realClock = setInterval(() => {
+  t.clock.now = Date.now();
+}, 50);
+realClock.unref();
+const dirs: string[] = [];
+const services: RampartService[] = [];
+let cert: ServerCertificate | null = null;
+let api: ControlApi | null = null;
+
+async function startPayments(controlUrl: string | null): Promise<{ svc: RampartService; port: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-mtls-bench-'));
+  dirs.push(dir);
+  const port = await freePort();
+  const control = controlUrl ? { url: controlUrl, bundle: t.ca.bundle().pem, trustDomain: TRUST_DOMAIN } : null;
+  const svc = service({
+    runtime: {
+      kind: 'service',
+      name: 'payments',
+      dataDir: dir,
+      adminPort: await freePort(),
+      manifestFile: join(dir, 'rampart.yaml'),
+      port,
+      identity: { issuer: 'https://issuer.invalid', audience: 'https://api.shop.local', jwksUri: null },
+      peers: {},
+      ...(control
+        ? {
+            control,
+            joinToken: (await requestJoinToken(control, CREDENTIAL, 'payments')).token,
+            policy: {
+              version: 1,
+              callers: { [serviceSpiffeId(TRUST_DOMAIN, 'orders').id]: [{ methods: ['POST'], paths: ['/charges'] }] },
+            },
+          }
+        : {}),
+    },
+    verifier: noTokens,
+    logger: silent('payments'),
+  });
+  services.push(svc);
+  svc.app.post('/charges', async () => ({ ok: true }));
+  await svc.start();
+  return { svc, port };
+}
+
+/** `orders`' SVID, the way a workload gets its first one: its own key, a join token, `POST /v1/svids`. */
+async function ordersSvid(controlUrl: string): Promise<ClientTls> {
+  const control = { url: controlUrl, bundle: t.ca.bundle().pem, trustDomain: TRUST_DOMAIN };
+  const { token } = await requestJoinToken(control, CREDENTIAL, 'orders');
+  const key = await createWorkloadKey();
+  const svid = await requestSvid(control, token, key.csrPem);
+  return {
+    cert: svid.certificate,
+    key: key.keyPem,
+    ca: svid.bundle.pem,
+    expectedId: serviceSpiffeId(TRUST_DOMAIN, 'payments').id,
+    trustDomain: TRUST_DOMAIN,
+  };
+}
+
+/**
+ * A secured line must refuse what it is there to refuse, or its figures mean nothing: `ok` expects
+ * 200 `{"ok":true}`; `refused` sends no client certificate and expects the TLS layer to refuse it.
+ */
+async function probe(url: string, tls: ClientTls | null, expect: 'ok' | 'refused'): Promise<void> {
+  const connect = tls
+    ? {
+        ca: tls.ca,
+        checkServerIdentity: spiffeServerCheck(tls.expectedId, tls.trustDomain),
+        ...(expect === 'ok' ? { cert: tls.cert, key: tls.key } : {}),
+      }
+    : {};
+  const dispatcher = new Agent({ connect });
+  let answer: string;
+  try {
+    const res = await request(url, {
+      method: 'POST',
+      body: '{}',
+      headers: { 'content-type': 'application/json' },
+      dispatcher,
+    });
+    answer = `${res.statusCode} ${await res.body.text()}`;
+  } catch (err) {
+    answer = `error ${(err as { code?: string }).code ?? (err as Error).message}`;
+  } finally {
+    await dispatcher.close();
+  }
+  const refused = answer.startsWith('error ') && !answer.includes(CONTROL_API_ERRORS.wrongIdentity);
+  if (expect === 'ok' ? answer !== '200 {"ok":true}' : !refused) {
+    throw new Error(`probe ${expect} of ${url}: got ${answer}`);
+  }
+}
+
+// ── measuring ──────────────────────────────────────────────────────────────────────────────────────
+
+const worker = new Worker(new URL('./mtls/load-worker.ts', import.meta.url));
+
+interface Measurement {
+  /** Per second of the window. */
+  rate: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** CPU µs of the server thread (this one) per request or connection. */
+  serverCpuUs: number;
+  /** CPU µs of the load generator's thread per request or connection. */
+  clientCpuUs: number;
+  /** Server thread CPU as a share of one core. */
+  serverBusy: number;
+  resumedShare: number;
+}
+
+function measure(job: LoadJob): Promise<Measurement> {
+  return new Promise((resolve, reject) => {
+    let cpu: NodeJS.CpuUsage | null = null;
+    const onMessage = (reply: LoadReply | { type: 'error'; message: string }) => {
+      if (reply.type === 'measuring') {
+        cpu = process.threadCpuUsage();
+        return;
+      }
+      worker.off('message', onMessage);
+      if (reply.type === 'error') return reject(new Error(reply.message));
+      const used = process.threadCpuUsage(cpu ?? undefined);
+      if (reply.failures > 0 || reply.completed === 0) {
+        return reject(new Error(`INVALID RUN: ${reply.failures} failures (first: ${reply.firstFailure})`));
+      }
+      const serverUs = used.user + used.system;
+      resolve({
+        rate: reply.completed / (reply.elapsedMs / 1_000),
+        p50Ms: reply.p50Ms,
+        p99Ms: reply.p99Ms,
+        serverCpuUs: serverUs / reply.completed,
+        clientCpuUs: reply.clientCpuUs / reply.completed,
+        serverBusy: serverUs / 1_000 / reply.elapsedMs,
+        resumedShare: reply.resumed / reply.completed,
+      });
+    };
+    worker.on('message', onMessage);
+    worker.postMessage(job);
+  });
+}
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+};
+const fmt = (value: number, digits = 0) =>
+  Number.isFinite(value)
+    ? value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+    : '–';
+
+interface Line {
+  id: string;
+  what: string;
+  unit: 'req' | 'conn';
+  job: LoadJob;
+  results: Measurement[];
+}
+
+function table(lines: Line[]): string {
+  const header = ['line', 'per s', 'min–max', 'p50 ms', 'p99 ms', 'server µs CPU', 'server busy', 'client µs CPU'];
+  const rows = lines.map((line) => {
+    const r = line.results;
+    const rates = r.map((m) => m.rate);
+    return [
+      line.what,
+      fmt(median(rates)),
+      `${fmt(Math.min(...rates))}–${fmt(Math.max(...rates))}`,
+      fmt(median(r.map((m) => m.p50Ms)), 2),
+      fmt(median(r.map((m) => m.p99Ms)), 2),
+      fmt(median(r.map((m) => m.serverCpuUs))),
+      `${fmt(median(r.map((m) => m.serverBusy)) * 100)} %`,
+      fmt(median(r.map((m) => m.clientCpuUs))),
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] as string).length)));
+  const render = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] as number)).join(' | ')} |`;
+  return [render(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(render)].join('\n');
+}
+
+/** Median CPU µs per request or connection of one side. */
+function cpu(line: Line, side: 'server' | 'client'): number {
+  return median(line.results.map((m) => (side === 'server' ? m.serverCpuUs : m.clientCpuUs)));
+}
+
+/** Median over rounds of a per-round ratio (lines of one round ran seconds apart). */
+function ratio(a: Line, b: Line, of: (m: Measurement) => number): { median: number; perRound: number[] } {
+  const perRound = a.results.map((m, i) => of(m) / of(b.results[i] as Measurement));
+  return { median: median(perRound), perRound };
+}
+
+try {
+  cert = await createServerCertificate({ ca: t.ca, logger: silent('control'), onRenewed: () => api?.refreshTls() });
+  const held = cert;
+  api = createControlApi({
+    ca: t.ca,
+    launcherCredential: CREDENTIAL,
+    credentials: () => held.current(),
+    logger: silent('control'),
+  });
+  const controlUrl = `https://127.0.0.1:${await api.listen(0)}`;
+  const plain = await startPayments(null);
+  const secured = await startPayments(controlUrl);
+  const tls = await ordersSvid(controlUrl);
+  const plainUrl = `http://127.0.0.1:${plain.port}/charges`;
+  const securedUrl = `https://127.0.0.1:${secured.port}/charges`;
+  await probe(plainUrl, null, 'ok');
+  await probe(securedUrl, tls, 'ok');
+  await probe(securedUrl, tls, 'refused');
+
+  const window = { connections, warmupMs: WARMUP_MS, durationMs: seconds * 1_000 };
+  const lines: Line[] = [
+    {
+      id: 'http',
+      what: 'keep-alive: plain HTTP',
+      unit: 'req',
+      job: { type: 'requests', url: plainUrl, tls: null, ...window },
+      results: [],
+    },
+    {
+      id: 'mtls',
+      what: 'keep-alive: mTLS',
+      unit: 'req',
+      job: { type: 'requests', url: securedUrl, tls, ...window },
+      results: [],
+    },
+    {
+      id: 'tcp',
+      what: 'new connection: TCP',
+      unit: 'conn',
+      job: { type: 'connects', port: plain.port, tls: null, ...window },
+      results: [],
+    },
+    {
+      id: 'handshake',
+      what: 'new connection: mTLS full handshake',
+      unit: 'conn',
+      job: { type: 'connects', port: secured.port, tls: { ...tls, resume: false, sharedContext: true }, ...window },
+      results: [],
+    },
+    {
+      id: 'resumed',
+      what: 'new connection: mTLS resumed',
+      unit: 'conn',
+      job: { type: 'connects', port: secured.port, tls: { ...tls, resume: true, sharedContext: true }, ...window },
+      results: [],
+    },
+    {
+      id: 'sdk-handshake',
+      what: 'new connection: mTLS full, context per connection',
+      unit: 'conn',
+      job: { type: 'connects', port: secured.port, tls: { ...tls, resume: false, sharedContext: false }, ...window },
+      results: [],
+    },
+  ];
+  const started = loadavg()[0] ?? 0;
+  for (let round = 0; round < rounds; round++) {
+    for (const line of lines) {
+      if (only && !only.includes(line.id)) continue;
+      const m = await measure(line.job);
+      line.results.push(m);
+      process.stderr.write(
+        `round ${round + 1}/${rounds} ${line.what}: ${fmt(m.rate)}/s, p99 ${fmt(m.p99Ms, 2)} ms, ` +
+          `server ${fmt(m.serverCpuUs)} µs CPU per ${line.unit}\n`,
+      );
+    }
+  }
+  const [http, mtls, tcp, handshake, resumed, sdkHandshake] = lines as [Line, Line, Line, Line, Line, Line];
+  const rps = ratio(mtls, http, (m) => m.rate);
+  const perCpu = ratio(mtls, http, (m) => 1 / m.serverCpuUs);
+  const pct = (x: number) => `${fmt((1 - x) * 100, 1)} %`;
+  const out = [
+    '',
+    `mTLS benchmark: ${seconds} s per line after ${WARMUP_MS / 1_000} s of warm-up, ${connections} connections, ` +
+      `${rounds} rounds (medians), ${availableParallelism()} cores, load average ${fmt(started, 2)} → ` +
+      `${fmt(loadavg()[0] ?? 0, 2)}, Node ${process.version}`,
+    '',
+    table(lines.filter((line) => line.results.length > 0)),
+    '',
+    `rps lost to mTLS on the keep-alive pool: ${pct(rps.median)} (per round ${rps.perRound.map(pct).join(', ')}; goal ≤ 10 %)`,
+    `server requests per CPU-second lost to mTLS: ${pct(perCpu.median)} (per round ${perCpu.perRound.map(pct).join(', ')})`,
+    `server CPU per mTLS handshake beyond a TCP connect: full ${fmt(cpu(handshake, 'server') - cpu(tcp, 'server'))} µs, ` +
+      `resumed ${fmt(cpu(resumed, 'server') - cpu(tcp, 'server'))} µs ` +
+      `(${fmt(median(resumed.results.map((m) => m.resumedShare)) * 100)} % of the resumed line's handshakes resumed)`,
+    `client CPU per full handshake: ${fmt(cpu(handshake, 'client'))} µs with one TLS context, ` +
+      `${fmt(cpu(sdkHandshake, 'client'))} µs building it per connection from the PEM (what undici does with the SDK's options)`,
+    '',
+    'What each line is (the server is the SDK service in the main thread; the client a worker thread):',
+    '- keep-alive: plain HTTP — POST /charges over reused connections to the service started without a control plane',
+    '  (no TLS, no caller check). per s = requests per second; p50/p99 = request latency seen by the client.',
+    '- keep-alive: mTLS — the same requests to the service as it runs under `rampart start`: TLS 1.3 with the',
+    '  client SVID, caller SPIFFE ID checked once per connection, inbound policy per request; the client checks',
+    "  the server's SPIFFE ID. Connections are reused: after the first handshakes, this is record encryption and",
+    '  the policy check.',
+    '- new connection: TCP — connect, close, wait for the close: no request. per s = connections per second.',
+    '- new connection: mTLS full handshake — the same with a TLS 1.3 handshake, both certificates verified (P-256',
+    '  SVIDs, ECDHE), no session reuse: what every new pooled connection to a peer costs. The client builds its',
+    "  TLS context once. The server's SPIFFE check of the caller runs at the first request, so not here.",
+    '- new connection: mTLS resumed — the same resuming a session ticket from an earlier connection (no certificate',
+    '  exchange; still an ECDHE key exchange).',
+    "- new connection: mTLS full, context per connection — the full handshake with the SDK's connect options as",
+    '  undici uses them: a new TLS context (bundle, certificate and key parsed from PEM) for every connection.',
+    '- server µs CPU = CPU time of the server thread in the window ÷ requests (or connections); server busy = that',
+    "  thread's CPU as a share of one core (below 100 %: it waited for the client or for a core); client µs CPU =",
+    '  the same for the load generator. On a shared machine compare CPU µs, not rates, across runs.',
+  ];
+  process.stdout.write(`${out.join('\n')}\n`);
+} finally {
+  await worker.terminate();
+  for (const svc of services.reverse()) await svc.close();
+  cert?.close();
+  await api?.close();
+  api?.server.closeAllConnections();
+  clearInterval(realClock);
+  t.cleanup();
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+}
