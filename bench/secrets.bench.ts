@@ -1,6 +1,6 @@
 /**
- * Secret read latency through the library on a cache miss (issue 6 goal for the SDK path later: p99 ≤ 2 ms;
- * this measures the control-plane side that path will call). Not a test:
+ * Secret read latency on a cache miss (issue 6 goal: p99 ≤ 2 ms through the SDK), first through the
+ * library, then through `svc.secrets.get` over mTLS to the control plane's route. Not a test:
  * `node --conditions=rampart-source bench/secrets.bench.ts [reads]`.
  *
  * Each read is `SecretsService.read(spiffeId, name)`: the ACL lookup, one indexed query (label → version
@@ -12,7 +12,14 @@
  * - SQLite store (WAL, synchronous=FULL) with a sink that acknowledges at once: the library's own cost;
  * - the same with the real audit log (src/control/audit, SQLite WAL, synchronous=FULL: every read waits
  *   for an fsync), one read at a time and 16 in flight (group commit shares the fsync);
- * - PostgreSQL store (when 127.0.0.1:5432 answers, or RAMPART_TEST_POSTGRES_URL) with the immediate sink.
+ * - PostgreSQL store (when 127.0.0.1:5432 answers, or RAMPART_TEST_POSTGRES_URL) with the immediate sink;
+ * - the SDK (src/sdk/secrets.ts) against the control plane's API (`POST /v1/secrets/read`, TLS 1.3,
+ *   client certificate, SPIFFE ID checks) in this process, over a SQLite file store: every `get` a miss
+ *   (the cache's clock jumps past the lifetime), on the SDK's keep-alive connection, with a sink that
+ *   acknowledges at once and with the stand-in audit trail the control plane runs with today
+ *   (local-audit-sink.ts: one O_SYNC write per read); then misses that each open a new connection (a
+ *   service whose connection went idle: full TLS handshake), and hits for contrast. Client and server
+ *   share one event loop here, so their CPU adds up; across two processes they would overlap.
  *
  * 200 secrets of 64 bytes are read round-robin (a database password's size), so no row is hot in a cache
  * of ours (SQLite's page cache is warm, as it is in a running control plane).
@@ -24,10 +31,12 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import type { Service } from '../src/config/model.ts';
+import { OPERATOR as PLANE_OPERATOR, startSecretsTestPlane } from '../src/control/api/secrets-testing.ts';
 import { openVersion } from '../src/control/secrets/envelope.ts';
 import {
   type AuditSink,
   compileSecretsAcl,
+  openJsonlAuditSink,
   openPostgresSecretsStore,
   openSecretsService,
   openSqliteSecretsStore,
@@ -36,6 +45,7 @@ import {
   wipeSecret,
 } from '../src/control/secrets/index.ts';
 import { loadKek } from '../src/core/kek.ts';
+import { createServiceSecrets } from '../src/sdk/secrets.ts';
 
 const READS = Number(process.argv[2] ?? 20_000);
 const SECRETS = 200;
@@ -204,3 +214,54 @@ if (reachable) {
 } else {
   out('(PostgreSQL row skipped: not reachable)');
 }
+
+// The SDK over mTLS, against the control plane's route.
+async function sdkRows(label: string, audit: AuditSink | undefined, database: string): Promise<void> {
+  const grants = { payments: names };
+  const plane = await startSecretsTestPlane(grants, { database, ...(audit ? { audit } : {}) });
+  try {
+    for (const name of names) await plane.secrets.set(PLANE_OPERATOR, name, randomBytes(64));
+    const svid = await plane.svidFor('payments');
+    const control = { url: plane.url, bundle: plane.testCa.ca.bundle().pem, trustDomain: plane.trustDomain };
+    let clock = 0;
+    // Every get is a miss: the cache's clock passes the lifetime between two reads.
+    const missing = createServiceSecrets({ control, svid: () => svid, ttlMs: 1, now: () => (clock += 2) });
+    const count = Math.min(READS, 5_000);
+    const samples: number[] = [];
+    for (let i = 0; i < count + 500; i++) {
+      const t0 = performance.now();
+      const secret = await missing.get(names[i % SECRETS]!);
+      if (i >= 500) samples.push(performance.now() - t0);
+      secret.value.fill(0);
+    }
+    summary(`SDK miss, keep-alive mTLS, ${label}`, samples);
+    await missing.close();
+    if (audit === undefined) {
+      const cold: number[] = [];
+      for (let i = 0; i < 300; i++) {
+        const fresh = createServiceSecrets({ control, svid: () => svid });
+        const t0 = performance.now();
+        (await fresh.get(names[i % SECRETS]!)).value.fill(0);
+        cold.push(performance.now() - t0);
+        await fresh.close();
+      }
+      summary(`SDK miss, new mTLS connection, ${label}`, cold);
+      const warm = createServiceSecrets({ control, svid: () => svid });
+      await warm.get(names[0]!);
+      const hits: number[] = [];
+      for (let i = 0; i < count; i++) {
+        const t0 = performance.now();
+        (await warm.get(names[0]!)).value.fill(0);
+        hits.push(performance.now() - t0);
+      }
+      summary('SDK hit (cache)', hits);
+      await warm.close();
+    }
+  } finally {
+    await plane.close();
+  }
+}
+await sdkRows('sink at once', undefined, join(dir, 'sdk.db'));
+const trail = await openJsonlAuditSink(join(dir, 'secrets-audit.jsonl'));
+await sdkRows('O_SYNC audit trail', trail, join(dir, 'sdk-trail.db'));
+await trail.close();
