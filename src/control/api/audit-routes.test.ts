@@ -4,9 +4,11 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { Registry } from 'prom-client';
 import { canonicalizeAuditEvent, createAuditEvent } from '../../core/audit-event.ts';
 import { createLogger } from '../../core/logger.ts';
 import { openCheckpoint } from '../audit/checkpoint.ts';
+import { createAuditClient } from '../audit/client.ts';
 import { type AuditLog, openAuditLog } from '../audit/log.ts';
 import { leafHash, verifyConsistency, verifyInclusion } from '../audit/merkle.ts';
 import { parseVerifierKey } from '../audit/note.ts';
@@ -266,6 +268,45 @@ describe('control plane: audit routes', () => {
     for (const body of [{ fromSize: -1 }, { fromSize: 1e12 }, { fromSize: '1' }, { size: 1 }]) {
       assert.equal((await post(gateway, '/v1/audit/proofs/consistency', body)).status, 400, JSON.stringify(body));
     }
+  });
+
+  test('the audit client delivers batch after batch on one keep-alive mTLS connection, with the caller as reporter', async () => {
+    let handshakes = 0;
+    const count = () => handshakes++;
+    api.server.on('secureConnection', count);
+    const client = await createAuditClient({
+      dir: join(dir, 'spool-keepalive'),
+      target: () => ({
+        control: { url, bundle: t.ca.bundle().pem, trustDomain: 'shop.local' },
+        cert: gateway!.cert,
+        key: gateway!.key,
+      }),
+      logger: createLogger({ name: 'gateway', level: 'silent' }),
+      registry: new Registry(),
+      limits: { commitIntervalMs: 5 },
+    });
+    const ids: string[] = [];
+    try {
+      for (let round = 0; round < 10; round++) {
+        for (let i = 0; i < 5; i++) {
+          ids.push(
+            client.emit({ component: 'gateway', action: 'http.request', decision: 'deny', detail: { round, i } })!,
+          );
+        }
+        assert.ok(await client.settled(5_000));
+      }
+    } finally {
+      await client.close();
+      api.server.off('secureConnection', count);
+    }
+    assert.equal(client.stats().delivered, 50);
+    assert.equal(handshakes, 1, 'ten batches, one connection');
+    const stored = submittedSince(log.size() - 50);
+    assert.deepEqual(
+      stored.map((e) => e.id),
+      ids,
+    );
+    assert.ok(stored.every((e) => e.reporter === 'spiffe://shop.local/svc/gateway'));
   });
 
   test('the control plane records CA decisions and API refusals in the log itself', async () => {

@@ -62,7 +62,9 @@ interface Exchange {
   key?: string;
   /**
    * A keep-alive agent for a client that sends often (the audit client). Node keys its pooled
-   * connections by the TLS options too, so a renewed certificate never rides an old connection.
+   * connections by the TLS options too, so a renewed certificate never rides an old connection. The
+   * agent should carry the same `checkServerIdentity` (agent options override request options when a
+   * connection is made); Node did not reuse connections when it was given per request only.
    */
   agent?: Agent;
 }
