@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -56,7 +56,12 @@ identity:
   audience: ${AUDIENCE}
 secrets:
   test-secret: { description: end-to-end test secret }
+  payment-provider-key: { description: the example shop's card processor key }
 services:
+  payments:
+    run: services/payments.ts
+    routes: [{ id: charges, path: /charges, methods: [POST], auth: { scopes: [orders] } }]
+    secrets: [payment-provider-key]
   reader:
     run: services/reader.ts
     routes: [{ id: reader-read, path: /reader/read, methods: [GET], auth: none }]
@@ -87,6 +92,7 @@ describe('secrets served over mTLS under rampart start', { timeout: 120_000 }, (
   // Printable, as a real API key is; random so that no other byte sequence could match by chance.
   const first = Buffer.from(`e2e-first-${randomBytes(24).toString('hex')}`);
   const second = Buffer.from(`e2e-second-${randomBytes(24).toString('hex')}`);
+  const providerKey = Buffer.from(`sk_e2e_${randomBytes(24).toString('hex')}`);
   const controlDir = () => join(dir, '.rampart', 'control');
 
   /** `rampart secrets <args>` with `stdin`, as an operator runs it; resolves when it has exited 0. */
@@ -117,6 +123,7 @@ describe('secrets served over mTLS under rampart start', { timeout: 120_000 }, (
     mkdirSync(join(dir, 'services'), { recursive: true });
     writeFileSync(join(dir, 'services', 'reader.ts'), readerSource('/reader/read'));
     writeFileSync(join(dir, 'services', 'outsider.ts'), readerSource('/outsider/read'));
+    copyFileSync(join(root, 'examples', 'shop', 'services', 'payments.ts'), join(dir, 'services', 'payments.ts'));
     writeFileSync(join(dir, 'rampart.yaml'), manifest(port, issuer));
     // Set before the first start: the CLI creates the development KEK the launcher then reuses.
     await secretsCli(['set', 'test-secret', '--create-dev-key', '--raw'], first);
@@ -200,6 +207,29 @@ describe('secrets served over mTLS under rampart start', { timeout: 120_000 }, (
     assert.equal(status, 401);
   });
 
+  test("the example's payments answers 503 and logs the command until its key is set, then charges", async () => {
+    const token = await issuer.mint({ sub: 'alice', scope: 'orders' });
+    const charge = (orderId: number) =>
+      fetch(`${base}/charges`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ orderId, amountCents: 1200, currency: 'EUR' }),
+        signal: AbortSignal.timeout(10_000),
+      });
+    const unset = await charge(1);
+    assert.equal(unset.status, 503);
+    assert.deepEqual(await unset.json(), { error: 'payment_provider_not_configured' });
+    await waitForLine(
+      launcher,
+      /payment-provider-key is not set.*rampart secrets set payment-provider-key --data-dir/,
+      5_000,
+    );
+    await secretsCli(['set', 'payment-provider-key', '--raw'], providerKey);
+    const paid = await charge(2);
+    assert.equal(paid.status, 201);
+    assert.match(((await paid.json()) as { chargeId: string }).chargeId, /^ch_/);
+  });
+
   test('a rotation by the CLI while the control plane runs reaches the service (the cache follows it)', async () => {
     await secretsCli(['rotate', 'test-secret', '--raw'], second);
     await secretsCli(['promote', 'test-secret']);
@@ -237,7 +267,7 @@ describe('secrets served over mTLS under rampart start', { timeout: 120_000 }, (
       ...files.filter((f) => statSync(f).isFile()).map((f) => ({ where: f, bytes: readFileSync(f) })),
       ...outputs.map((text, i) => ({ where: `output ${i}`, bytes: Buffer.from(text) })),
     ];
-    for (const plaintext of [first, second]) {
+    for (const plaintext of [first, second, providerKey]) {
       for (const form of leakForms(plaintext)) {
         for (const { where, bytes } of haystacks) {
           assert.equal(bytes.indexOf(form), -1, `${where} holds a form of the plaintext`);
