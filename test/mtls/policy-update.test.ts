@@ -126,7 +126,9 @@ describe('policy updates reach services without a restart', { timeout: 180_000 }
   after(async () => {
     if (launcher) writeFileSync(`${dir}.log`, `${launcher.stdout()}\n--- stderr ---\n${launcher.stderr()}`);
     for (const fn of cleanups.reverse()) await fn();
-    for (const pid of await pgrep(dir)) process.kill(pid, 'SIGKILL');
+    // Only this system's processes: each one's write grant names its data directory under `${dir}/.rampart/`
+    // (a bare `dir` would also match other tests' processes, whose read grants list sibling scratch dirs).
+    for (const pid of await pgrep(`${dir}/.rampart/`)) process.kill(pid, 'SIGKILL');
     await issuer.close();
     rmSync(dir, { recursive: true, force: true });
   });
