@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { Agent, fetch } from 'undici';
 import { parseDocument } from 'yaml';
 import { startTestIssuer, type TestIssuer } from './helpers/issuer.ts';
 import { freePort, pgrep, spawnTracked, type Tracked, waitForLine, waitForPidsGone } from './helpers/processes.ts';
@@ -33,6 +34,8 @@ describe('example shop through the gateway', { timeout: 120_000 }, () => {
   let issuer: TestIssuer;
   let dir: string;
   let base: string;
+  /** Trusts the shop's local CA only (`tls: auto`), as `curl --cacert .rampart/control/bundle.pem` does. */
+  let edge: Agent | undefined;
   let launcher: Tracked;
   const cleanups: (() => unknown)[] = [];
   const ctx = { after: (fn: () => unknown) => cleanups.push(fn) };
@@ -40,7 +43,7 @@ describe('example shop through the gateway', { timeout: 120_000 }, () => {
   before(async () => {
     issuer = await startTestIssuer(AUDIENCE);
     const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
+    base = `https://localhost:${port}`;
     dir = shopCopy(port, issuer);
     // payments reads its processor key on every charge (503 until it is set), as a developer sets it.
     const setKey = spawnTracked(
@@ -61,12 +64,14 @@ describe('example shop through the gateway', { timeout: 120_000 }, () => {
       },
     );
     await waitForLine(launcher, /Rampart is running: \d+ processes ready/, 60_000);
+    edge = new Agent({ connect: { ca: readFileSync(join(dir, '.rampart', 'control', 'bundle.pem'), 'utf8') } });
   });
 
   after(async () => {
     // Kept beside the scratch directory for the post-mortem of a failed run.
     writeFileSync(`${dir}.log`, `${launcher.stdout()}\n--- stderr ---\n${launcher.stderr()}`);
     for (const fn of cleanups.reverse()) await fn();
+    await edge?.close();
     for (const pid of await pgrep(dir)) process.kill(pid, 'SIGKILL');
     await issuer.close();
     rmSync(dir, { recursive: true, force: true });
@@ -81,6 +86,7 @@ describe('example shop through the gateway', { timeout: 120_000 }, () => {
       },
       body: init.json === undefined ? null : JSON.stringify(init.json),
       signal: AbortSignal.timeout(5_000),
+      dispatcher: edge,
     });
 
   test('the public catalog lists the seeded products', async () => {

@@ -12,6 +12,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { Agent as EdgeAgent, type RequestInit as EdgeInit, fetch as edgeFetch } from 'undici';
 import { parseDocument } from 'yaml';
 import { type IdentityIo, runLogin, runToken, runUsers } from '../../src/cli/identity-commands.ts';
 import { currentTotp } from '../../src/identity/totp.ts';
@@ -34,6 +35,10 @@ describe('rampart start with the built-in identity provider', { timeout: 180_000
   let dir: string;
   let manifest: string;
   let gateway: string;
+  /** Trusts the shop's local CA only (`tls: auto`), as `curl --cacert .rampart/control/bundle.pem` does. */
+  let edge: EdgeAgent | undefined;
+  const viaGateway = (path: string, init: EdgeInit = {}) =>
+    edgeFetch(`${gateway}${path}`, { ...init, dispatcher: edge });
   let issuer: string;
   let launcher: Tracked;
   const cleanups: (() => unknown)[] = [];
@@ -43,7 +48,7 @@ describe('rampart start with the built-in identity provider', { timeout: 180_000
   before(async () => {
     const gatewayPort = await freePort();
     const identityPort = await freePort();
-    gateway = `http://127.0.0.1:${gatewayPort}`;
+    gateway = `https://localhost:${gatewayPort}`;
     issuer = `http://127.0.0.1:${identityPort}`;
     dir = join(root, 'test', '.scratch', `identity-${process.pid}-${Date.now()}`);
     mkdirSync(dir, { recursive: true });
@@ -54,16 +59,27 @@ describe('rampart start with the built-in identity provider', { timeout: 180_000
     manifest = join(dir, 'rampart.yaml');
     writeFileSync(manifest, doc.toString());
     env = { HOME: dir, XDG_CONFIG_HOME: join(dir, 'config') };
+    // payments reads its processor key on every charge (an order fails until it is set), as in test/shop.test.ts.
+    const setKey = spawnTracked(
+      ctx,
+      process.execPath,
+      [join(root, 'bin', 'rampart.js'), 'secrets', 'set', 'payment-provider-key', '--create-dev-key'],
+      { cwd: dir },
+    );
+    setKey.child.stdin?.end('sk_test_shop');
+    assert.equal((await setKey.exited).code, 0, setKey.stderr());
     launcher = spawnTracked(ctx, process.execPath, [join(root, 'bin', 'rampart.js'), 'start', manifest], {
       cwd: root,
       env: { ...process.env, NO_COLOR: '1' },
     });
     await waitForLine(launcher, /Rampart is running: \d+ processes ready/, 90_000);
+    edge = new EdgeAgent({ connect: { ca: readFileSync(join(dir, '.rampart', 'control', 'bundle.pem'), 'utf8') } });
   });
 
   after(async () => {
     writeFileSync(`${dir}.log`, `${launcher.stdout()}\n--- stderr ---\n${launcher.stderr()}`);
     for (const fn of cleanups.reverse()) await fn();
+    await edge?.close();
     for (const pid of await pgrep(dir)) process.kill(pid, 'SIGKILL');
     rmSync(dir, { recursive: true, force: true });
     rmSync(`${dir}.log`, { force: true });
@@ -141,17 +157,17 @@ describe('rampart start with the built-in identity provider', { timeout: 180_000
     assert.equal(customer.code, 0, customer.err);
     const token = (await run(runToken, [])).out.trim();
     const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
-    const created = await fetch(`${gateway}/orders`, {
+    const created = await viaGateway('/orders', {
       method: 'POST',
       headers: auth,
       body: JSON.stringify({ productId: 1, quantity: 1 }),
     });
     assert.equal(created.status, 201, await created.clone().text());
-    const mine = (await (await fetch(`${gateway}/orders`, { headers: auth })).json()) as { orders: unknown[] };
+    const mine = (await (await viaGateway('/orders', { headers: auth })).json()) as { orders: unknown[] };
     assert.equal(mine.orders.length, 1);
-    assert.equal((await fetch(`${gateway}/orders`)).status, 401, 'no token, no orders');
+    assert.equal((await viaGateway('/orders')).status, 401, 'no token, no orders');
     // A customer token does not carry the admin-only scope: the catalog refuses a new product.
-    const product = await fetch(`${gateway}/catalog/products`, {
+    const product = await viaGateway('/catalog/products', {
       method: 'POST',
       headers: auth,
       body: '{"name":"x","priceCents":1}',
