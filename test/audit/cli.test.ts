@@ -164,9 +164,10 @@ for (const store of ['sqlite', 'postgres'] as const) {
       signal: stop.signal,
       pollMs: 20,
     });
-    await delay(50);
-    await log.append([sampleEvent(100), sampleEvent(101)]);
+    // Appended only once the initial tail is out, or those lines would be the last one.
     const deadline = Date.now() + 10_000;
+    while (lines(stdout.text).length < 1 && Date.now() < deadline) await delay(10);
+    await log.append([sampleEvent(100), sampleEvent(101)]);
     while (lines(stdout.text).length < 3 && Date.now() < deadline) await delay(20);
     stop.abort();
     assert.equal(await following, 0);
