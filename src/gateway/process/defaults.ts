@@ -5,7 +5,7 @@ export const GATEWAY_PROCESS_DEFAULTS = Object.freeze({
   /**
    * Time in-flight requests get to finish on shutdown. The launcher sends SIGKILL 10 s after SIGTERM
    * (LAUNCHER_DEFAULTS.stopGraceMs): 7 s of draining leaves time to close pools, hand over the last
-   * decision events and sync the decision log.
+   * decision events, spool them and give delivery its last moment (AUDIT_CLIENT_DEFAULTS.closeDeliveryMs, 2 s).
    */
   drainGraceMs: 7_000,
   /** A worker that has not exited this long after its drain deadline is terminated. */

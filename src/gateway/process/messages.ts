@@ -5,7 +5,7 @@ import type { SharedTableTransferable } from '../rate-limit/shared-table.ts';
 
 /**
  * The protocol between the gateway's main thread and its worker threads (structured clone over the
- * worker's port). The main thread owns the configuration, the decision log and the admin listener; a
+ * worker's port). The main thread owns the configuration, the audit client and the admin listener; a
  * worker owns one public listener (SO_REUSEPORT) and everything a request touches.
  */
 

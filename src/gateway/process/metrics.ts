@@ -19,7 +19,7 @@ const GAUGE_AGGREGATION: Readonly<Record<string, Aggregator>> = Object.freeze({
 
 /**
  * The gateway's `/metrics`: the main thread's own registry (process metrics, workers, reloads, the
- * decision log) followed by the workers' registries aggregated into one (prom-client's
+ * audit client) followed by the workers' registries aggregated into one (prom-client's
  * `AggregatorRegistry.aggregate`: counters and histograms summed, gauges by their `aggregator`). Each
  * worker serializes its own registry on request, so a scrape costs the request path one message.
  * Metric names never overlap between the two parts: the main thread registers none of the request path's.
