@@ -25,9 +25,12 @@ import type { GatewayDeps, Stage, StageDefinition } from './stage.ts';
 import { createTrustedProxies } from './stages/client.ts';
 import { createProxy } from './stages/proxy.ts';
 import {
+  type CertificateInstaller,
   type CertificateReload,
   type CertificateReloader,
   certificateCovers,
+  checkCertificatePair,
+  createCertificateInstaller,
   createCertificateReloader,
   loadCertificatePair,
   onSecureConnection,
@@ -49,7 +52,7 @@ export interface ReconfigureResult {
 }
 
 export interface Gateway {
-  /** The public listener: `https.Server` when `gateway.tls` is files, `http.Server` when it is off. */
+  /** The public listener: `https.Server` when `gateway.tls` is files or auto, `http.Server` when it is off. */
   readonly server: Listener;
   /** The stage names of the configuration in force, in pipeline order, terminal last. */
   readonly stageNames: readonly string[];
@@ -72,6 +75,12 @@ export interface Gateway {
    * Established connections keep working. With TLS off this resolves `{ outcome: 'unchanged' }`.
    */
   reloadCertificate(): Promise<CertificateReload>;
+  /**
+   * `tls: auto`: serves a new certificate and key (PEM, from the local CA via the main thread) to new
+   * connections if the pair is valid; a bad pair is logged and the old one stays. Established
+   * connections keep working. In the other modes this answers `{ outcome: 'unchanged' }`.
+   */
+  installCertificate(certPem: string, keyPem: string): CertificateReload;
   /** Stops accepting, lets in-flight requests finish (up to `graceMs`), then closes everything. */
   close(graceMs?: number): Promise<void>;
 }
@@ -87,18 +96,33 @@ interface Generation {
   readonly retired: PromiseWithResolvers<void>;
 }
 
+/** What a gateway needs besides its dependencies. */
+export interface GatewayOptions {
+  /** `tls: auto`: the first certificate and key (PEM) from the local CA; later ones via `installCertificate`. */
+  edgeCertificate?: { certPem: string; keyPem: string };
+}
+
 /** Builds the gateway for one validated manifest: stages are created once here, never per request. */
-export function createGateway(deps: GatewayDeps, definitions: readonly StageDefinition[] = PIPELINE): Gateway {
+export function createGateway(
+  deps: GatewayDeps,
+  definitions: readonly StageDefinition[] = PIPELINE,
+  options: GatewayOptions = {},
+): Gateway {
   const manifest = deps.manifest;
   const { limits, tls } = manifest.gateway;
-  if (tls.mode === 'auto') {
-    throw new RampartError('GW_ERR_TLS_AUTO', '`tls: auto` needs the local certificate authority, not available yet');
+  if (tls.mode === 'auto' && !options.edgeCertificate) {
+    throw new RampartError('GW_ERR_TLS_AUTO', '`tls: auto` needs a certificate from the control plane');
   }
-  if (manifest.gateway.redirectHttp !== null && tls.mode !== 'files') {
+  if (manifest.gateway.redirectHttp !== null && tls.mode === 'off') {
     throw new RampartError('GW_ERR_REDIRECT_WITHOUT_TLS', 'an HTTP redirect listener needs TLS on the gateway');
   }
   // Read before anything is built: a missing or bad certificate stops the start here.
-  const pair = tls.mode === 'files' ? loadCertificatePair(tls.cert, tls.key) : null;
+  const pair =
+    tls.mode === 'files'
+      ? loadCertificatePair(tls.cert, tls.key)
+      : tls.mode === 'auto' && options.edgeCertificate
+        ? checkCertificatePair(options.edgeCertificate.certPem, options.edgeCertificate.keyPem)
+        : null;
 
   const generations = new Set<Generation>();
   let current = build(deps);
@@ -110,18 +134,30 @@ export function createGateway(deps: GatewayDeps, definitions: readonly StageDefi
 
   let server: Listener;
   let certificates: CertificateReloader | null = null;
-  if (tls.mode === 'files' && pair) {
+  let installer: CertificateInstaller | null = null;
+  if (pair) {
     const https = createHttpsServer({ ...serverOptions(limits), ...tlsServerOptions(pair, limits) }, onRequest);
     https.on('secureConnection', onSecureConnection);
-    certificates = createCertificateReloader({
-      server: https,
-      certFile: tls.cert,
-      keyFile: tls.key,
-      initial: pair,
-      limits,
-      logger: deps.logger,
-      registry: deps.registry,
-    });
+    if (tls.mode === 'files') {
+      certificates = createCertificateReloader({
+        server: https,
+        certFile: tls.cert,
+        keyFile: tls.key,
+        initial: pair,
+        limits,
+        logger: deps.logger,
+        registry: deps.registry,
+      });
+    } else {
+      installer = createCertificateInstaller({
+        server: https,
+        initial: pair,
+        limits,
+        logger: deps.logger,
+        registry: deps.registry,
+      });
+      certificates = installer;
+    }
     server = https;
   } else {
     server = createServer(serverOptions(limits), onRequest);
@@ -470,6 +506,10 @@ export function createGateway(deps: GatewayDeps, definitions: readonly StageDefi
     reloadCertificate: async () => {
       if (!certificates) return { outcome: 'unchanged', fingerprint: '', notAfter: new Date(Number.NaN) };
       return certificates.reload();
+    },
+    installCertificate(certPem, keyPem) {
+      if (!installer) return { outcome: 'unchanged', fingerprint: '', notAfter: new Date(Number.NaN) };
+      return installer.install(certPem, keyPem);
     },
     async close(graceMs = 10_000) {
       closed = true;

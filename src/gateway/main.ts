@@ -12,8 +12,16 @@ import { startAdminServer } from '../core/admin-server.ts';
 import { onShutdown } from '../core/lifecycle.ts';
 import { createLogger } from '../core/logger.ts';
 import { createMetrics } from '../core/metrics.ts';
-import { GATEWAY_SVID_CHANNEL, type GatewayRuntime, readRuntime, type WorkloadSvid } from '../core/runtime.ts';
+import {
+  type EdgeCertificatePem,
+  GATEWAY_EDGE_CERTIFICATE_CHANNEL,
+  GATEWAY_SVID_CHANNEL,
+  type GatewayRuntime,
+  readRuntime,
+  type WorkloadSvid,
+} from '../core/runtime.ts';
 import { serviceSpiffeId } from '../core/spiffe.ts';
+import { createEdgeCertificateSource, type EdgeCertificate } from './edge-certificate-source.ts';
 import { GATEWAY_PROCESS_DEFAULTS } from './process/defaults.ts';
 import { GatewayProcessRegistry } from './process/metrics.ts';
 import { ConfigReloader } from './process/reload.ts';
@@ -83,6 +91,33 @@ try {
   logger.fatal({ err }, 'the gateway could not obtain its SVID');
   process.exit(1);
 }
+// `tls: auto`: the edge certificate from the local CA, asked for with the SVID, before any worker
+// starts; renewals go to the workers like SVIDs, and each installs them without dropping connections.
+const edge =
+  identity && runtime.control && manifest.gateway.tls.mode === 'auto'
+    ? createEdgeCertificateSource({
+        control: () => ({ ...runtime.control!, bundle: identity.current().bundlePem }),
+        credentials: () => ({ cert: identity.current().certificatePem, key: identity.current().keyPem }),
+        logger,
+        registry,
+      })
+    : null;
+try {
+  const first = await edge?.start();
+  if (first && edge) {
+    const share = (c: EdgeCertificate): EdgeCertificatePem => ({ certPem: c.certificatePem, keyPem: c.keyPem });
+    workerRuntime.edgeCertificate = share(first);
+    const channel = new BroadcastChannel(GATEWAY_EDGE_CERTIFICATE_CHANNEL);
+    channel.unref();
+    edge.onRenewed((next) => {
+      workerRuntime.edgeCertificate = share(next);
+      channel.postMessage(workerRuntime.edgeCertificate);
+    });
+  }
+} catch (err) {
+  logger.fatal({ err }, 'the gateway could not obtain its edge certificate (tls: auto)');
+  process.exit(1);
+}
 // Decision events (from the workers, already audit events) go through the audit client: spooled
 // durably in the data directory, delivered to the control plane's audit log over mTLS with the
 // current SVID. Without a control plane (the gateway's own tests) they only spool.
@@ -135,6 +170,8 @@ const admin = await startAdminServer({
     workers: () => pool.ready(),
     // An expired SVID cannot reach any upstream: not ready (renewals keep being retried).
     svid: () => identity === null || identity.current().notAfter > Date.now(),
+    // `tls: auto`: serving an expired edge certificate is serving nothing a client accepts.
+    edgeCertificate: () => edge === null || edge.current().notAfter > Date.now(),
   },
 });
 
@@ -144,6 +181,7 @@ function stop(reason: string): Promise<void> {
     logger.info({ reason }, 'gateway draining');
     admin.drain();
     identity?.close();
+    edge?.close();
     await reloader.close();
     await pool.drain(GATEWAY_PROCESS_DEFAULTS.drainGraceMs);
     await audit.close();

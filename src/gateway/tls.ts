@@ -213,6 +213,61 @@ export function createCertificateReloader(options: CertificateReloaderOptions): 
   };
 }
 
+/** A {@link CertificateReloader} whose pairs are handed to it rather than read from files. */
+export interface CertificateInstaller extends CertificateReloader {
+  /**
+   * Checks the pair (as {@link checkCertificatePair}) and serves it to new connections; a bad pair is
+   * logged and counted and the previous one stays in service. Never throws.
+   */
+  install(certPem: string, keyPem: string): CertificateReload;
+}
+
+/**
+ * Hot swap for `tls: auto`: the gateway's main thread obtains certificates from the local CA and hands
+ * them to each worker, which installs them here. The same guarantees as the files mode: a pair is
+ * validated first, `setSecureContext` applies to new handshakes only, established connections keep
+ * theirs, so nothing is dropped.
+ */
+export function createCertificateInstaller(
+  options: Omit<CertificateReloaderOptions, 'certFile' | 'keyFile' | 'watch'>,
+): CertificateInstaller {
+  const { server, logger } = options;
+  const metrics = certificateMetrics(options.registry);
+  let current = options.initial;
+  metrics.notAfter.set(current.notAfter.getTime() / 1000);
+
+  function install(certPem: string, keyPem: string): CertificateReload {
+    let pair: CertificatePair;
+    try {
+      pair = checkCertificatePair(certPem, keyPem);
+    } catch (err) {
+      const code = err instanceof RampartError ? err.code : 'GW_ERR_TLS_REJECTED';
+      metrics.reloads.inc({ outcome: 'rejected' });
+      logger.error(
+        { code, err: (err as Error).cause ?? err },
+        'new TLS certificate refused; the previous one stays in service',
+      );
+      return { outcome: 'rejected', code };
+    }
+    if (pair.certPem === current.certPem && pair.keyPem === current.keyPem) {
+      return { outcome: 'unchanged', fingerprint: pair.fingerprint, notAfter: pair.notAfter };
+    }
+    server.setSecureContext(tlsServerOptions(pair, options.limits));
+    current = pair;
+    metrics.reloads.inc({ outcome: 'reloaded' });
+    metrics.notAfter.set(pair.notAfter.getTime() / 1000);
+    logger.info({ fingerprint: pair.fingerprint, notAfter: pair.notAfter.toISOString() }, 'TLS certificate installed');
+    return { outcome: 'reloaded', fingerprint: pair.fingerprint, notAfter: pair.notAfter };
+  }
+
+  return {
+    current: () => current,
+    reload: () => ({ outcome: 'unchanged', fingerprint: current.fingerprint, notAfter: current.notAfter }),
+    install,
+    close() {},
+  };
+}
+
 /** Reload outcomes and the leaf's expiry, registered once per registry (several gateways may share one). */
 function certificateMetrics(registry: Registry) {
   const reloads =

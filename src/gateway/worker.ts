@@ -3,7 +3,12 @@ import { deepFreeze } from '../config/freeze.ts';
 import type { Manifest } from '../config/model.ts';
 import { createLogger } from '../core/logger.ts';
 import { Counter, Registry } from '../core/metrics.ts';
-import { GATEWAY_SVID_CHANNEL, type WorkloadSvid } from '../core/runtime.ts';
+import {
+  type EdgeCertificatePem,
+  GATEWAY_EDGE_CERTIFICATE_CHANNEL,
+  GATEWAY_SVID_CHANNEL,
+  type WorkloadSvid,
+} from '../core/runtime.ts';
 import { createBatchingDecisionSink } from './decision-sink.ts';
 import { createGateway } from './gateway.ts';
 import { createGatewayMetrics } from './metrics.ts';
@@ -82,7 +87,20 @@ export async function serveGatewayWorker(port: MessagePort, data: WorkerData, ex
     };
   }
 
-  const gateway = createGateway(depsFor(data.manifest));
+  // `tls: auto`: the edge certificate from the main thread; renewals arrive on a broadcast channel,
+  // opened before the gateway is built so that one sent meanwhile is not missed.
+  let edgeCertificate = data.runtime.edgeCertificate;
+  const edgeChannel = edgeCertificate ? new BroadcastChannel(GATEWAY_EDGE_CERTIFICATE_CHANNEL) : null;
+  let installEdge = (next: EdgeCertificatePem) => {
+    edgeCertificate = next;
+  };
+  if (edgeChannel) {
+    edgeChannel.onmessage = (event) => installEdge((event as { data: EdgeCertificatePem }).data);
+    edgeChannel.unref();
+  }
+  const gateway = createGateway(depsFor(data.manifest), undefined, edgeCertificate ? { edgeCertificate } : {});
+  installEdge = (next) => gateway.installCertificate(next.certPem, next.keyPem);
+  if (edgeCertificate && edgeCertificate !== data.runtime.edgeCertificate) installEdge(edgeCertificate);
   gateway.server.on('request', () => served.inc(workerLabel));
   const { host, port: listenPort } = data.manifest.gateway.listen;
   const bound = await gateway.listen(host, listenPort, { reusePort: data.reusePort });
@@ -124,6 +142,7 @@ export async function serveGatewayWorker(port: MessagePort, data: WorkerData, ex
     try {
       await gateway.close(graceMs);
       svidChannel?.close();
+      edgeChannel?.close();
       await upstream.close();
       await rateLimit.close?.();
     } catch (err) {

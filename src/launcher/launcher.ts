@@ -5,6 +5,7 @@ import { join, relative } from 'node:path';
 import type { Writable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Manifest } from '../config/model.ts';
+import { isLoopbackHost } from '../config/net.ts';
 import { COMPONENT_SERVICE_NAMES, type ControlTarget, requestJoinToken } from '../control/api/index.ts';
 import { RampartError } from '../core/errors.ts';
 import { createDevKek, KEK_ENV } from '../core/kek.ts';
@@ -513,15 +514,29 @@ export class Launcher {
     const manifest = this.#manifest;
     const { host, port } = manifest.gateway.listen;
     const scheme = manifest.gateway.tls.mode === 'off' ? 'http' : 'https';
-    const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+    const auto = manifest.gateway.tls.mode === 'auto';
+    // With `tls: auto` the certificate names localhost on loopback (control/api/edge-routes.ts): show
+    // the URL a browser or curl verifies without complaint.
+    const shownHost =
+      host === '0.0.0.0' || host === '::' || (auto && isLoopbackHost(host))
+        ? auto
+          ? 'localhost'
+          : '127.0.0.1'
+        : host.includes(':')
+          ? `[${host}]`
+          : host;
     const gateway = `${scheme}://${shownHost}:${port}`;
+    // The local CA's certificates, for clients of a `tls: auto` gateway (the control plane rewrites the
+    // file when the CA rotates; during a rotation it holds both CAs).
+    const bundle = relative(this.#options.cwd ?? process.cwd(), join(this.#dataRoot, 'control', CONTROL_BUNDLE_FILE));
+    const trust = auto ? `--cacert ${bundle} ` : '';
     const issuer = identitySettings(manifest).issuer;
     const admin: Record<string, string> = {};
     for (const proc of this.#processes.values()) {
       admin[proc.plan.name] = `http://127.0.0.1:${proc.plan.runtime.adminPort}`;
     }
     const route = manifest.routes.find((r) => r.auth.kind === 'none' && r.methods.includes('GET'));
-    const example = route ? `curl ${gateway}${examplePath(route.path.segments)}` : null;
+    const example = route ? `curl ${trust}${gateway}${examplePath(route.path.segments)}` : null;
     const width = Math.max(...Object.keys(admin).map((name) => name.length));
     const lines = [
       '',
@@ -529,6 +544,7 @@ export class Launcher {
       '',
       `  gateway   ${gateway}`,
       `  issuer    ${issuer}${manifest.identity.mode === 'external' ? ' (external)' : ''}`,
+      ...(auto ? [`  trust     ${bundle}  (the local CA: curl --cacert, or add it to your trust store)`] : []),
       '',
       '  health and metrics (loopback only):',
       ...Object.entries(admin).map(([name, url]) => `    ${name.padEnd(width)}  ${url}/readyz  ${url}/metrics`),
@@ -540,7 +556,10 @@ export class Launcher {
       'Ctrl-C stops everything.',
       '',
     ];
-    return [lines.join('\n'), { gateway, issuer, admin, processes: this.processes() }];
+    return [
+      lines.join('\n'),
+      { gateway, issuer, admin, processes: this.processes(), ...(auto ? { trustBundle: bundle } : {}) },
+    ];
   }
 }
 
