@@ -83,6 +83,7 @@ const secrets = await openServedSecrets({
   manifest: runtime.manifestFile,
   kek,
   audit: secretsAudit,
+  logger,
 });
 
 // The system's inbound policy (POST /v1/policy), reloaded on SIGHUP or a change of the manifest;

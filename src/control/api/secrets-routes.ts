@@ -16,8 +16,8 @@ export interface SecretReadResponse {
 }
 
 export interface SecretsRoutesOptions {
-  /** The secrets service with the manifest's grants (secrets/served.ts). */
-  secrets: SecretsService;
+  /** The secrets service with the manifest's grants (secrets/served.ts); only its reads are served. */
+  secrets: Pick<SecretsService, 'read'>;
   /** The trust domain every caller's SPIFFE ID must belong to. */
   trustDomain: string;
 }

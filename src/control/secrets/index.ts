@@ -28,7 +28,7 @@ export { SEC_ERRORS, type SecretsErrorCode } from './errors.ts';
 export { LABELS, type Label, type Labels } from './labels.ts';
 export { type JsonlAuditSink, openJsonlAuditSink } from './local-audit-sink.ts';
 export { openPostgresSecretsStore, type PostgresStoreOptions } from './postgres-store.ts';
-export { openServedSecrets, type ServedSecretsOptions } from './served.ts';
+export { openServedSecrets, type ServedSecrets, type ServedSecretsOptions } from './served.ts';
 export {
   openSecretsService,
   type RequestContext,

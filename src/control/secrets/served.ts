@@ -1,9 +1,12 @@
 import { join } from 'node:path';
 import { loadManifest } from '../../config/load.ts';
+import { isRampartError, RampartError } from '../../core/errors.ts';
 import type { Kek } from '../../core/kek.ts';
+import type { Logger } from '../../core/logger.ts';
 import { type AclManifest, compileSecretsAcl } from './acl.ts';
 import type { AuditSink } from './audit.ts';
 import { SECRETS_FILES } from './defaults.ts';
+import { SEC_ERRORS } from './errors.ts';
 import { openSecretsService, type SecretsService } from './service.ts';
 import { openSqliteSecretsStore } from './sqlite-store.ts';
 
@@ -17,6 +20,14 @@ export interface ServedSecretsOptions {
   kek: Kek;
   /** Where read and write events go (today the stand-in trail; the audit log's client later). */
   audit: AuditSink;
+  /** Where a store that cannot be opened is reported. */
+  logger: Logger;
+}
+
+/** What the control plane serves from: the service's reads, or a refusal of every read. */
+export interface ServedSecrets extends Pick<SecretsService, 'read' | 'close'> {
+  /** Why every read is refused (the store could not be opened), or null when reads are served. */
+  readonly unavailable: string | null;
 }
 
 /**
@@ -27,9 +38,35 @@ export interface ServedSecretsOptions {
  * timeout (writers queue), and a write commits with a compare-and-set on the labels it read, so two
  * writers never lose each other's change (SEC_ERR_CONFLICT instead). Grants are read once, at start:
  * a changed manifest takes effect when the control plane restarts.
+ *
+ * A store that cannot be opened (sealed under another KEK, damaged, a manifest that no longer loads)
+ * does not stop the control plane: the CA keeps serving and every read is refused with the failure's
+ * code (503 SEC_ERR_SEALED, SEC_ERR_STORE, SEC_ERR_SCHEMA, or SEC_ERR_CONFIG), logged once here.
  */
-export async function openServedSecrets(options: ServedSecretsOptions): Promise<SecretsService> {
-  const manifest = typeof options.manifest === 'string' ? loadManifest(options.manifest) : options.manifest;
-  const store = openSqliteSecretsStore({ path: join(options.dataDir, SECRETS_FILES.database) });
-  return openSecretsService({ store, kek: options.kek, audit: options.audit, acl: compileSecretsAcl(manifest) });
+export async function openServedSecrets(options: ServedSecretsOptions): Promise<ServedSecrets> {
+  try {
+    const manifest = typeof options.manifest === 'string' ? loadManifest(options.manifest) : options.manifest;
+    const store = openSqliteSecretsStore({ path: join(options.dataDir, SECRETS_FILES.database) });
+    const service = await openSecretsService({
+      store,
+      kek: options.kek,
+      audit: options.audit,
+      acl: compileSecretsAcl(manifest),
+    });
+    return { read: (...args) => service.read(...args), close: () => service.close(), unavailable: null };
+  } catch (err) {
+    const code = isRampartError(err) && err.code.startsWith('SEC_ERR_') ? err.code : SEC_ERRORS.config;
+    options.logger.error({ err, code }, 'secrets store unavailable: every secret read is refused until it is fixed');
+    return {
+      read: async () => {
+        // 503 whatever the cause: the store is down, the request is not wrong.
+        throw new RampartError(code, 'secrets store unavailable', {
+          status: 503,
+          detail: { reason: 'store unavailable' },
+        });
+      },
+      close: async () => {},
+      unavailable: code,
+    };
+  }
 }
