@@ -10,15 +10,18 @@ export const POLICY_ERRORS = {
   unavailable: 'POLICY_ERR_UNAVAILABLE',
   /** The persisted policy state in the control plane's data directory is unreadable or malformed. */
   state: 'POLICY_ERR_STATE',
-  /** A policy a service received (or was started with) is malformed: refused, the old one kept. */
-  invalid: 'POLICY_ERR_INVALID',
 } as const;
 
 const STATUS: Readonly<Record<string, number>> = {
   [POLICY_ERRORS.forbidden]: 403,
   [POLICY_ERRORS.unavailable]: 503,
   [POLICY_ERRORS.state]: 500,
-  [POLICY_ERRORS.invalid]: 502,
+};
+
+const MESSAGE: Readonly<Record<string, string>> = {
+  // Read by an operator when the control plane refuses to start; `detail` names the file and the reason.
+  [POLICY_ERRORS.state]:
+    'the persisted policy state (policy.json in the control plane data directory) is unreadable or malformed: restore it, or remove it to start versions again at 1 with every process restarted',
 };
 
 /** A RampartError with a policy code and a fixed message. */
@@ -27,5 +30,9 @@ export function policyError(
   detail?: Record<string, unknown>,
   cause?: unknown,
 ): RampartError {
-  return new RampartError(code, 'policy request refused', { status: STATUS[code] ?? 500, detail, cause });
+  return new RampartError(code, MESSAGE[code] ?? 'policy request refused', {
+    status: STATUS[code] ?? 500,
+    detail,
+    cause,
+  });
 }
