@@ -47,6 +47,9 @@ export interface ServicePolicy {
  * the data directory before they are served, so after a restart the same policy keeps its version and
  * a different one gets the next: versions never go backwards and never name two policies. The
  * persisted policy is also the last good one when the manifest is invalid at start.
+ *
+ * Metrics: `rampart_control_policy_version`, `rampart_control_policy_reloads_total{result}`,
+ * `rampart_control_policy_last_reload_successful`.
  */
 export class PolicyStore {
   readonly #options: PolicyStoreOptions;
