@@ -417,7 +417,11 @@ function table(results: QueryResult[], header: boolean): string {
 function describeError(err: unknown): string {
   if (isRampartError(err)) {
     const reason = err.detail?.reason === undefined ? '' : ` (${String(err.detail.reason)})`;
-    return `${err.message}${reason} [${err.code}]`;
+    // The cause's code only (ECONNREFUSED, a PostgreSQL SQLSTATE such as 28P01): says what failed
+    // without echoing a server message, which could quote the connection's parameters.
+    const cause = (err.cause as { code?: unknown } | undefined)?.code;
+    const because = typeof cause === 'string' && /^[A-Z0-9_]{1,32}$/.test(cause) ? `: ${cause}` : '';
+    return `${err.message}${reason}${because} [${err.code}]`;
   }
   return oneLine(err);
 }
