@@ -127,7 +127,8 @@ export interface ControlRuntime extends RuntimeBase {
   ca?: { svidTtlMs?: number; edgeCertificateTtlMs?: number; clockSkewMs?: number; caLifetimeMs?: number };
 }
 
-export interface IdentityRuntime extends RuntimeBase {
+/** The identity provider: its SVID is its client certificate to the control plane (audit delivery). */
+export interface IdentityRuntime extends RuntimeBase, WorkloadIdentityRuntime {
   kind: 'identity';
   /** The issuer's public port on loopback. */
   port: number;

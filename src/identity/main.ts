@@ -3,12 +3,17 @@ import { ConfigError } from '../config/config-error.ts';
 import { formatIssues } from '../config/format.ts';
 import { loadManifest } from '../config/load.ts';
 import type { Manifest } from '../config/model.ts';
+import { createSvidSource } from '../control/api/index.ts';
+import { createAuditClient } from '../control/audit/client.ts';
+import { AUDIT_CLIENT_DEFAULTS } from '../control/audit/client-defaults.ts';
 import { startAdminServer } from '../core/admin-server.ts';
 import { onShutdown } from '../core/lifecycle.ts';
 import { createLogger } from '../core/logger.ts';
 import { createMetrics } from '../core/metrics.ts';
 import { readRuntime } from '../core/runtime.ts';
+import { serviceSpiffeId } from '../core/spiffe.ts';
 import { createFileAudit, withMetrics } from './audit.ts';
+import { createDeliveredAudit } from './audit-delivery.ts';
 import { IDENTITY_NAMES } from './defaults.ts';
 import { createIdentity } from './identity.ts';
 import { listenIssuer } from './listen.ts';
@@ -51,7 +56,44 @@ const registry = createMetrics('identity');
 const { sealer: kek, created } = openKeyFile(join(runtime.dataDir, 'kek.key'));
 if (created) logger.warn('created a development key-encryption key (kek.key); mount your own in production');
 const store = await openConfiguredStore(config.store, runtime.dataDir);
-const audit = createFileAudit(join(runtime.dataDir, 'audit.jsonl'));
+// With a control plane (`rampart start`), events go through the audit client to the audit log, with
+// this process's own SVID (`svc/identity`: no service may take the name) as its client certificate;
+// without one (tests of the provider alone), to the JSON-lines file in the data directory.
+const control = runtime.control;
+const svidSource = control
+  ? createSvidSource({
+      control,
+      joinToken: runtime.joinToken ?? '',
+      expectedId: serviceSpiffeId(control.trustDomain, 'identity').id,
+      logger,
+      registry,
+    })
+  : null;
+try {
+  await svidSource?.start();
+} catch (err) {
+  logger.fatal({ err }, 'the identity provider could not obtain its SVID');
+  process.exit(1);
+}
+const auditClient =
+  control && svidSource
+    ? await createAuditClient({
+        dir: join(runtime.dataDir, AUDIT_CLIENT_DEFAULTS.spoolDirectory),
+        target: () => {
+          const svid = svidSource.current();
+          return {
+            control: { ...control, bundle: svid.bundlePem },
+            cert: svid.certificatePem,
+            key: svid.keyPem,
+          };
+        },
+        logger,
+        registry,
+      })
+    : null;
+const audit = auditClient
+  ? { ...createDeliveredAudit(auditClient), close: () => {} }
+  : createFileAudit(join(runtime.dataDir, 'audit.jsonl'));
 const identity = await createIdentity({
   issuer: config.issuer,
   audience: config.audience,
@@ -80,6 +122,8 @@ onShutdown(logger, async () => {
   await identity.close();
   await store.close();
   audit.close();
+  svidSource?.close();
+  await auditClient?.close();
   kek.destroy();
   await admin.close();
 });

@@ -337,14 +337,15 @@ export class Launcher {
   }
 
   /**
-   * Before a service or the gateway starts (and before every restart): a fresh single-use join token
-   * for it alone, and the control plane's URL and bundle, go into its runtime. The token is not kept
-   * in the plan.
+   * Before a service, the gateway or the identity provider starts (and before every restart): a fresh
+   * single-use join token for it alone, and the control plane's URL and bundle, go into its runtime.
+   * The token is not kept in the plan.
    */
   async #attest(proc: Supervised): Promise<void> {
     const { plan } = proc;
     const runtime = plan.runtime;
-    if (!this.#workloadIdentity || (runtime.kind !== 'service' && runtime.kind !== 'gateway')) return;
+    const workload = runtime.kind === 'service' || runtime.kind === 'gateway' || runtime.kind === 'identity';
+    if (!this.#workloadIdentity || !workload) return;
     const control = this.#controlEndpoint();
     const name = runtime.kind === 'gateway' ? COMPONENT_SERVICE_NAMES.gateway : plan.name;
     const { token } = await requestJoinToken(control, this.#credential, name);
