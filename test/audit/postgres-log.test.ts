@@ -556,3 +556,22 @@ test('the verifier reads in pages: the verdict does not depend on the page size'
   }
   await assert.rejects(verify(url, { pageSize: 0 }), code(AUDIT_ERRORS.config));
 });
+
+test('the verifier reads one snapshot: verifying while the log appends reports no problem', async (t) => {
+  const url = await postgresDatabase(t);
+  if (url === null) return;
+  const log = await openTestPostgresLog(t, url, { checkpointIntervalMs: 15 });
+  await log.append(Array.from({ length: 200 }, (_, i) => sampleEvent(i)));
+  let appending = true;
+  const writer = (async () => {
+    for (let n = 1_000; appending; n += 10) {
+      await log.append(Array.from({ length: 10 }, (_, i) => sampleEvent(n + i)));
+    }
+  })();
+  const reports = [];
+  for (let i = 0; i < 5; i++) reports.push(await verify(url, { pageSize: 16 }));
+  appending = false;
+  await writer;
+  for (const report of reports) assert.deepEqual(report.problems, []);
+  assert.ok(reports[4]!.entries > reports[0]!.entries, 'the log grew while it was verified');
+});
