@@ -85,6 +85,13 @@ describe('rampart check', () => {
     );
   });
 
+  test('the example shop: TLS auto with the names its certificate will carry', async () => {
+    const r = await check(['examples/shop/rampart.yaml']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.stdout.includes('https://127.0.0.1:8443'), r.stdout);
+    assert.ok(r.stdout.includes('TLS auto (local CA) for 127.0.0.1, localhost'), r.stdout);
+  });
+
   test('the TLS-files variant: https, external issuer, and the store', async () => {
     const r = await check([`${FIXTURES}/valid-tls.yaml`]);
     assert.equal(r.code, 0, r.stderr);

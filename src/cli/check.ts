@@ -2,6 +2,7 @@ import { relative, resolve } from 'node:path';
 import { parseArgs, styleText } from 'node:util';
 import { ConfigError } from '../config/config-error.ts';
 import { DEFAULTS } from '../config/defaults.ts';
+import { edgeCertificateNames } from '../config/edge-certificate-names.ts';
 import { formatIssues } from '../config/format.ts';
 import { LIMIT_KEYS } from '../config/gateway-limits.ts';
 import { loadManifest } from '../config/load.ts';
@@ -92,7 +93,7 @@ function summarize(m: Manifest, io: CheckIo): string {
     g.tls.mode === 'off'
       ? 'TLS off (loopback only)'
       : g.tls.mode === 'auto'
-        ? `TLS auto (local CA) for ${g.tls.names.join(', ')}`
+        ? `TLS auto (local CA) for ${edgeCertificateNames(g).join(', ')}`
         : `TLS cert ${rel(g.tls.cert)}, key ${rel(g.tls.key)}`;
   const store =
     g.rateLimit.store === 'memory'

@@ -1,11 +1,22 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
-import { getCiphers } from 'node:tls';
+import { connect, getCiphers } from 'node:tls';
+import { Registry } from 'prom-client';
 import { makeCertificate } from '../../test/helpers/certificates.ts';
 import { DEFAULTS } from '../config/defaults.ts';
 import { isRampartError } from '../core/errors.ts';
-import { certificateCovers, checkCertificatePair, loadCertificatePair, TLS_CIPHERS, tlsServerOptions } from './tls.ts';
+import { createLogger } from '../core/logger.ts';
+import {
+  certificateCovers,
+  checkCertificatePair,
+  createCertificateInstaller,
+  loadCertificatePair,
+  TLS_CIPHERS,
+  tlsServerOptions,
+} from './tls.ts';
 
 describe('TLS settings', () => {
   test('TLS 1.2 minimum, 1.3 maximum, server order, ALPN http/1.1, the manifest handshake timeout', async () => {
@@ -108,5 +119,61 @@ describe('certificateCovers', () => {
       ['::1', true],
     ];
     for (const [name, covered] of cases) assert.equal(certificateCovers(leaf, name), covered, name);
+  });
+});
+
+describe('createCertificateInstaller (tls: auto)', () => {
+  const limits = DEFAULTS.gatewayLimits;
+  const logger = createLogger({ name: 'gateway', level: 'silent' });
+
+  /** The certificate a new TLS connection to `port` is shown. */
+  const presented = (port: number) =>
+    new Promise<string>((resolve, reject) => {
+      const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
+        resolve(socket.getPeerX509Certificate()?.fingerprint256 ?? '');
+        socket.destroy();
+      });
+      socket.on('error', reject);
+    });
+
+  test('installs a valid pair for new connections; refuses a bad one and keeps serving the old', async () => {
+    const first = await makeCertificate();
+    const second = await makeCertificate();
+    const stranger = await makeCertificate();
+    const expired = await makeCertificate({
+      notBefore: new Date(Date.now() - 7_200_000),
+      notAfter: new Date(Date.now() - 3_600_000),
+    });
+    const pair = checkCertificatePair(first.cert, first.key);
+    const server = createServer(tlsServerOptions(pair, limits));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    const registry = new Registry();
+    const installer = createCertificateInstaller({ server, initial: pair, limits, logger, registry });
+    try {
+      assert.equal(await presented(port), first.fingerprint);
+      assert.equal(installer.install(first.cert, first.key).outcome, 'unchanged');
+      const mismatch = installer.install(second.cert, stranger.key);
+      assert.deepEqual(mismatch, { outcome: 'rejected', code: 'GW_ERR_TLS_KEY_MISMATCH' });
+      const old = installer.install(expired.cert, expired.key);
+      assert.deepEqual(old, { outcome: 'rejected', code: 'GW_ERR_TLS_EXPIRED' });
+      assert.deepEqual(installer.install('not pem', second.key), {
+        outcome: 'rejected',
+        code: 'GW_ERR_TLS_CERT_INVALID',
+      });
+      assert.equal(await presented(port), first.fingerprint, 'refusals leave the old pair in service');
+      assert.equal(installer.install(second.cert, second.key).outcome, 'reloaded');
+      assert.equal(installer.current().certPem, second.cert);
+      assert.equal(await presented(port), second.fingerprint);
+      const metrics = await registry.getMetricsAsJSON();
+      const reloads = metrics.find((m) => m.name === 'rampart_gateway_tls_certificate_reloads_total');
+      assert.deepEqual(Object.fromEntries(reloads?.values.map((v) => [v.labels.outcome, v.value]) ?? []), {
+        rejected: 3,
+        reloaded: 1,
+      });
+    } finally {
+      installer.close();
+      server.close();
+    }
   });
 });

@@ -1,10 +1,12 @@
+import { edgeCertificateNames } from '../../config/edge-certificate-names.ts';
 import type { GatewayConfig } from '../../config/model.ts';
-import { isLoopbackHost } from '../../config/net.ts';
 import type { Logger } from '../../core/logger.ts';
 import { CA_DEFAULTS, type CertificateAuthority, type IssuedEdgeCertificate } from '../ca/index.ts';
 import { COMPONENT_SERVICE_NAMES } from './defaults.ts';
 import { apiError, CONTROL_API_ERRORS } from './errors.ts';
 import { type ApiRoutes, apiCaller, parseJson, stringField } from './request.ts';
+
+export { edgeCertificateNames };
 
 /** The route the gateway obtains its edge certificate with (`tls: auto`). */
 export const EDGE_CERTIFICATE_ROUTE = 'POST /v1/edge-certificates';
@@ -17,22 +19,6 @@ export interface EdgeCertificateResponse {
   notBefore: number;
   notAfter: number;
   bundle: { sequence: number; pem: string };
-}
-
-/**
- * The names an edge certificate for this gateway carries: the manifest's `tls: { auto: [names] }`,
- * then the listen host when it is a name or an address (not a wildcard), then `localhost` when the
- * gateway listens on loopback or on every address (a developer types `https://localhost:<port>`).
- * Empty when the gateway is not in `tls: auto` mode.
- */
-export function edgeCertificateNames(gateway: Pick<GatewayConfig, 'tls' | 'listen'>): string[] {
-  if (gateway.tls.mode !== 'auto') return [];
-  const host = gateway.listen.host;
-  const wildcard = host === '0.0.0.0' || host === '::' || host === '';
-  const names = [...gateway.tls.names];
-  if (!wildcard) names.push(host);
-  if (wildcard || isLoopbackHost(host)) names.push('localhost');
-  return [...new Set(names.map((n) => n.toLowerCase()))];
 }
 
 export interface EdgeRoutesOptions {

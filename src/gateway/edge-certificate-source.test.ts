@@ -1,0 +1,217 @@
+import assert from 'node:assert/strict';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { Registry } from 'prom-client';
+import { type ControlTarget, requestSvid } from '../control/api/client.ts';
+import { createEdgeRoutes } from '../control/api/edge-routes.ts';
+import { CONTROL_API_ERRORS } from '../control/api/errors.ts';
+import type { ApiRoutes } from '../control/api/request.ts';
+import { type ControlApi, createControlApi } from '../control/api/server.ts';
+import { createServerCertificate, type ServerCertificate } from '../control/api/server-certificate.ts';
+import { createWorkloadKey } from '../control/api/workload-key.ts';
+import { openTestCa, type TestCa } from '../control/ca/testing.ts';
+import { isRampartError } from '../core/errors.ts';
+import { createLogger } from '../core/logger.ts';
+import {
+  type ClientCredentials,
+  createEdgeCertificateSource,
+  type EdgeCertificate,
+} from './edge-certificate-source.ts';
+
+const logger = createLogger({ name: 'gateway', level: 'silent' });
+const FAST = { retryInitialMs: 20, retryMaxMs: 50, firstSvidDeadlineMs: 400 };
+
+interface Served {
+  api: ControlApi;
+  cert: ServerCertificate;
+  target: ControlTarget;
+}
+
+/** A control API on the test CA with `routes` (the real edge route, or a misbehaving stand-in). */
+async function serve(t: TestCa, routes: ApiRoutes[]): Promise<Served> {
+  const cert = await createServerCertificate({ ca: t.ca, logger, onRenewed: () => {} });
+  const api = createControlApi({
+    ca: t.ca,
+    launcherCredential: 'l'.repeat(43),
+    credentials: () => cert.current(),
+    logger,
+    routes,
+  });
+  const port = await api.listen(0);
+  return {
+    api,
+    cert,
+    target: { url: `https://127.0.0.1:${port}`, bundle: t.ca.bundle().pem, trustDomain: 'shop.local' },
+  };
+}
+
+describe('edge certificate source', () => {
+  let t: TestCa;
+  let other: TestCa;
+  let real: Served;
+  let gateway: ClientCredentials;
+  let catalog: ClientCredentials;
+  const closers: (() => unknown)[] = [];
+
+  const svid = async (service: string): Promise<ClientCredentials> => {
+    const key = await createWorkloadKey();
+    const res = await requestSvid(real.target, t.ca.mintJoinToken(service).token, key.csrPem);
+    return { cert: res.certificate, key: key.keyPem };
+  };
+
+  const source = (
+    target: ControlTarget,
+    credentials: () => ClientCredentials,
+    registry = new Registry(),
+    schedule: Record<string, number> = FAST,
+  ) => {
+    const s = createEdgeCertificateSource({ control: () => target, credentials, logger, registry, schedule });
+    closers.push(() => s.close());
+    return s;
+  };
+
+  before(async () => {
+    t = await openTestCa({ edgeCertificateTtlMs: 6_000, clockSkewMs: 500 });
+    other = await openTestCa();
+    const gatewaySection = {
+      listen: { host: '127.0.0.1', port: 8443 },
+      tls: { mode: 'auto' as const, names: [] },
+    };
+    real = await serve(t, [
+      createEdgeRoutes({ ca: t.ca, trustDomain: 'shop.local', gateway: () => gatewaySection, logger }),
+    ]);
+    gateway = await svid('gateway');
+    catalog = await svid('catalog');
+  });
+
+  after(async () => {
+    for (const close of closers) await close();
+    real.cert.close();
+    await real.api.close();
+    t.cleanup();
+    other.cleanup();
+  });
+
+  test('obtains a certificate for its own key, then renews with a new key; listeners get each', async () => {
+    const registry = new Registry();
+    const s = source(real.target, () => gateway, registry, { ...FAST, renewAtFraction: 100 });
+    const first = await s.start();
+    assert.deepEqual(first.names, ['127.0.0.1', 'localhost']);
+    const leaf = new X509Certificate(first.certificatePem);
+    assert.ok(leaf.checkPrivateKey(createPrivateKey(first.keyPem)));
+    assert.equal(s.current(), first);
+    const seen: EdgeCertificate[] = [];
+    s.onRenewed((c) => seen.push(c));
+    const next = await s.renewNow();
+    assert.notEqual(next.keyPem, first.keyPem);
+    assert.notEqual(new X509Certificate(next.certificatePem).serialNumber, leaf.serialNumber);
+    assert.deepEqual(seen, [next]);
+    const metrics = await registry.getMetricsAsJSON();
+    const renewals = metrics.find((m) => m.name === 'rampart_gateway_edge_certificate_renewals_total');
+    assert.deepEqual(
+      renewals?.values.map((v) => [v.labels.outcome, v.value]),
+      [['ok', 1]],
+    );
+  });
+
+  test('renews by itself at about half the lifetime', async () => {
+    const s = source(real.target, () => gateway);
+    const startedAt = Date.now();
+    const first = await s.start();
+    const renewed = await new Promise<EdgeCertificate>((resolve) => s.onRenewed(resolve));
+    // X.509 times have one-second resolution: the lifetime seen is 6–7.5 s, its half 2.4–3.75 s
+    // after a notBefore up to 1.5 s in the past.
+    const elapsed = Date.now() - startedAt;
+    assert.ok(elapsed >= 500 && Date.now() < first.notAfter, `renewed after ${elapsed} ms`);
+    assert.notEqual(
+      new X509Certificate(renewed.certificatePem).serialNumber,
+      new X509Certificate(first.certificatePem).serialNumber,
+    );
+  });
+
+  test('a failed renewal keeps the certificate in service and counts the error', async () => {
+    const registry = new Registry();
+    let credentials = gateway;
+    const s = source(real.target, () => credentials, registry, { ...FAST, renewAtFraction: 100 });
+    const first = await s.start();
+    credentials = catalog;
+    await assert.rejects(s.renewNow(), (err) => isRampartError(err, CONTROL_API_ERRORS.forbidden));
+    assert.equal(s.current(), first);
+    const metrics = await registry.getMetricsAsJSON();
+    const renewals = metrics.find((m) => m.name === 'rampart_gateway_edge_certificate_renewals_total');
+    assert.deepEqual(
+      renewals?.values.map((v) => [v.labels.outcome, v.value]),
+      [['error', 1]],
+    );
+  });
+
+  test('a refusal is not retried; an unreachable control plane is, until the deadline', async () => {
+    const refused = source(real.target, () => catalog);
+    await assert.rejects(refused.start(), (err) => isRampartError(err, CONTROL_API_ERRORS.forbidden));
+    const closed = await serve(t, []);
+    closed.cert.close();
+    await closed.api.close();
+    const started = Date.now();
+    const away = source(closed.target, () => gateway);
+    await assert.rejects(away.start(), (err) => isRampartError(err, CONTROL_API_ERRORS.unavailable));
+    assert.ok(Date.now() - started >= FAST.firstSvidDeadlineMs, 'retried until the deadline');
+  });
+
+  const liars: [string, (csr: string) => Promise<unknown>][] = [
+    [
+      'a certificate for another key',
+      async () => {
+        const stranger = await createWorkloadKey();
+        const issued = await t.ca.issueEdgeCertificate({ csr: stranger.csrPem, names: ['localhost'] });
+        return { certificate: issued.certificatePem, names: ['localhost'], bundle: { sequence: 1, pem: '' } };
+      },
+    ],
+    [
+      'a certificate from a CA outside the bundle',
+      async (csr) => {
+        const issued = await other.ca.issueEdgeCertificate({ csr, names: ['localhost'] });
+        return { certificate: issued.certificatePem, names: ['localhost'], bundle: { sequence: 1, pem: '' } };
+      },
+    ],
+    ['not a certificate', async () => ({ certificate: 'hello', names: ['localhost'] })],
+    ['no certificate at all', async () => ({ names: ['localhost'] })],
+  ];
+  for (const [name, answer] of liars) {
+    test(`a control plane that answers ${name} is not believed`, async () => {
+      const liar = await serve(t, [
+        {
+          'POST /v1/edge-certificates': {
+            handle: async (_req, body) => answer(JSON.parse(String(body)).csr as string),
+          },
+        },
+      ]);
+      try {
+        const s = source(liar.target, () => gateway);
+        await assert.rejects(s.start(), (err) => isRampartError(err, CONTROL_API_ERRORS.wrongIdentity));
+      } finally {
+        liar.cert.close();
+        await liar.api.close();
+      }
+    });
+  }
+
+  test('an answer without names is not installed', async () => {
+    const liar = await serve(t, [
+      {
+        'POST /v1/edge-certificates': {
+          handle: async (_req, body) => {
+            const issued = await t.ca.issueEdgeCertificate({ csr: JSON.parse(String(body)).csr, names: ['localhost'] });
+            return { certificate: issued.certificatePem, names: [] };
+          },
+        },
+      },
+    ]);
+    try {
+      const s = source(liar.target, () => gateway, new Registry(), { ...FAST, firstSvidDeadlineMs: 0 });
+      await assert.rejects(s.start(), (err) => isRampartError(err, CONTROL_API_ERRORS.unavailable));
+    } finally {
+      liar.cert.close();
+      await liar.api.close();
+    }
+  });
+});
