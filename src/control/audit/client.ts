@@ -303,10 +303,13 @@ export async function createAuditClient(options: AuditClientOptions): Promise<Au
   if (spool.depth > 0) logger.info({ events: spool.depth }, 'audit spool holds undelivered events from a previous run');
 
   let wake: (() => void) | null = null;
+  /** A commit while the sender was not waiting: its next wait returns at once (no lost wake-up). */
+  let committedSinceWait = false;
   const notify = () => {
     const w = wake;
     wake = null;
-    w?.();
+    if (w) w();
+    else committedSinceWait = true;
   };
   spool.onCommit(notify);
   let stopping = false;
@@ -336,7 +339,9 @@ export async function createAuditClient(options: AuditClientOptions): Promise<Au
 
   const waitForData = () =>
     new Promise<void>((resolve) => {
-      wake = resolve;
+      if (committedSinceWait || stopping) resolve();
+      else wake = resolve;
+      committedSinceWait = false;
     });
 
   async function deliver(): Promise<void> {
