@@ -1,7 +1,7 @@
 /**
  * Secret read latency on a cache miss (issue 6 goal: p99 ≤ 2 ms through the SDK), first through the
  * library, then through `svc.secrets.get` over mTLS to the control plane's route. Not a test:
- * `node --conditions=rampart-source bench/secrets.bench.ts [reads]`.
+ * `node --conditions=rampart-source bench/secrets.bench.ts [reads] [sdk]` (`sdk`: the SDK rows only).
  *
  * Each read is `SecretsService.read(spiffeId, name)`: the ACL lookup, one indexed query (label → version
  * row), unwrapping the data key with the KEK and decrypting the value (XChaCha20-Poly1305), building
@@ -48,6 +48,8 @@ import { loadKek } from '../src/core/kek.ts';
 import { createServiceSecrets } from '../src/sdk/secrets.ts';
 
 const READS = Number(process.argv[2] ?? 20_000);
+/** `sdk` as the second argument runs the SDK rows only. */
+const SDK_ONLY = process.argv[3] === 'sdk';
 const SECRETS = 200;
 const CALLER = 'spiffe://shop.local/svc/payments';
 const OPERATOR = { subject: 'bench' };
@@ -118,7 +120,7 @@ out(
 );
 
 // Parts.
-{
+if (!SDK_ONLY) {
   const store = openSqliteSecretsStore({ path: join(dir, 'parts.db') });
   const service = await open(store, immediate);
   await populate(service);
@@ -144,7 +146,7 @@ out(
 }
 
 // SQLite, immediate sink.
-{
+if (!SDK_ONLY) {
   const service = await open(openSqliteSecretsStore({ path: join(dir, 'sqlite.db') }), immediate);
   await populate(service);
   await sequential(service, 2_000);
@@ -156,28 +158,29 @@ out(
 }
 
 // SQLite with the real audit log.
-try {
-  const { openAuditLog } = await import('../src/control/audit/index.ts');
-  const log = openAuditLog({
-    path: join(dir, 'audit.db'),
-    origin: 'shop.local/rampart/audit',
-    kek,
-    checkpointIntervalMs: 0,
-  });
-  const sink: AuditSink = { append: async (event) => void (await log.append([event])) };
-  const service = await open(openSqliteSecretsStore({ path: join(dir, 'sqlite-audit.db') }), sink);
-  await populate(service);
-  const count = Math.min(READS, 2_000); // each sequential read waits for one fsync
-  await sequential(service, 100);
-  const run = await sequential(service, count);
-  summary('SQLite + real audit log (fsync per read), sequential', run.samples, run.wallMs);
-  const many = await concurrent(service, READS, 16);
-  summary('SQLite + real audit log, 16 in flight (group commit)', many.samples, many.wallMs);
-  await service.close();
-  await log.close();
-} catch (err) {
-  out(`(audit log row skipped: ${(err as Error).message.split('\n')[0]})`);
-}
+if (!SDK_ONLY)
+  try {
+    const { openAuditLog } = await import('../src/control/audit/index.ts');
+    const log = openAuditLog({
+      path: join(dir, 'audit.db'),
+      origin: 'shop.local/rampart/audit',
+      kek,
+      checkpointIntervalMs: 0,
+    });
+    const sink: AuditSink = { append: async (event) => void (await log.append([event])) };
+    const service = await open(openSqliteSecretsStore({ path: join(dir, 'sqlite-audit.db') }), sink);
+    await populate(service);
+    const count = Math.min(READS, 2_000); // each sequential read waits for one fsync
+    await sequential(service, 100);
+    const run = await sequential(service, count);
+    summary('SQLite + real audit log (fsync per read), sequential', run.samples, run.wallMs);
+    const many = await concurrent(service, READS, 16);
+    summary('SQLite + real audit log, 16 in flight (group commit)', many.samples, many.wallMs);
+    await service.close();
+    await log.close();
+  } catch (err) {
+    out(`(audit log row skipped: ${(err as Error).message.split('\n')[0]})`);
+  }
 
 // PostgreSQL.
 const url = process.env['RAMPART_TEST_POSTGRES_URL'] || 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -194,7 +197,9 @@ const reachable = await new Promise<boolean>((resolve) => {
   });
   socket.once('error', () => resolve(false));
 });
-if (reachable) {
+if (SDK_ONLY) {
+  // library rows skipped
+} else if (reachable) {
   const schema = `rampart_secrets_bench_${randomBytes(4).toString('hex')}`;
   const service = await open(await openPostgresSecretsStore({ connectionString: url, schema }), immediate);
   try {

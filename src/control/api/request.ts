@@ -46,19 +46,31 @@ export interface ApiCaller {
 }
 
 /**
+ * Callers already checked, per connection: parsing a leaf against the SVID rules costs about a
+ * millisecond (a full ASN.1 decode), which a keep-alive client (the SDK's secret reads) would pay on
+ * every request. Keyed by the socket and checked against the certificate's fingerprint and the trust
+ * domain, so a TLS 1.2 renegotiation that presents another certificate is checked again.
+ */
+const checkedCallers = new WeakMap<object, { fingerprint: string; trustDomain: string; caller: ApiCaller }>();
+
+/**
  * The caller's SPIFFE identity, taken from the verified client certificate only (never the request).
  * A certificate that chains to the bundle but breaks the SVID rules (two URI SANs, a CA, another trust
  * domain) is refused like no certificate (401).
  */
 export function apiCaller(req: IncomingMessage, trustDomain: string): ApiCaller {
   const peer = clientCertificate(req);
+  const known = checkedCallers.get(req.socket);
+  if (known && known.trustDomain === trustDomain && known.fingerprint === peer.fingerprint256) return known.caller;
   let spiffeId: SpiffeId;
   try {
     spiffeId = svidIdentity(peer, trustDomain);
   } catch (cause) {
     throw apiError(CONTROL_API_ERRORS.noClientCertificate, { reason: 'not an svid' }, cause);
   }
-  return { spiffeId, service: serviceNameOf(spiffeId) };
+  const caller = Object.freeze({ spiffeId, service: serviceNameOf(spiffeId) });
+  checkedCallers.set(req.socket, { fingerprint: peer.fingerprint256, trustDomain, caller });
+  return caller;
 }
 
 /** A JSON object body, or 400. */
