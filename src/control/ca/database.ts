@@ -12,7 +12,8 @@ import { CA_ERRORS, caError } from './errors.ts';
  *   authority per slot, at most one `active`, at most one `prepared` (partial unique indexes, so the
  *   database itself refuses a third live CA). Retired rows keep their certificate (history) and lose
  *   their wrapped key.
- * - `issuance_log`: every SVID issued; the serial is the primary key (unique by construction).
+ * - `issuance_log`: every SVID issued, and every edge certificate (its `spiffe_id` is `edge:<names>`,
+ *   edge-certificate.ts); the serial is the primary key (unique by construction).
  * - `join_tokens`: a selector and the SHA-256 of the whole token; never the token.
  * - `bundle_acks`: the highest bundle sequence each live SVID holder confirmed it installed (an SVID
  *   issued after a bundle was published came with it and needs no acknowledgement).
