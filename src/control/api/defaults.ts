@@ -17,8 +17,13 @@ export const CONTROL_API_DEFAULTS = {
   headersTimeoutMs: 5_000,
   /** Time to receive the whole request. */
   requestTimeoutMs: 10_000,
-  /** Idle keep-alive connections close after this. */
-  keepAliveTimeoutMs: 5_000,
+  /**
+   * Idle keep-alive connections close after this: longer than the SDK's secret cache lifetime
+   * (SECRETS_DEFAULTS.cacheTtlMs, 30 s), so a service's next secret read finds its connection open
+   * instead of paying a TLS handshake and an SVID check (several ms). One idle connection per
+   * workload is all this keeps; `maxConnections` still bounds them.
+   */
+  keepAliveTimeoutMs: 65_000,
   /** Concurrent connections: one per process being started or renewing, with a wide margin. */
   maxConnections: 256,
   /** Largest request head (Node's default is 16 KiB; a bearer credential and a few headers need far less). */
