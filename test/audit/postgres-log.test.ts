@@ -420,33 +420,74 @@ test('one writer: two control planes starting at once on a new database, exactly
   }
 });
 
-test('a lost writer connection stops the log (the lock went with it); a new writer continues', async (t) => {
-  const url = await postgresDatabase(t);
-  if (url === null) return;
-  const kek = kekText();
-  const errors: string[] = [];
-  const log = await openTestPostgresLog(t, url, {
-    kek: kekFrom(kek),
-    onError: (err) => errors.push((err as { code?: string }).code ?? ''),
-  });
-  await log.append([sampleEvent(0), sampleEvent(1)]);
+/** Terminates the backend holding the writer lock of the test database, as a server restart would. */
+async function killWriter(t: TestContext, url: string): Promise<void> {
   const admin = await side(t, url);
-  // The backend holding the writer lock.
   const holders = await admin.query(
     "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
   );
-  assert.equal(holders.rows.length, 1);
+  assert.equal(holders.rows.length, 1, 'one writer lock');
   await admin.query('SELECT pg_terminate_backend($1)', [holders.rows[0].pid]);
+}
+
+async function until(condition: () => boolean): Promise<void> {
   const deadline = Date.now() + 5_000;
-  while (errors.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-  assert.deepEqual(errors, [AUDIT_ERRORS.locked]);
-  await assert.rejects(log.append([sampleEvent(2)]), code(AUDIT_ERRORS.locked));
+  while (!condition() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(condition(), 'in time');
+}
+
+test('a lost writer connection: the next write reconnects, takes the lock again and goes on', async (t) => {
+  const url = await postgresDatabase(t);
+  if (url === null) return;
+  const errors: unknown[] = [];
+  const log = await openTestPostgresLog(t, url, { onError: (err) => errors.push(err) });
+  await log.append([sampleEvent(0), sampleEvent(1)]);
+  await log.checkpoint();
+  await killWriter(t, url);
+  await until(() => errors.length > 0);
+  assert.ok(code(AUDIT_ERRORS.storage)(errors[0]));
+  assert.equal((errors[0] as { detail?: Record<string, unknown> }).detail?.reason, 'writer_connection_lost');
+  const [r] = await log.append([sampleEvent(2)]);
+  assert.equal(r!.index, 2);
+  assert.equal((await log.checkpoint()).size, 3);
+  await killWriter(t, url);
+  await until(() => errors.length > 1);
+  assert.equal((await log.checkpoint()).size, 3, 'a checkpoint reconnects too');
   await log.close();
-  const next = await openTestPostgresLog(t, url, { kek: kekFrom(kek) });
-  assert.equal(next.size(), 2, 'everything acknowledged is there');
-  await next.append([sampleEvent(3)]);
-  await next.close();
-  assert.equal((await verify(url)).ok, true);
+  const report = await verify(url);
+  assert.deepEqual([report.ok, report.entries, report.signedSize], [true, 3, 3]);
+});
+
+test('a writer that lost its connection while another took the log over: refused while the other holds it, then continues the other’s tree', async (t) => {
+  const url = await postgresDatabase(t);
+  if (url === null) return;
+  const kek = kekText();
+  const errors: unknown[] = [];
+  const first = await openTestPostgresLog(t, url, {
+    kek: kekFrom(kek),
+    postgres: { connectionString: url, writerLockWaitMs: 200 },
+    onError: (err) => errors.push(err),
+  });
+  await first.append([sampleEvent(0), sampleEvent(1)]);
+  const early = await first.checkpoint();
+  await killWriter(t, url);
+  await until(() => errors.length > 0);
+  const second = await openTestPostgresLog(t, url, { kek: kekFrom(kek) });
+  assert.deepEqual(
+    (await second.append([2, 3, 4].map((n) => sampleEvent(n)))).map((r) => r.index),
+    [2, 3, 4],
+  );
+  await assert.rejects(first.append([sampleEvent(5)]), code(AUDIT_ERRORS.locked));
+  assert.equal(first.size(), 2, 'nothing of the refused batch');
+  await second.close();
+  const [r] = await first.append([sampleEvent(6)]);
+  assert.equal(r!.index, 5, 'the tree as the other writer left it, not the one in memory');
+  assert.equal(first.size(), 6);
+  const { proof, checkpoint } = await first.proveConsistency(early.size);
+  assert.equal(verifyConsistency(early.size, checkpoint.size, early.root, checkpoint.root, proof), true);
+  await first.close();
+  const report = await verify(url);
+  assert.deepEqual([report.ok, report.entries], [true, 6]);
 });
 
 test('options are validated: hostile schema names and connection strings never reach SQL', async (t) => {
@@ -505,7 +546,7 @@ test('connectAuditLog opens the store the options name', async (t) => {
     kek,
     checkpointIntervalMs: 0,
   });
-  t.after(() => onPostgres.close());
+  t.after(() => onPostgres.close().catch(() => {}));
   await onPostgres.append([sampleEvent(0)]);
   assert.equal((await onPostgres.checkpoint()).size, 1);
   assert.equal(await rowCount(await side(t, url)), 1);

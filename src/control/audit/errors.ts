@@ -15,7 +15,7 @@ export const AUDIT_ERRORS = {
   storage: 'AUDIT_ERR_STORAGE',
   /**
    * Another audit log process holds this PostgreSQL log's writer lock (two control planes on one
-   * database), or this process lost its writer connection and with it the lock: the log stops.
+   * database): at open, or when this one reconnects after losing its writer connection.
    */
   locked: 'AUDIT_ERR_LOCKED',
   /** The log was closed. */

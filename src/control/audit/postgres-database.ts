@@ -16,8 +16,9 @@ import { type FetchNodes, type NodeKey, nodeKey } from './fetched-source.ts';
  * One writer: the log holds a session advisory lock, keyed by the schema, on its one writer connection
  * for its whole life, and every write goes through that connection. A second control plane on the same
  * database and schema is refused at open (AUDIT_ERR_LOCKED), so two processes can never interleave
- * leaves into one tree. If the writer connection drops, the lock goes with it and the log stops
- * writing (postgres-log.ts) rather than continue a tree another process may have taken over.
+ * leaves into one tree. If the writer connection drops, the lock goes with it: before its next write
+ * the log connects again, takes the lock again and reloads the tree from the database (postgres-log.ts),
+ * so it never extends a tree from a state another process may have moved on from.
  */
 
 /** PostgreSQL schema version: the same number as the SQLite schema (the same tables and meaning). */
@@ -330,6 +331,13 @@ export interface PostgresAuditDatabase {
   readonly writer: pg.Client;
   /** Reads that must not land inside the writer's open transaction (proofs, lookups). */
   readonly pool: pg.Pool;
+  /**
+   * Replaces a lost writer connection: connects again and takes the writer lock again (waiting as at
+   * open; AUDIT_ERR_LOCKED if another process holds it now). `watch` is attached to the new connection
+   * before anything can fail on it. The caller must reload the tree state: another writer may have
+   * appended while this one had no lock.
+   */
+  reconnectWriter(watch: (client: pg.Client) => void): Promise<pg.Client>;
   close(): Promise<void>;
 }
 
@@ -339,6 +347,37 @@ function connectionOptions(schema: string, extra = ''): string {
 
 /** The two int4 halves of the writer lock: one lock per (database, schema). */
 const WRITER_LOCK = "hashtext('rampart_audit_writer'), hashtext($1)";
+
+/** A connected writer connection holding the writer lock; ended if that fails. */
+async function connectWriter(
+  target: PostgresAuditTarget,
+  schema: string,
+  waitMs: number,
+  watch: (client: pg.Client) => void,
+): Promise<pg.Client> {
+  const writer = new pg.Client({
+    connectionString: target.connectionString,
+    options: connectionOptions(schema, ' -c synchronous_commit=on'),
+  });
+  // An error on an idle connection must not crash the process; the log watches its writer and
+  // reconnects before the next write.
+  writer.on('error', () => {});
+  watch(writer);
+  try {
+    await writer.connect();
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      const { rows } = await writer.query(`SELECT pg_try_advisory_lock(${WRITER_LOCK}) AS locked`, [schema]);
+      if (rows[0]?.locked === true) return writer;
+      if (Date.now() >= deadline) throw auditError(AUDIT_ERRORS.locked, { schema });
+      await delay(Math.min(AUDIT_DEFAULTS.postgresWriterLockPollMs, Math.max(1, deadline - Date.now())));
+    }
+  } catch (err) {
+    await writer.end().catch(() => {});
+    if (isAuditError(err)) throw err;
+    throw auditError(AUDIT_ERRORS.storage, { reason: 'connect', schema }, err);
+  }
+}
 
 /**
  * Opens the log's PostgreSQL state for writing: connects the writer, takes the writer lock
@@ -353,38 +392,42 @@ export async function openPostgresAuditDatabase(target: PostgresAuditTarget): Pr
   const waitMs = target.writerLockWaitMs ?? AUDIT_DEFAULTS.postgresWriterLockWaitMs;
   if (!Number.isSafeInteger(waitMs) || waitMs < 0)
     throw auditError(AUDIT_ERRORS.config, { option: 'writerLockWaitMs' });
-  const writer = new pg.Client({
-    connectionString: target.connectionString,
-    options: connectionOptions(schema, ' -c synchronous_commit=on'),
-  });
   const pool = new pg.Pool({
     connectionString: target.connectionString,
     max: maxConnections,
     options: connectionOptions(schema),
   });
-  // An error on an idle connection must not crash the process; the next query reports the failure
-  // (the writer's is watched by the log, which stops on it).
+  // An error on an idle pooled connection must not crash the process; the next query reports it.
   pool.on('error', () => {});
-  writer.on('error', () => {});
-  const close = async () => {
-    await Promise.allSettled([writer.end(), pool.end()]);
-  };
+  let writer: pg.Client;
   try {
-    await writer.connect();
-    const deadline = Date.now() + waitMs;
-    for (;;) {
-      const { rows } = await writer.query(`SELECT pg_try_advisory_lock(${WRITER_LOCK}) AS locked`, [schema]);
-      if (rows[0]?.locked === true) break;
-      if (Date.now() >= deadline) throw auditError(AUDIT_ERRORS.locked, { schema });
-      await delay(Math.min(AUDIT_DEFAULTS.postgresWriterLockPollMs, Math.max(1, deadline - Date.now())));
-    }
+    writer = await connectWriter(target, schema, waitMs, () => {});
+  } catch (err) {
+    await pool.end().catch(() => {});
+    throw err;
+  }
+  try {
     await applySchema(writer, schema);
   } catch (err) {
-    await close();
+    await Promise.allSettled([writer.end(), pool.end()]);
     if (isAuditError(err)) throw err;
     throw auditError(AUDIT_ERRORS.storage, { reason: 'open', schema }, err);
   }
-  return { schema, writer, pool, close };
+  return {
+    schema,
+    pool,
+    get writer() {
+      return writer;
+    },
+    async reconnectWriter(watch) {
+      await writer.end().catch(() => {});
+      writer = await connectWriter(target, schema, waitMs, watch);
+      return writer;
+    },
+    async close() {
+      await Promise.allSettled([writer.end(), pool.end()]);
+    },
+  };
 }
 
 /** A read-only view of a PostgreSQL log (the verifier and the CLI): nothing is created or written. */

@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { parseAuditEntry } from '../../core/audit-event.ts';
 import { isRampartError } from '../../core/errors.ts';
 import { signCheckpoint } from './checkpoint.ts';
@@ -82,15 +83,7 @@ export async function openPostgresAuditLog(options: PostgresAuditLogOptions): Pr
       await writer.insertSigningKey(created.row);
       return created.key;
     });
-    const size = await writer.leafCount();
-    const entries = await writer.entryCount();
-    if (entries !== size) throw auditError(AUDIT_ERRORS.tampered, { reason: 'entries_and_tree_differ', entries, size });
-    const frontier = await withFetchedNodes(writer.nodes, (source) => Frontier.fromSource(source, size));
-    const latest = await writer.latestCheckpoint();
-    if (latest !== null) {
-      checkLatestCheckpoint(latest, size, options.origin, key.publicKey);
-      checkLatestRoot(latest, await withFetchedNodes(writer.nodes, (source) => rootAt(source, latest.size)));
-    }
+    const { frontier, latest } = await loadTree(writer, options.origin, key.publicKey);
     return new PgAuditLog(db, options, settings, key, frontier, latest);
   } catch (err) {
     await db.close();
@@ -112,11 +105,33 @@ async function inTransaction<T>(db: PostgresAuditDatabase, fn: () => Promise<T>)
   return result;
 }
 
+/**
+ * The stored tree as the log continues it: its frontier and latest checkpoint, after the checks at
+ * open (entries and tree agree in size; the latest checkpoint is this log's, not beyond the tree, and
+ * its root is the stored tree's). Also run after a lost writer connection, on the new one.
+ */
+async function loadTree(
+  writer: PostgresAuditQueries,
+  origin: string,
+  publicKey: Buffer,
+): Promise<{ frontier: Frontier; latest: CheckpointRow | null }> {
+  const size = await writer.leafCount();
+  const entries = await writer.entryCount();
+  if (entries !== size) throw auditError(AUDIT_ERRORS.tampered, { reason: 'entries_and_tree_differ', entries, size });
+  const frontier = await withFetchedNodes(writer.nodes, (source) => Frontier.fromSource(source, size));
+  const latest = await writer.latestCheckpoint();
+  if (latest !== null) {
+    checkLatestCheckpoint(latest, size, origin, publicKey);
+    checkLatestRoot(latest, await withFetchedNodes(writer.nodes, (source) => rootAt(source, latest.size)));
+  }
+  return { frontier, latest };
+}
+
 class PgAuditLog implements PostgresAuditLog {
   readonly origin: string;
   readonly verifierKey: string;
   readonly #db: PostgresAuditDatabase;
-  readonly #writer: PostgresAuditQueries;
+  #writer: PostgresAuditQueries;
   readonly #reader: PostgresAuditQueries;
   readonly #key: LogSigningKey;
   readonly #now: () => number;
@@ -134,8 +149,11 @@ class PgAuditLog implements PostgresAuditLog {
   #writerTail: Promise<void> = Promise.resolve();
   #timer: NodeJS.Timeout | null = null;
   #closed = false;
-  /** Set when the writer connection is lost: the writer lock went with it, so nothing more is written. */
-  #lost: Error | null = null;
+  /**
+   * Set when the writer connection is lost, and the writer lock with it: the next write first connects
+   * again, takes the lock again and reloads the tree (another process may have written meanwhile).
+   */
+  #writerLost = false;
   #stats = { commits: 0, committedEvents: 0, duplicates: 0, lastBatchEvents: 0, checkpoints: 0, checkpointFailures: 0 };
 
   constructor(
@@ -158,13 +176,7 @@ class PgAuditLog implements PostgresAuditLog {
     this.#frontier = frontier;
     this.#committed = frontier.size;
     this.#latest = latest;
-    const lost = (cause?: unknown) => {
-      if (this.#closed || this.#lost !== null) return;
-      this.#lost = auditError(AUDIT_ERRORS.locked, { reason: 'writer_connection_lost' }, cause);
-      this.#onError(this.#lost);
-    };
-    db.writer.on('error', lost);
-    db.writer.on('end', () => lost());
+    this.#watch(db.writer);
     if (settings.checkpointIntervalMs > 0) {
       this.#timer = setInterval(() => {
         if (this.#latest === null || this.#committed > this.#latest.size) void this.#tryCheckpoint();
@@ -173,13 +185,54 @@ class PgAuditLog implements PostgresAuditLog {
     }
   }
 
+  /** Notes the loss of `client` while it is the writer (the server restarted, the network broke). */
+  #watch(client: pg.Client): void {
+    const lost = (cause?: unknown) => {
+      if (client === this.#db.writer) this.#markLost(cause);
+    };
+    client.on('error', lost);
+    client.on('end', () => lost());
+  }
+
+  #markLost(cause?: unknown): void {
+    if (this.#closed || this.#writerLost) return;
+    this.#writerLost = true;
+    this.#onError(auditError(AUDIT_ERRORS.storage, { reason: 'writer_connection_lost' }, cause));
+  }
+
+  /**
+   * After a failed write: unless the server refused a statement on a live session, the connection is
+   * treated as lost even before it says so (a COMMIT cut off may or may not have committed: only the
+   * database can say, so the tree is reloaded from it before the next write).
+   */
+  #afterFailure(cause: unknown): void {
+    const sqlState = cause instanceof pg.DatabaseError ? String(cause.code ?? '') : '';
+    const statementRefused = sqlState !== '' && !sqlState.startsWith('08') && !sqlState.startsWith('57P');
+    if (!statementRefused) this.#markLost(cause);
+  }
+
+  /**
+   * Before a write, inside the writer chain: after a lost connection, a new one holding the writer
+   * lock, and the tree as stored (a batch whose COMMIT was cut off may or may not be in it; its
+   * callers were refused and retry, and what was stored answers as duplicates).
+   */
+  async #ensureWriter(): Promise<void> {
+    if (!this.#writerLost) return;
+    const client = await this.#db.reconnectWriter((c) => this.#watch(c));
+    this.#writer = new PostgresAuditQueries(client);
+    const { frontier, latest } = await loadTree(this.#writer, this.origin, this.#key.publicKey);
+    this.#frontier = frontier;
+    this.#committed = frontier.size;
+    this.#latest = latest;
+    this.#writerLost = false;
+  }
+
   size(): number {
     return this.#committed;
   }
 
   append(events: readonly unknown[]): Promise<AppendReceipt[]> {
     if (this.#closed) return Promise.reject(auditError(AUDIT_ERRORS.closed));
-    if (this.#lost !== null) return Promise.reject(this.#lost);
     let items: Prepared[];
     try {
       items = prepareEvents(events);
@@ -248,8 +301,11 @@ class PgAuditLog implements PostgresAuditLog {
    * COMMIT returned.
    */
   async #commit(batch: Pending[]): Promise<void> {
-    if (this.#lost !== null) {
-      for (const request of batch) request.reject(this.#lost);
+    try {
+      await this.#ensureWriter();
+    } catch (cause) {
+      const err = storageError(cause, 'reconnect');
+      for (const request of batch) request.reject(err);
       return;
     }
     const snapshot = this.#frontier.clone();
@@ -300,8 +356,9 @@ class PgAuditLog implements PostgresAuditLog {
       await this.#db.writer.query('COMMIT');
     } catch (cause) {
       this.#frontier = snapshot;
+      this.#afterFailure(cause);
       await this.#db.writer.query('ROLLBACK').catch(() => {});
-      const err = this.#lost ?? storageError(cause, 'commit');
+      const err = storageError(cause, 'commit');
       for (const request of batch) request.reject(err);
       return;
     }
@@ -319,7 +376,6 @@ class PgAuditLog implements PostgresAuditLog {
 
   /** Signs and stores a checkpoint at the committed size; only inside the writer chain. */
   async #sign(now: number): Promise<CheckpointRow> {
-    if (this.#lost !== null) throw this.#lost;
     const size = this.#frontier.size;
     const root = this.#frontier.root();
     const note = signCheckpoint({ origin: this.origin, size, root }, this.#key.signer);
@@ -327,7 +383,8 @@ class PgAuditLog implements PostgresAuditLog {
     try {
       await this.#writer.insertCheckpoint(row);
     } catch (cause) {
-      throw this.#lost ?? storageError(cause, 'checkpoint');
+      this.#afterFailure(cause);
+      throw storageError(cause, 'checkpoint');
     }
     this.#latest = row;
     this.#stats.checkpoints++;
@@ -337,6 +394,7 @@ class PgAuditLog implements PostgresAuditLog {
   checkpoint(): Promise<SignedCheckpoint> {
     if (this.#closed) return Promise.reject(auditError(AUDIT_ERRORS.closed));
     return this.#exclusive(async () => {
+      await this.#ensureWriter();
       if (this.#latest !== null && this.#latest.size === this.#frontier.size) return toSigned(this.#latest);
       return toSigned(await this.#sign(this.#now()));
     });
@@ -360,6 +418,7 @@ class PgAuditLog implements PostgresAuditLog {
     const covering = await this.#reader.checkpointCovering(size);
     if (covering !== null) return covering;
     return this.#exclusive(async () => {
+      await this.#ensureWriter();
       // Another caller may have signed one while this one waited for the writer.
       if (this.#latest !== null && this.#latest.size >= size) return this.#latest;
       const now = this.#now();
@@ -436,9 +495,8 @@ class PgAuditLog implements PostgresAuditLog {
       await this.#flushing;
       while (this.#queue.length > 0) await this.#flushAll();
       await this.#exclusive(async () => {
-        if (this.#lost === null && (this.#latest === null || this.#latest.size !== this.#frontier.size)) {
-          await this.#sign(this.#now());
-        }
+        await this.#ensureWriter();
+        if (this.#latest === null || this.#latest.size !== this.#frontier.size) await this.#sign(this.#now());
       });
     } finally {
       // Ending the writer's session releases the writer lock.
