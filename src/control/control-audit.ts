@@ -22,8 +22,8 @@ export interface ControlAuditOptions {
 
 /**
  * What the control plane records in its own audit log, directly (it holds the log; the audit client
- * is for the other processes): the CA's decisions — join tokens minted, SVIDs issued and renewed, the
- * CA's rotation steps — and every refusal of its API (a join token that does not redeem, a renewal
+ * is for the other processes): the CA's decisions — join tokens minted, SVIDs and the gateway's edge
+ * certificates issued, SVIDs renewed, the CA's rotation steps — and every refusal of its API (a join token that does not redeem, a renewal
  * without a valid SVID, a hostile audit batch). Each event's `reporter` is the control plane's own
  * SPIFFE ID. Recording never fails the operation it records (the CA journals issuance itself); a
  * failed append is logged at error.
@@ -36,7 +36,7 @@ export interface ControlAudit {
    * secrets service's sink (secrets/audit.ts `AuditSink`): a read whose event is not durable fails closed.
    */
   append(event: AuditEvent): Promise<void>;
-  /** The CA with issuance, renewal and join-token minting recorded (after they succeed). */
+  /** The CA with issuance (SVIDs, edge certificates), renewal and join-token minting recorded (after they succeed). */
   authority(ca: CertificateAuthority): CertificateAuthority;
   /** For `createControlApi({ onRefusal })`. */
   refusal(refusal: ApiRefusal): void;
@@ -92,6 +92,17 @@ export function createControlAudit(options: ControlAuditOptions): ControlAudit {
           const svid = await ca.renew(request);
           await issued(svid, 'svid.renew', 'svid');
           return svid;
+        },
+        async issueEdgeCertificate(request) {
+          const edge = await ca.issueEdgeCertificate(request);
+          await record({
+            component: 'ca',
+            action: 'edge_certificate.issue',
+            decision: 'allow',
+            resource: edge.names.map((n) => n.value).join(','),
+            detail: { serial: edge.serial, notAfter: edge.notAfter, generation: edge.generation },
+          });
+          return edge;
         },
         mintJoinToken(serviceName, ttlMs) {
           const minted = ca.mintJoinToken(serviceName, ttlMs);

@@ -122,7 +122,7 @@ const operatorRoutes = createOperatorRoutes({
 });
 // The gateway's `tls: auto` certificate; names from the manifest as it is on disk when asked.
 const edgeRoutes = createEdgeRoutes({
-  ca,
+  ca: controlAudit.authority(ca),
   trustDomain: runtime.trustDomain,
   gateway: () => loadManifest(runtime.manifestFile).gateway,
   logger,
