@@ -1,5 +1,6 @@
 import { realpathSync } from 'node:fs';
 import { RampartError } from '../core/errors.ts';
+import { GATEWAY_HEAP_DEFAULTS } from '../gateway/process/defaults.ts';
 import { computeReadAllowList, isInside, listDirectory } from './allow-list.ts';
 import type { PlannedProcess } from './plan.ts';
 
@@ -21,6 +22,16 @@ export const SQLITE_PRELOAD = new URL(`./sqlite-preload${FROM_SOURCE ? '.ts' : '
  * it is documented here and turned off for the gateway, and no other warning is.
  */
 export const GATEWAY_WORKER_ARGS: readonly string[] = Object.freeze(['--allow-worker', '--disable-warning=PERM0006']);
+
+/**
+ * The gateway's V8 heap sizing (the reasons and measurements are in {@link GATEWAY_HEAP_DEFAULTS}):
+ * a smaller young generation and an old generation that grows in proportion to what it keeps, for
+ * the RSS target of issue 3. Memory only: no limit, so no heap size can make the process fail.
+ */
+export const GATEWAY_HEAP_ARGS: readonly string[] = Object.freeze([
+  `--max-semi-space-size=${GATEWAY_HEAP_DEFAULTS.maxSemiSpaceMb}`,
+  `--heap-growing-percent=${GATEWAY_HEAP_DEFAULTS.heapGrowingPercent}`,
+]);
 
 /**
  * The control plane, and only the control plane, may load native addons: its certificate authority
@@ -98,7 +109,7 @@ export function childCommand(plan: PlannedProcess, options: ChildCommandOptions)
       // descriptors there; without it those metrics read 0 and alerts on them could never fire.
       '--allow-fs-read=/proc/self',
       `--allow-fs-write=${own}`,
-      ...(plan.kind === 'gateway' ? GATEWAY_WORKER_ARGS : []),
+      ...(plan.kind === 'gateway' ? [...GATEWAY_WORKER_ARGS, ...GATEWAY_HEAP_ARGS] : []),
       ...(plan.kind === 'control' ? CONTROL_ADDON_ARGS : []),
       `--import=${options.preload ?? SQLITE_PRELOAD}`,
       entry,

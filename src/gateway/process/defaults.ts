@@ -22,3 +22,30 @@ export const GATEWAY_PROCESS_DEFAULTS = Object.freeze({
   /** While the manifest path is missing (between an unlink and a rename), look for it again this often. */
   rewatchMs: 500,
 });
+
+/**
+ * V8 heap sizing for the gateway process, passed by the launcher as Node options (src/launcher/command.ts;
+ * V8's flags are per process, so every isolate of the gateway gets them). Issue 3 asks for RSS ≤ 150 MB
+ * with 1,000 keep-alive connections. What a one-worker gateway holds live with 1,000 connections open
+ * is small (25-37 MB of heap after a full GC); with V8's defaults the heap grows to several times that
+ * before it collects. Measured with bench/gateway.ts, 1,000 connections (bench/README.md, 2026-12-06).
+ */
+export const GATEWAY_HEAP_DEFAULTS = Object.freeze({
+  /**
+   * Semi-space of the young generation, MB (two of them make the young generation). V8 grows it under
+   * allocation up to its default maximum (the young generation of one worker reached 76 MB under
+   * 1,000 connections), though a request's garbage dies young at any size. 4 MB: together with the
+   * next setting, the one-worker gateway's RSS under 1,000 connections fell by 17-60 MB, with no CPU
+   * cost per request we could separate from the noise of a shared machine; 2 MB scavenged 2.8× as
+   * often for no clear further saving.
+   */
+  maxSemiSpaceMb: 4,
+  /**
+   * After a full GC the old generation may grow this much (percent of what survived) before the next
+   * one, instead of V8's adaptive factor (up to 4×: 26 MB of old space at start became 77 MB under
+   * 1,000 connections, mostly garbage). 50 %: old space stayed near 1.5× its live size, with
+   * main-thread full-GC pauses per request no higher than without it; 20 % saved about 15 MB more but
+   * nearly tripled those pauses per request.
+   */
+  heapGrowingPercent: 50,
+});
