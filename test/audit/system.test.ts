@@ -137,6 +137,8 @@ describe('the audit log under rampart start', { timeout: 180_000 }, () => {
       );
     }
     assert.ok(issued.every((e) => e.reporter === 'spiffe://shop.local/svc/control'));
+    // The shop serves `tls: auto`: the gateway's edge certificate is a CA decision too.
+    assert.ok((await logged()).some((e) => e.component === 'ca' && e.action === 'edge_certificate.issue'));
 
     const verify = await rampart(['audit', 'verify', '--data', join(dir, '.rampart', 'control')], dir);
     assert.equal(verify.code, 0, `${verify.stdout}\n${verify.stderr}`);
