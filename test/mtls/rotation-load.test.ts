@@ -26,7 +26,8 @@ describe('rotation under load', { timeout: 150_000 }, () => {
     system = await startOrdersPayments({
       svidTtlMs: TTL_MS,
       // Five bundle refreshes, the ratio of the production defaults (CA_DEFAULTS.bundlePropagationMs to
-      // SVID_RENEWAL_DEFAULTS.bundleRefreshMs); the acknowledgements usually activate the CA sooner.
+      // SVID_RENEWAL_DEFAULTS.bundleRefreshMs). The new CA activates at this deadline, not sooner on
+      // acknowledgements: the control plane's own server certificate (issued directly) never acknowledges.
       bundlePropagationMs: 5_000,
       svidSchedule: { retryInitialMs: 200, retryMaxMs: 1_000, bundleRefreshMs: 1_000 },
     });
