@@ -117,7 +117,7 @@ const operatorRoutes = createOperatorRoutes({
   onRotated: (result) => {
     logger.info({ event: 'ca.rotation.forced', ...result }, 'certificate authority rotation forced by the operator');
     writeBundle();
-    api?.refreshTls();
+    refreshTls();
   },
 });
 // The gateway's `tls: auto` certificate; names from the manifest as it is on disk when asked.
@@ -127,7 +127,15 @@ const edgeRoutes = createEdgeRoutes({
   gateway: () => loadManifest(runtime.manifestFile).gateway,
   logger,
 });
-const serverCertificate = await createServerCertificate({ ca, logger, onRenewed: () => api?.refreshTls() });
+/**
+ * New connections get the current certificate and bundle, and the CA learns that this process (the
+ * holder of its own SVIDs) installed the bundle, so a forced rotation is not held back by it.
+ */
+const refreshTls = () => {
+  api?.refreshTls();
+  serverCertificate.acknowledge(ca.bundle().sequence);
+};
+const serverCertificate = await createServerCertificate({ ca, logger, onRenewed: refreshTls });
 api = createControlApi({
   ca: controlAudit.authority(ca),
   launcherCredential: runtime.launcherCredential,
@@ -153,7 +161,7 @@ const ticker = setInterval(() => {
   void ca
     .tick()
     .then((events) => {
-      if (writeBundle() || events.length > 0) api?.refreshTls();
+      if (writeBundle() || events.length > 0) refreshTls();
     })
     .catch((err) => logger.error({ err }, 'certificate authority tick failed'));
 }, CONTROL_API_DEFAULTS.tickIntervalMs);

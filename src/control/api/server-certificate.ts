@@ -8,6 +8,14 @@ export interface ServerCertificate {
   current(): ServerCredentials & { notAfter: number };
   /** Re-issues now. */
   renew(): Promise<void>;
+  /**
+   * Records, in the CA, that this process installed bundle `sequence` for its certificates. The
+   * control plane is the holder of its own SVIDs: without this they would count as holders behind
+   * every new bundle, and a forced rotation could never activate before the propagation time ends.
+   * Every unexpired certificate it issued itself is acknowledged (a direct re-issue does not mark the
+   * previous one superseded, as a renewal does).
+   */
+  acknowledge(sequence: number): void;
   close(): void;
 }
 
@@ -29,8 +37,11 @@ export async function createServerCertificate(options: {
   const issue = async () => {
     const key = await createWorkloadKey();
     const svid = await ca.issue({ csr: key.csrPem, serviceName: COMPONENT_SERVICE_NAMES.control });
+    issued.set(svid.serial, svid.notAfter);
     return { key: key.keyPem, cert: svid.certificatePem, notBefore: svid.notBefore, notAfter: svid.notAfter };
   };
+  /** Serial → notAfter of every certificate issued to this process that may still be valid. */
+  const issued = new Map<string, number>();
   let held = await issue();
   const arm = (delayMs: number) => {
     if (closed) return;
@@ -59,6 +70,20 @@ export async function createServerCertificate(options: {
   return {
     current: () => ({ key: held.key, cert: held.cert, notAfter: held.notAfter }),
     renew,
+    acknowledge(sequence) {
+      const now = Date.now();
+      for (const [serial, notAfter] of issued) {
+        if (notAfter <= now) {
+          issued.delete(serial);
+          continue;
+        }
+        try {
+          ca.acknowledgeBundle(serial, sequence);
+        } catch (err) {
+          logger.warn({ err, serial }, 'control plane could not acknowledge its own bundle');
+        }
+      }
+    },
     close() {
       closed = true;
       if (timer) clearTimeout(timer);
