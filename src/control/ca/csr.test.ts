@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, constants as cryptoConstants, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
 import { before, describe, test } from 'node:test';
-import { CertificationRequest } from '@peculiar/asn1-csr';
+import { CertificationRequest, CertificationRequestInfo } from '@peculiar/asn1-csr';
+import { RsaSaPssParams } from '@peculiar/asn1-rsa';
 import { AsnConvert } from '@peculiar/asn1-schema';
+import { AlgorithmIdentifier, Name, SubjectPublicKeyInfo } from '@peculiar/asn1-x509';
 import { RampartError } from '../../core/errors.ts';
 import { verifyCsr } from './csr.ts';
 import { CA_ERRORS } from './errors.ts';
@@ -131,4 +133,354 @@ describe('verifyCsr', () => {
       });
     }
   });
+});
+
+/**
+ * Hand-built CSRs: any key, any signatureAlgorithm, any signature. The table below pins what the CA
+ * accepts (key type × signature algorithm) and the code of every refusal, so a change of verifier
+ * cannot quietly accept more.
+ */
+describe('verifyCsr: signature algorithms and proof of possession', () => {
+  type Keys = { privateKey: KeyObject; publicKey: KeyObject };
+  const gen = {
+    p256: () => generateKeyPairSync('ec', { namedCurve: 'P-256' }),
+    p384: () => generateKeyPairSync('ec', { namedCurve: 'P-384' }),
+    rsa: () => generateKeyPairSync('rsa', { modulusLength: 2048 }),
+    ed25519: () => generateKeyPairSync('ed25519'),
+  } satisfies Record<string, () => Keys>;
+  const keys = {} as Record<keyof typeof gen, Keys>;
+  const other = {} as Record<keyof typeof gen, Keys>;
+  before(() => {
+    for (const name of Object.keys(gen) as (keyof typeof gen)[]) {
+      keys[name] = gen[name]();
+      other[name] = gen[name]();
+    }
+  });
+
+  const NULL = new Uint8Array([5, 0]).buffer;
+  const OID = {
+    ecdsaSha1: '1.2.840.10045.4.1',
+    ecdsaSha224: '1.2.840.10045.4.3.1',
+    ecdsaSha256: '1.2.840.10045.4.3.2',
+    ecdsaSha384: '1.2.840.10045.4.3.3',
+    ecdsaSha512: '1.2.840.10045.4.3.4',
+    md5Rsa: '1.2.840.113549.1.1.4',
+    sha1Rsa: '1.2.840.113549.1.1.5',
+    sha224Rsa: '1.2.840.113549.1.1.14',
+    sha256Rsa: '1.2.840.113549.1.1.11',
+    sha384Rsa: '1.2.840.113549.1.1.12',
+    sha512Rsa: '1.2.840.113549.1.1.13',
+    pss: '1.2.840.113549.1.1.10',
+    ed25519: '1.3.101.112',
+    ed448: '1.3.101.113',
+    unknown: '1.2.3.4',
+  };
+  const HASH_OID: Record<string, string> = {
+    sha1: '1.3.14.3.2.26',
+    sha256: '2.16.840.1.101.3.4.2.1',
+    sha384: '2.16.840.1.101.3.4.2.2',
+    sha512: '2.16.840.1.101.3.4.2.3',
+  };
+  const hashId = (hash: string) => new AlgorithmIdentifier({ algorithm: HASH_OID[hash] as string, parameters: NULL });
+  /** RSASSA-PSS-params (RFC 4055 §3.1); `undefined` fields take the defaults (SHA-1, MGF1-SHA-1, 20). */
+  const pssParams = (hash?: string, mgfHash?: string, saltLength?: number): ArrayBuffer => {
+    const params = new RsaSaPssParams();
+    if (hash) params.hashAlgorithm = hashId(hash);
+    if (mgfHash) {
+      params.maskGenAlgorithm = new AlgorithmIdentifier({
+        algorithm: '1.2.840.113549.1.1.8',
+        parameters: AsnConvert.serialize(hashId(mgfHash)),
+      });
+    }
+    if (saltLength !== undefined) params.saltLength = saltLength;
+    return AsnConvert.serialize(params);
+  };
+
+  interface Case {
+    key: keyof typeof gen;
+    /** The signatureAlgorithm the CSR claims. */
+    algorithm: string;
+    parameters?: ArrayBuffer | null;
+    /** How the requester really signs certificationRequestInfo (node:crypto). */
+    sign: (tbs: Buffer, key: KeyObject) => Buffer;
+    /** Sign with another key of the same type (the CSR carries `key`'s public key). */
+    otherKey?: boolean;
+    /** Change the signature after signing. */
+    tamper?: (signature: Buffer) => Buffer;
+  }
+  const ecdsa = (hash: string) => (tbs: Buffer, key: KeyObject) => sign(hash, tbs, { key, dsaEncoding: 'der' });
+  const pkcs1 = (hash: string) => (tbs: Buffer, key: KeyObject) => sign(hash, tbs, key);
+  const pss = (hash: string, saltLength: number) => (tbs: Buffer, key: KeyObject) =>
+    sign(hash, tbs, { key, padding: cryptoConstants.RSA_PKCS1_PSS_PADDING, saltLength });
+  const eddsa = (tbs: Buffer, key: KeyObject) => sign(null, tbs, key);
+  const flipLastBit = (signature: Buffer) => {
+    const copy = Buffer.from(signature);
+    copy[copy.length - 1] = (copy[copy.length - 1] as number) ^ 1;
+    return copy;
+  };
+
+  function craft(c: Case): Uint8Array {
+    const pair = c.otherKey ? other[c.key] : keys[c.key];
+    const spki = keys[c.key].publicKey.export({ format: 'der', type: 'spki' });
+    const info = new CertificationRequestInfo({
+      subject: AsnConvert.parse(new x509.Name('CN=x').toArrayBuffer(), Name),
+      subjectPKInfo: AsnConvert.parse(spki, SubjectPublicKeyInfo),
+    });
+    const tbs = Buffer.from(AsnConvert.serialize(info));
+    let signature = c.sign(tbs, pair.privateKey);
+    if (c.tamper) signature = c.tamper(signature);
+    const request = new CertificationRequest({
+      certificationRequestInfo: info,
+      signatureAlgorithm: new AlgorithmIdentifier({
+        algorithm: c.algorithm,
+        ...(c.parameters === undefined ? {} : { parameters: c.parameters }),
+      }),
+      signature: new Uint8Array(signature).buffer,
+    });
+    return new Uint8Array(AsnConvert.serialize(request));
+  }
+
+  const cases: readonly (readonly [string, Case, string])[] = [
+    // Accepted: what the CA's policy allows.
+    ['P-256, ecdsa-with-SHA256', { key: 'p256', algorithm: OID.ecdsaSha256, sign: ecdsa('sha256') }, 'ok:ec'],
+    ['P-256, ecdsa-with-SHA384', { key: 'p256', algorithm: OID.ecdsaSha384, sign: ecdsa('sha384') }, 'ok:ec'],
+    ['P-256, ecdsa-with-SHA512', { key: 'p256', algorithm: OID.ecdsaSha512, sign: ecdsa('sha512') }, 'ok:ec'],
+    ['P-384, ecdsa-with-SHA384', { key: 'p384', algorithm: OID.ecdsaSha384, sign: ecdsa('sha384') }, 'ok:ec'],
+    [
+      'RSA, sha256WithRSAEncryption',
+      { key: 'rsa', algorithm: OID.sha256Rsa, parameters: NULL, sign: pkcs1('sha256') },
+      'ok:rsa',
+    ],
+    [
+      'RSA, sha384WithRSAEncryption',
+      { key: 'rsa', algorithm: OID.sha384Rsa, parameters: NULL, sign: pkcs1('sha384') },
+      'ok:rsa',
+    ],
+    [
+      'RSA, sha512WithRSAEncryption',
+      { key: 'rsa', algorithm: OID.sha512Rsa, parameters: NULL, sign: pkcs1('sha512') },
+      'ok:rsa',
+    ],
+    [
+      'RSA, PSS SHA-256 salt 32',
+      { key: 'rsa', algorithm: OID.pss, parameters: pssParams('sha256', 'sha256', 32), sign: pss('sha256', 32) },
+      'ok:rsa',
+    ],
+    [
+      'RSA, PSS SHA-512 salt 64',
+      { key: 'rsa', algorithm: OID.pss, parameters: pssParams('sha512', 'sha512', 64), sign: pss('sha512', 64) },
+      'ok:rsa',
+    ],
+    [
+      'RSA, PSS SHA-256 salt 0',
+      { key: 'rsa', algorithm: OID.pss, parameters: pssParams('sha256', 'sha256', 0), sign: pss('sha256', 0) },
+      'ok:rsa',
+    ],
+    ['Ed25519', { key: 'ed25519', algorithm: OID.ed25519, sign: eddsa }, 'ok:ed25519'],
+    // Refused hashes: SHA-1 as a weak algorithm; SHA-224 and MD5 are not among the accepted ones at all.
+    ['P-256, ecdsa-with-SHA1', { key: 'p256', algorithm: OID.ecdsaSha1, sign: ecdsa('sha1') }, CA_ERRORS.csrAlgorithm],
+    [
+      'RSA, sha1WithRSAEncryption',
+      { key: 'rsa', algorithm: OID.sha1Rsa, parameters: NULL, sign: pkcs1('sha1') },
+      CA_ERRORS.csrAlgorithm,
+    ],
+    [
+      'RSA, PSS with the default hash (SHA-1)',
+      { key: 'rsa', algorithm: OID.pss, parameters: pssParams(), sign: pss('sha1', 20) },
+      CA_ERRORS.csrAlgorithm,
+    ],
+    [
+      'P-256, ecdsa-with-SHA224',
+      { key: 'p256', algorithm: OID.ecdsaSha224, sign: ecdsa('sha224') },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'RSA, sha224WithRSAEncryption',
+      { key: 'rsa', algorithm: OID.sha224Rsa, parameters: NULL, sign: pkcs1('sha224') },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'RSA, md5WithRSAEncryption',
+      { key: 'rsa', algorithm: OID.md5Rsa, parameters: NULL, sign: pkcs1('md5') },
+      CA_ERRORS.csrSignature,
+    ],
+    // No proof of possession.
+    [
+      'P-256, one signature bit flipped',
+      { key: 'p256', algorithm: OID.ecdsaSha256, sign: ecdsa('sha256'), tamper: flipLastBit },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'RSA, one signature bit flipped',
+      { key: 'rsa', algorithm: OID.sha256Rsa, parameters: NULL, sign: pkcs1('sha256'), tamper: flipLastBit },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'RSA PSS, one signature bit flipped',
+      {
+        key: 'rsa',
+        algorithm: OID.pss,
+        parameters: pssParams('sha256', 'sha256', 32),
+        sign: pss('sha256', 32),
+        tamper: flipLastBit,
+      },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'Ed25519, one signature bit flipped',
+      { key: 'ed25519', algorithm: OID.ed25519, sign: eddsa, tamper: flipLastBit },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'P-256, signed by another key',
+      { key: 'p256', algorithm: OID.ecdsaSha256, sign: ecdsa('sha256'), otherKey: true },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'P-384, signed by another key',
+      { key: 'p384', algorithm: OID.ecdsaSha384, sign: ecdsa('sha384'), otherKey: true },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'RSA, signed by another key',
+      { key: 'rsa', algorithm: OID.sha256Rsa, parameters: NULL, sign: pkcs1('sha256'), otherKey: true },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'RSA PSS, signed by another key',
+      {
+        key: 'rsa',
+        algorithm: OID.pss,
+        parameters: pssParams('sha256', 'sha256', 32),
+        sign: pss('sha256', 32),
+        otherKey: true,
+      },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'Ed25519, signed by another key',
+      { key: 'ed25519', algorithm: OID.ed25519, sign: eddsa, otherKey: true },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'P-256, empty signature',
+      { key: 'p256', algorithm: OID.ecdsaSha256, sign: () => Buffer.alloc(0) },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'Ed25519, empty signature',
+      { key: 'ed25519', algorithm: OID.ed25519, sign: () => Buffer.alloc(0) },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'P-256, signature as r‖s instead of DER',
+      {
+        key: 'p256',
+        algorithm: OID.ecdsaSha256,
+        sign: (tbs, key) => sign('sha256', tbs, { key, dsaEncoding: 'ieee-p1363' }),
+      },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'P-256, claims SHA-256, signed SHA-384',
+      { key: 'p256', algorithm: OID.ecdsaSha256, sign: ecdsa('sha384') },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'RSA, claims SHA-256, signed SHA-512',
+      { key: 'rsa', algorithm: OID.sha256Rsa, parameters: NULL, sign: pkcs1('sha512') },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'RSA, claims PKCS#1 v1.5, signed PSS',
+      { key: 'rsa', algorithm: OID.sha256Rsa, parameters: NULL, sign: pss('sha256', 32) },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'RSA, claims PSS, signed PKCS#1 v1.5',
+      { key: 'rsa', algorithm: OID.pss, parameters: pssParams('sha256', 'sha256', 32), sign: pkcs1('sha256') },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'RSA, PSS salt 32 claimed, 20 used',
+      { key: 'rsa', algorithm: OID.pss, parameters: pssParams('sha256', 'sha256', 32), sign: pss('sha256', 20) },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'RSA, PSS SHA-256 claimed, SHA-384 used',
+      { key: 'rsa', algorithm: OID.pss, parameters: pssParams('sha256', 'sha256', 32), sign: pss('sha384', 32) },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'RSA, PSS without parameters',
+      { key: 'rsa', algorithm: OID.pss, sign: pss('sha256', 32) },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'RSA, PSS with NULL parameters',
+      { key: 'rsa', algorithm: OID.pss, parameters: NULL, sign: pss('sha256', 32) },
+      CA_ERRORS.csrSignature,
+    ],
+    // The signature algorithm does not match the key.
+    [
+      'P-256 key, sha256WithRSAEncryption',
+      { key: 'p256', algorithm: OID.sha256Rsa, parameters: NULL, sign: ecdsa('sha256') },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'P-256 key, RSA-PSS',
+      { key: 'p256', algorithm: OID.pss, parameters: pssParams('sha256', 'sha256', 32), sign: ecdsa('sha256') },
+      CA_ERRORS.csrSignature,
+    ],
+    ['P-256 key, Ed25519', { key: 'p256', algorithm: OID.ed25519, sign: ecdsa('sha256') }, CA_ERRORS.csrSignature],
+    [
+      'RSA key, ecdsa-with-SHA256',
+      { key: 'rsa', algorithm: OID.ecdsaSha256, sign: pkcs1('sha256') },
+      CA_ERRORS.csrSignature,
+    ],
+    ['RSA key, Ed25519', { key: 'rsa', algorithm: OID.ed25519, sign: pkcs1('sha256') }, CA_ERRORS.csrSignature],
+    [
+      'Ed25519 key, ecdsa-with-SHA256',
+      { key: 'ed25519', algorithm: OID.ecdsaSha256, sign: eddsa },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'Ed25519 key, sha256WithRSAEncryption',
+      { key: 'ed25519', algorithm: OID.sha256Rsa, parameters: NULL, sign: eddsa },
+      CA_ERRORS.csrSignature,
+    ],
+    ['Ed25519 key, Ed448', { key: 'ed25519', algorithm: OID.ed448, sign: eddsa }, CA_ERRORS.csrSignature],
+    [
+      'P-256 key, an unknown algorithm',
+      { key: 'p256', algorithm: OID.unknown, sign: ecdsa('sha256') },
+      CA_ERRORS.csrSignature,
+    ],
+    [
+      'Ed25519 key, an unknown algorithm',
+      { key: 'ed25519', algorithm: OID.unknown, sign: eddsa },
+      CA_ERRORS.csrSignature,
+    ],
+    // Parameters where the algorithm has none (or absent where NULL is usual) are ignored, as before:
+    // pinned so that any change is a decision.
+    [
+      'P-256, ecdsa-with-SHA256 with NULL parameters',
+      { key: 'p256', algorithm: OID.ecdsaSha256, parameters: NULL, sign: ecdsa('sha256') },
+      'ok:ec',
+    ],
+    [
+      'Ed25519 with NULL parameters',
+      { key: 'ed25519', algorithm: OID.ed25519, parameters: NULL, sign: eddsa },
+      'ok:ed25519',
+    ],
+    [
+      'RSA, sha256WithRSAEncryption without parameters',
+      { key: 'rsa', algorithm: OID.sha256Rsa, sign: pkcs1('sha256') },
+      'ok:rsa',
+    ],
+  ];
+  for (const [name, c, expected] of cases) {
+    test(`${name}: ${expected}`, async () => {
+      assert.equal(await outcome(craft(c)), expected);
+    });
+  }
 });

@@ -10,7 +10,6 @@ import {
   Name,
   SubjectAlternativeName,
   SubjectKeyIdentifier,
-  SubjectPublicKeyInfo,
   TBSCertificate,
   Validity,
   Version,
@@ -93,7 +92,7 @@ export function createLeafSigner(ca: SigningCa): LeafSigner {
     ca,
     async sign(params: Parameters<LeafSigner['sign']>[0]) {
       const { csr } = params;
-      const spki = AsnConvert.parse(csr.publicKey.rawData, SubjectPublicKeyInfo);
+      const spki = csr.subjectPublicKeyInfo;
       const notBefore = wholeSecond(params.notBefore);
       const notAfter = wholeSecond(params.notAfter);
       const tbsCertificate = new TBSCertificate({
