@@ -57,8 +57,9 @@ export const CA_DEFAULTS = {
   /** Shortest SVID TTL accepted (issue 4's load test runs with 10 s). */
   minSvidTtlMs: 1_000,
   /**
-   * Threads that verify CSRs and sign leaves. `auto`: one per core up to 4 where worker threads are
-   * permitted (Node's permission model needs `--allow-worker`), else none (this thread signs). Issue 4
+   * Threads that verify CSRs and sign leaves. `auto`: one per core but one, up to 4, where worker
+   * threads are permitted (Node's permission model needs `--allow-worker`) and there are 3 cores or
+   * more, else none (this thread signs: on 2 cores it is the fastest, leaf-issuer.ts). Issue 4
    * asks for ≥ 500 SVIDs/s; measured figures per thread are in bench/README.md (`ca-issuance.bench.ts`).
    */
   signingThreads: 'auto',

@@ -80,12 +80,18 @@ export function createLocalIssuer(): LeafIssuer {
   };
 }
 
-/** How many signing threads `auto` means here: none where workers are not permitted or there is one core. */
+/**
+ * How many signing threads `auto` means here: one per core but one, up to 4 — the CA's own thread keeps
+ * a core for the database commits and the API — and none where workers are not permitted or that leaves
+ * fewer than two. On two cores the threads only compete with the thread that feeds them: measured there,
+ * 2 threads ran at 2.5 ms of CPU per SVID and 1 thread at 1.75–2.0 ms against 1.4–1.6 ms in this thread
+ * (bench/README.md, `ca-issuance.bench.ts`).
+ */
 export function autoSigningThreads(): number {
   const permission = (process as { permission?: { has(scope: string): boolean } }).permission;
   if (permission && !permission.has('worker')) return 0;
-  const cores = availableParallelism();
-  return cores > 1 ? Math.min(cores, 4) : 0;
+  const threads = Math.min(availableParallelism() - 1, 4);
+  return threads >= 2 ? threads : 0;
 }
 
 /** Messages to a worker. */
@@ -127,8 +133,9 @@ function reviveError(error: Extract<WorkerReply, { ok: false }>['error']): Error
 }
 
 /**
- * Verifies and signs on `threads` worker threads (started on first use, least-loaded first). A worker
- * that dies fails its pending jobs and is replaced on the next job.
+ * Verifies and signs on `threads` worker threads, least-loaded first. They start here, so that loading
+ * their modules is not paid by the first requests; a worker that dies fails its pending jobs and is
+ * replaced on the next job.
  */
 export function createWorkerIssuer(threads: number): LeafIssuer {
   if (!Number.isSafeInteger(threads) || threads < 1) throw caError(CA_ERRORS.config, { field: 'signingThreads' });
@@ -175,6 +182,8 @@ export function createWorkerIssuer(threads: number): LeafIssuer {
     }
     return slots[best] ?? start(best);
   };
+
+  for (let i = 0; i < threads; i++) start(i);
 
   return {
     issue(ca, job) {
