@@ -4,6 +4,7 @@
  *   node bench/gateway.ts [--seconds 8] [--connections 64] [--warmup 2] [--rounds 1]
  *                         [--memory-connections 1000] [--memory-seconds 6] [--no-tls] [--no-memory]
  *                         [--only id,id] [--json file] [--keep] [--profile [--profile-seconds 10]]
+ *                         [--gateway-flags '...'] [--from-dist]
  *
  * Needs `nginx`, `haproxy`, `wrk` and `openssl` (Debian: `apt-get install -y nginx-light haproxy wrk`).
  * Every line is measured with wrk, one thread, the same connections and duration, one line after
@@ -50,6 +51,7 @@ const { values: opts } = parseArgs({
     profile: { type: 'boolean', default: false },
     'profile-seconds': { type: 'string', default: '10' },
     'gateway-flags': { type: 'string', default: '' },
+    'from-dist': { type: 'boolean', default: false },
   },
 });
 const int = (name: keyof typeof opts, min: number): number => {
@@ -67,6 +69,8 @@ const PROFILE_SECONDS = int('profile-seconds', 1);
 const ONLY = opts.only ? new Set(opts.only.split(',')) : null;
 /** Extra Node flags for every Rampart gateway (tuning experiments: `--gateway-flags=--max-semi-space-size=8`). */
 const GATEWAY_FLAGS = (opts['gateway-flags'] ?? '').split(' ').filter(Boolean);
+/** Run the Rampart gateways from a fresh build of `dist/` (what an installed package runs) instead of the sources. */
+const FROM_DIST = opts['from-dist'] === true;
 
 /** What one line needs: where to send load, what proves the line is real, whose CPU to count. */
 interface LineSpec {
@@ -104,6 +108,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 async function main(): Promise<number> {
   requireTools();
+  if (FROM_DIST) buildDist();
   const tls = makeTlsCertificate(work);
   issuer = await startBenchIssuer(work);
   const peers = await startPeers(processes, work, tls, issuer.publicKeyFile);
@@ -119,6 +124,8 @@ async function main(): Promise<number> {
   );
   for (const note of features.notes) out(`note: ${note}`);
   if (GATEWAY_FLAGS.length > 0) out(`note: gateways run with extra Node flags ${GATEWAY_FLAGS.join(' ')}`);
+  if (FROM_DIST)
+    out('note: the Rampart gateways run from dist/ (built JavaScript, as installed), not the TypeScript sources');
 
   const gateways = new Map<string, RunningGateway>();
   for (const variant of features.variants) {
@@ -229,6 +236,15 @@ async function main(): Promise<number> {
   return 0;
 }
 
+/** Builds `dist/` from this checkout's sources (`tsc -p tsconfig.build.json`, as `npm pack` does). */
+function buildDist(): void {
+  process.stderr.write('building dist/ (tsc -p tsconfig.build.json)…\n');
+  execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
+    cwd: root,
+    stdio: 'inherit',
+  });
+}
+
 function requireTools(): void {
   const missing = ['wrk', 'nginx', 'haproxy', 'openssl'].filter((tool) => {
     try {
@@ -260,6 +276,7 @@ function detectFeatures(jwksUri: string, tls: TlsFiles): { variants: GatewayVari
   if (!limits) notes.push('this checkout has no `gateway.limits`: default connection caps apply');
   const base: Omit<GatewayVariant, 'name'> = {
     nodeFlags: GATEWAY_FLAGS,
+    ...(FROM_DIST ? { fromDist: true } : {}),
     ...(workers ? { workers: 1 } : {}),
     ...(limits ? { maxConnectionsPerClient: perClient } : {}),
   };
@@ -521,6 +538,7 @@ async function profileFullChain(peers: Peers, bench: BenchIssuer): Promise<numbe
     name: 'profile',
     withoutPermissions: true,
     nodeFlags: [...GATEWAY_FLAGS, '--cpu-prof', `--cpu-prof-dir=${dir}`],
+    ...(FROM_DIST ? { fromDist: true } : {}),
   };
   if (!('unsupported' in writeProject(work, { name: 'probe-workers', workers: 1 }, await freePort(), bench.jwksUri))) {
     variant.workers = 1;

@@ -9,6 +9,7 @@ import { copyFileSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { pathToFileURL } from 'node:url';
 import { ConfigError } from '../../src/config/config-error.ts';
 import { loadManifest } from '../../src/config/load.ts';
 import type { Manifest } from '../../src/config/model.ts';
@@ -38,6 +39,11 @@ export interface GatewayVariant {
   nodeFlags?: readonly string[];
   /** Drop the permission model flags (profilers need to write outside the data directory). */
   withoutPermissions?: boolean;
+  /**
+   * Run the built JavaScript in `dist/` (as an installed package runs), not the TypeScript sources
+   * (as a checkout runs): no type stripping in the gateway process. `dist/` must be built.
+   */
+  fromDist?: boolean;
 }
 
 export interface RunningGateway {
@@ -145,12 +151,18 @@ export async function startGateway(
     entries: {
       control: join(packageRoot, 'src/control/main.ts'),
       identity: join(packageRoot, 'src/identity/main.ts'),
-      gateway: join(packageRoot, 'src/gateway/main.ts'),
+      gateway: join(packageRoot, variant.fromDist ? 'dist/gateway/main.js' : 'src/gateway/main.ts'),
     },
   }).find((p) => p.name === 'gateway')!;
   ensurePrivateDir(dataRoot);
   ensurePrivateDir(plan.runtime.dataDir);
-  const { args } = childCommand(plan, { roots: readableRoots(manifest.dir, packageRoot), dataRoot, fromSource: true });
+  const { args } = childCommand(plan, {
+    roots: readableRoots(manifest.dir, packageRoot),
+    dataRoot,
+    fromSource: !variant.fromDist,
+    // This module runs from the sources; a dist gateway gets dist's preload, as the built launcher gives it.
+    ...(variant.fromDist ? { preload: pathToFileURL(join(packageRoot, 'dist/launcher/sqlite-preload.js')).href } : {}),
+  });
   const entry = args.pop()!;
   const flags = variant.withoutPermissions
     ? args.filter((a) => a !== '--permission' && !a.startsWith('--allow-fs-'))
