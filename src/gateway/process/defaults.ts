@@ -35,17 +35,18 @@ export const GATEWAY_HEAP_DEFAULTS = Object.freeze({
    * Semi-space of the young generation, MB (two of them make the young generation). V8 grows it under
    * allocation up to its default maximum (the young generation of one worker reached 76 MB under
    * 1,000 connections), though a request's garbage dies young at any size. 4 MB: together with the
-   * next setting, the one-worker gateway's RSS under 1,000 connections fell by 17-60 MB, with no CPU
-   * cost per request we could separate from the noise of a shared machine; 2 MB scavenged 2.8× as
-   * often for no clear further saving.
+   * next setting, the one-worker gateway's RSS under 1,000 connections fell by 17-60 MB; 8 MB left
+   * it 20 MB higher when paced; 2 MB gave mixed results (paced lower, full speed higher) for twice
+   * the scavenges per request. The price is CPU per request, by an amount a shared two-core machine
+   * could not pin down (+3 %, +31 %, +36 % for both settings in three interleaved runs): raise these
+   * for throughput when memory is plenty.
    */
   maxSemiSpaceMb: 4,
   /**
    * After a full GC the old generation may grow this much (percent of what survived) before the next
    * one, instead of V8's adaptive factor (up to 4×: 26 MB of old space at start became 77 MB under
-   * 1,000 connections, mostly garbage). 50 %: old space stayed near 1.5× its live size, with
-   * main-thread full-GC pauses per request no higher than without it; 20 % saved about 15 MB more but
-   * nearly tripled those pauses per request.
+   * 1,000 connections, mostly garbage). 50 %: old space stayed near 1.5× its live size; 20 % saved
+   * about 15 MB more but paid 3-9× the full-GC pauses per request.
    */
   heapGrowingPercent: 50,
 });
