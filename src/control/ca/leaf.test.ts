@@ -80,6 +80,11 @@ describe('leaf signer', () => {
       const signed = await createLeafSigner(ca).sign({ csr: await verifyCsr(csrPem), ...p });
       const reference = await referenceLeaf(ca, csrPem, p);
       assert.deepEqual(tbsOf(signed.der), tbsOf(reference.rawData));
+      // The whole certificate is what the ASN.1 library encodes for it, byte for byte (the TBS is spliced in).
+      assert.deepEqual(
+        Buffer.from(signed.der),
+        Buffer.from(AsnConvert.serialize(AsnConvert.parse(signed.der, Certificate))),
+      );
       const leaf = new NodeX509Certificate(signed.der);
       const root = new NodeX509Certificate(new Uint8Array(ca.certificate.rawData));
       assert.ok(leaf.checkIssued(root));

@@ -1,5 +1,5 @@
 import { createHash, type webcrypto } from 'node:crypto';
-import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
+import { AsnConvert, BitString, OctetString } from '@peculiar/asn1-schema';
 import {
   Certificate,
   Extension,
@@ -46,6 +46,26 @@ export interface LeafSigner {
 
 const wholeSecond = (ms: number) => Math.floor(ms / 1_000) * 1_000;
 
+/**
+ * DER SEQUENCE of already-encoded elements (X.690 §8.9): identifier 0x30, the definite length (§8.1.3,
+ * short form below 128, else the minimal big-endian octets after 0x80 | count), then the elements.
+ */
+function derSequence(elements: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const element of elements) length += element.byteLength;
+  const octets: number[] = [];
+  for (let rest = length; rest > 0; rest = Math.floor(rest / 256)) octets.unshift(rest % 256);
+  const header = length < 0x80 ? [0x30, length] : [0x30, 0x80 | octets.length, ...octets];
+  const der = new Uint8Array(header.length + length);
+  der.set(header);
+  let at = header.length;
+  for (const element of elements) {
+    der.set(element, at);
+    at += element.byteLength;
+  }
+  return der;
+}
+
 function asnExtension(extension: InstanceType<typeof x509.Extension>): Extension {
   return AsnConvert.parse(extension.rawData, Extension);
 }
@@ -88,6 +108,7 @@ export function createLeafSigner(ca: SigningCa): LeafSigner {
   const aki = asnExtension(new x509.AuthorityKeyIdentifierExtension(ca.keyId, false));
   const signingAlgorithm = { ...CA_SIGNING_ALGORITHM, ...(ca.privateKey.algorithm as webcrypto.EcKeyAlgorithm) };
   const formatter = new x509.AsnEcSignatureFormatter();
+  const algorithmDer = new Uint8Array(AsnConvert.serialize(algorithm));
   return Object.freeze({
     ca,
     async sign(params: Parameters<LeafSigner['sign']>[0]) {
@@ -122,18 +143,15 @@ export function createLeafSigner(ca: SigningCa): LeafSigner {
           aki,
         ]),
       });
+      const tbs = new Uint8Array(AsnConvert.serialize(tbsCertificate));
       // WebCrypto signs on libuv's pool; its ECDSA signature (r‖s) becomes the DER that X.509 carries.
-      const raw = await crypto.subtle.sign(signingAlgorithm, ca.privateKey, AsnConvert.serialize(tbsCertificate));
+      const raw = await crypto.subtle.sign(signingAlgorithm, ca.privateKey, tbs);
       const signature = formatter.toAsnSignature(signingAlgorithm, raw);
       if (!signature) throw caError(CA_ERRORS.keyMismatch, { reason: 'not an ECDSA key' });
-      const der = AsnConvert.serialize(
-        new Certificate({
-          tbsCertificate,
-          signatureAlgorithm: algorithm,
-          signatureValue: signature,
-        }),
-      );
-      return { der: new Uint8Array(der), notBefore, notAfter };
+      // The signed TBS bytes go into the certificate as they are: encoding the TBS a second time inside
+      // Certificate was a third of a leaf's cost (asn1js re-encodes every nested level).
+      const der = derSequence([tbs, algorithmDer, new Uint8Array(AsnConvert.serialize(new BitString(signature)))]);
+      return { der, notBefore, notAfter };
     },
   });
 }
