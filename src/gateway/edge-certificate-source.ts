@@ -1,9 +1,10 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { type ControlTarget, controlRequest } from '../control/api/client.ts';
-import { SVID_RENEWAL_DEFAULTS } from '../control/api/defaults.ts';
+import type { SVID_RENEWAL_DEFAULTS } from '../control/api/defaults.ts';
 import type { EdgeCertificateResponse } from '../control/api/edge-routes.ts';
 import { apiError, CONTROL_API_ERRORS } from '../control/api/errors.ts';
+import { createRenewalSchedule } from '../control/api/renewal-schedule.ts';
 import { createWorkloadKey } from '../control/api/workload-key.ts';
 import { RampartError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
@@ -101,9 +102,13 @@ function splitPem(pem: string): string[] {
  * `rampart_gateway_edge_certificate_renewals_total{outcome}`, `rampart_gateway_edge_certificate_renewal_overdue`.
  */
 export function createEdgeCertificateSource(options: EdgeCertificateSourceOptions): EdgeCertificateSource {
-  const schedule = { ...SVID_RENEWAL_DEFAULTS, ...options.schedule };
-  const clock = options.clock ?? Date.now;
-  const random = options.random ?? Math.random;
+  const schedule = createRenewalSchedule({
+    renew: () => renew(),
+    timings: options.schedule,
+    clock: options.clock,
+    random: options.random,
+  });
+  const { clock } = schedule;
   const { logger } = options;
   const expiry = new Gauge({
     name: 'rampart_gateway_edge_certificate_expiry_timestamp_seconds',
@@ -123,9 +128,6 @@ export function createEdgeCertificateSource(options: EdgeCertificateSourceOption
   });
   const listeners: ((certificate: EdgeCertificate) => void)[] = [];
   let certificate: EdgeCertificate | null = null;
-  let timer: NodeJS.Timeout | null = null;
-  let failures = 0;
-  let closed = false;
   let renewing: Promise<EdgeCertificate> | null = null;
 
   const obtain = async (): Promise<EdgeCertificate> => {
@@ -137,7 +139,7 @@ export function createEdgeCertificateSource(options: EdgeCertificateSourceOption
 
   const install = (next: EdgeCertificate) => {
     certificate = next;
-    failures = 0;
+    schedule.succeeded();
     expiry.set(next.notAfter / 1000);
     overdue.set(0);
     for (const listener of listeners) {
@@ -149,24 +151,6 @@ export function createEdgeCertificateSource(options: EdgeCertificateSourceOption
     }
   };
 
-  const backoff = () =>
-    Math.min(schedule.retryMaxMs, schedule.retryInitialMs * 2 ** Math.min(failures, 20)) * (0.5 + random() / 2);
-
-  const arm = (delayMs: number) => {
-    if (closed) return;
-    if (timer) clearTimeout(timer);
-    timer = setTimeout(() => void renew().catch(() => {}), Math.max(0, delayMs));
-    timer.unref();
-  };
-
-  const scheduleNext = () => {
-    if (!certificate) return;
-    const lifetime = certificate.notAfter - certificate.notBefore;
-    const at =
-      certificate.notBefore + lifetime * schedule.renewAtFraction - random() * lifetime * schedule.jitterFraction;
-    arm(at - clock());
-  };
-
   const renew = (): Promise<EdgeCertificate> => {
     renewing ??= (async () => {
       const current = certificate;
@@ -176,15 +160,13 @@ export function createEdgeCertificateSource(options: EdgeCertificateSourceOption
         renewals.inc({ outcome: 'ok' });
         install(next);
         logger.info({ names: next.names, notAfter: new Date(next.notAfter).toISOString() }, 'edge certificate renewed');
-        scheduleNext();
+        schedule.renewLater(next);
         return next;
       } catch (err) {
-        failures += 1;
+        const { failures, remainingMs: left, overdue: late } = schedule.failed(current);
         renewals.inc({ outcome: 'error' });
-        const left = current.notAfter - clock();
-        const lifetime = current.notAfter - current.notBefore;
         const code = err instanceof RampartError ? err.code : 'unknown';
-        if (left < lifetime * schedule.warnRemainingFraction) {
+        if (late) {
           overdue.set(1);
           logger.error(
             { code, failures, expiresInMs: left },
@@ -195,7 +177,6 @@ export function createEdgeCertificateSource(options: EdgeCertificateSourceOption
         } else {
           logger.warn({ code, failures, expiresInMs: left }, 'edge certificate renewal failed; retrying');
         }
-        arm(backoff());
         throw err;
       } finally {
         renewing = null;
@@ -213,7 +194,7 @@ export function createEdgeCertificateSource(options: EdgeCertificateSourceOption
       listeners.push(listener);
     },
     async start() {
-      const deadline = clock() + schedule.firstSvidDeadlineMs;
+      const deadline = clock() + schedule.timings.firstSvidDeadlineMs;
       for (;;) {
         try {
           install(await obtain());
@@ -221,10 +202,10 @@ export function createEdgeCertificateSource(options: EdgeCertificateSourceOption
         } catch (err) {
           // A refusal (wrong identity, not `tls: auto`, bad names) will not change by retrying.
           const retry = err instanceof RampartError && err.code === CONTROL_API_ERRORS.unavailable;
-          if (!retry || clock() >= deadline || closed) throw err;
-          failures += 1;
+          if (!retry || clock() >= deadline || schedule.closed) throw err;
+          const { failures, delayMs } = schedule.failedFirst();
           logger.warn({ code: err.code, failures }, 'control plane unreachable; retrying for the edge certificate');
-          await new Promise((resolve) => setTimeout(resolve, backoff()));
+          await new Promise((resolve) => setTimeout(resolve, delayMs));
         }
       }
       const first = certificate as EdgeCertificate | null;
@@ -233,14 +214,12 @@ export function createEdgeCertificateSource(options: EdgeCertificateSourceOption
         { names: first.names, notAfter: new Date(first.notAfter).toISOString() },
         'edge certificate obtained',
       );
-      scheduleNext();
+      schedule.renewLater(first);
       return first;
     },
     renewNow: renew,
     close() {
-      closed = true;
-      if (timer) clearTimeout(timer);
-      timer = null;
+      schedule.close();
     },
   };
 }

@@ -11,8 +11,9 @@ import {
   requestSvid,
   type SvidResponse,
 } from './client.ts';
-import { SVID_RENEWAL_DEFAULTS } from './defaults.ts';
+import type { SVID_RENEWAL_DEFAULTS } from './defaults.ts';
 import { apiError, CONTROL_API_ERRORS } from './errors.ts';
+import { createRenewalSchedule } from './renewal-schedule.ts';
 import { createWorkloadKey } from './workload-key.ts';
 
 /** The SVID a workload holds now: what its TLS contexts are built from. */
@@ -100,9 +101,13 @@ function acceptSvid(res: SvidResponse, keyPem: string, expectedId: string, trust
  * `rampart_svid_renewal_overdue`.
  */
 export function createSvidSource(options: SvidSourceOptions): SvidSource {
-  const schedule = { ...SVID_RENEWAL_DEFAULTS, ...options.schedule };
-  const clock = options.clock ?? Date.now;
-  const random = options.random ?? Math.random;
+  const schedule = createRenewalSchedule({
+    renew: () => renew(),
+    timings: options.schedule,
+    clock: options.clock,
+    random: options.random,
+  });
+  const { clock } = schedule;
   const { logger, expectedId } = options;
   // The control plane is trusted with the newest bundle we hold (its server certificate may come from
   // a CA that was published after we started).
@@ -125,9 +130,6 @@ export function createSvidSource(options: SvidSourceOptions): SvidSource {
   });
   const listeners: ((svid: CurrentSvid) => void)[] = [];
   let svid: CurrentSvid | null = null;
-  let timer: NodeJS.Timeout | null = null;
-  let failures = 0;
-  let closed = false;
   let renewing: Promise<CurrentSvid> | null = null;
   let bundleTimer: NodeJS.Timeout | null = null;
 
@@ -139,7 +141,7 @@ export function createSvidSource(options: SvidSourceOptions): SvidSource {
    */
   const refreshBundle = async () => {
     const current = svid;
-    if (!current || closed) return;
+    if (!current || schedule.closed) return;
     try {
       const bundle = await requestBundle(control);
       if (bundle.sequence <= current.bundleSequence || typeof bundle.pem !== 'string') return;
@@ -163,7 +165,7 @@ export function createSvidSource(options: SvidSourceOptions): SvidSource {
   const install = (next: CurrentSvid) => {
     svid = next;
     control = { ...control, bundle: next.bundlePem };
-    failures = 0;
+    schedule.succeeded();
     expiry.set(next.notAfter / 1000);
     overdue.set(0);
     for (const listener of listeners) {
@@ -173,23 +175,6 @@ export function createSvidSource(options: SvidSourceOptions): SvidSource {
         logger.error({ err }, 'SVID listener failed');
       }
     }
-  };
-
-  const backoff = () =>
-    Math.min(schedule.retryMaxMs, schedule.retryInitialMs * 2 ** Math.min(failures, 20)) * (0.5 + random() / 2);
-
-  const arm = (delayMs: number) => {
-    if (closed) return;
-    if (timer) clearTimeout(timer);
-    timer = setTimeout(() => void renew().catch(() => {}), Math.max(0, delayMs));
-    timer.unref();
-  };
-
-  const scheduleNext = () => {
-    if (!svid) return;
-    const lifetime = svid.notAfter - svid.notBefore;
-    const at = svid.notBefore + lifetime * schedule.renewAtFraction - random() * lifetime * schedule.jitterFraction;
-    arm(at - clock());
   };
 
   const renew = (): Promise<CurrentSvid> => {
@@ -203,15 +188,13 @@ export function createSvidSource(options: SvidSourceOptions): SvidSource {
         renewals.inc({ outcome: 'ok' });
         install(next);
         logger.info({ spiffeId: next.spiffeId, notAfter: new Date(next.notAfter).toISOString() }, 'SVID renewed');
-        scheduleNext();
+        schedule.renewLater(next);
         return next;
       } catch (err) {
-        failures += 1;
+        const { failures, remainingMs: left, overdue: late } = schedule.failed(current);
         renewals.inc({ outcome: 'error' });
-        const left = current.notAfter - clock();
-        const lifetime = current.notAfter - current.notBefore;
         const code = err instanceof RampartError ? err.code : 'unknown';
-        if (left < lifetime * schedule.warnRemainingFraction) {
+        if (late) {
           overdue.set(1);
           logger.error(
             { code, failures, expiresInMs: left },
@@ -220,7 +203,6 @@ export function createSvidSource(options: SvidSourceOptions): SvidSource {
         } else {
           logger.warn({ code, failures, expiresInMs: left }, 'SVID renewal failed; retrying');
         }
-        arm(backoff());
         throw err;
       } finally {
         renewing = null;
@@ -238,7 +220,7 @@ export function createSvidSource(options: SvidSourceOptions): SvidSource {
       listeners.push(listener);
     },
     async start() {
-      const deadline = clock() + schedule.firstSvidDeadlineMs;
+      const deadline = clock() + schedule.timings.firstSvidDeadlineMs;
       // The key is generated once: a retry after a network failure reuses the same CSR.
       const key = await createWorkloadKey();
       for (;;) {
@@ -249,27 +231,25 @@ export function createSvidSource(options: SvidSourceOptions): SvidSource {
         } catch (err) {
           // A refused token will not become valid: only an unreachable control plane is worth retrying.
           const retry = err instanceof RampartError && err.code === CONTROL_API_ERRORS.unavailable;
-          if (!retry || clock() >= deadline || closed) throw err;
-          failures += 1;
+          if (!retry || clock() >= deadline || schedule.closed) throw err;
+          const { failures, delayMs } = schedule.failedFirst();
           logger.warn({ code: err.code, failures }, 'control plane unreachable; retrying for the first SVID');
-          await new Promise((resolve) => setTimeout(resolve, backoff()));
+          await new Promise((resolve) => setTimeout(resolve, delayMs));
         }
       }
       const first = svid as CurrentSvid | null;
       if (!first) throw apiError(CONTROL_API_ERRORS.unavailable, { reason: 'no SVID' });
       logger.info({ spiffeId: first.spiffeId, notAfter: new Date(first.notAfter).toISOString() }, 'SVID obtained');
-      scheduleNext();
-      bundleTimer = setInterval(() => void refreshBundle(), schedule.bundleRefreshMs);
+      schedule.renewLater(first);
+      bundleTimer = setInterval(() => void refreshBundle(), schedule.timings.bundleRefreshMs);
       bundleTimer.unref();
       return first;
     },
     renewNow: renew,
     refreshBundle,
     close() {
-      closed = true;
+      schedule.close();
       if (bundleTimer) clearInterval(bundleTimer);
-      if (timer) clearTimeout(timer);
-      timer = null;
     },
   };
 }
