@@ -11,10 +11,11 @@ import type { SigningCa } from './signing-ca.ts';
 /**
  * Where CSRs are verified and leaves signed: in this thread, or spread over worker threads.
  *
- * Nearly all the cost of an issuance is ASN.1 work in JavaScript (parse and verify the CSR, encode the
- * certificate; leaf.ts keeps the leaf's share small); the ECDSA operations themselves already run on
- * libuv's pool. Worker threads scale that with the cores, while the main thread keeps only the
- * database (one writer, group commit). Figures: bench/README.md, `ca-issuance.bench.ts`.
+ * Most of the cost of an issuance is ASN.1 work in JavaScript (parse the CSR, encode the certificate);
+ * the CSR's signature is checked in the calling thread (csr.ts), the leaf is signed on libuv's pool.
+ * Worker threads scale that with the cores, while the main thread keeps only the database (one
+ * writer, group commit) — worth it only where the main thread has a core of its own
+ * (`autoSigningThreads`). Figures: bench/README.md, `ca-issuance.bench.ts`.
  *
  * Workers receive each signing CA's key as a non-extractable CryptoKey (structured clone: the same
  * process, no serialization of key material), once per CA generation.
