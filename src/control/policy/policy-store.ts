@@ -1,9 +1,9 @@
-import { type FSWatcher, watch } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ConfigError } from '../../config/config-error.ts';
 import { formatIssues } from '../../config/format.ts';
 import { loadManifest } from '../../config/load.ts';
 import type { Manifest } from '../../config/model.ts';
+import { ManifestWatcher } from '../../config/watch-manifest.ts';
 import type { Logger } from '../../core/logger.ts';
 import { Counter, Gauge, type Registry } from '../../core/metrics.ts';
 import { type CallerRules, compileSystemPolicy, policyDigest } from './compile.ts';
@@ -56,10 +56,7 @@ export class PolicyStore {
   readonly #load: (file: string) => Manifest;
   readonly #stateFile: string;
   #state: PolicyState | null;
-  #watcher: FSWatcher | null = null;
-  #debounce: NodeJS.Timeout | null = null;
-  #rewatch: NodeJS.Timeout | null = null;
-  #closed = false;
+  readonly #watcher: ManifestWatcher;
   readonly #reloads: Counter<'result'>;
   readonly #version: Gauge;
   readonly #lastSuccessful: Gauge;
@@ -74,6 +71,13 @@ export class PolicyStore {
     this.#load = options.load ?? ((file) => loadManifest(file));
     this.#stateFile = join(options.dataDir, POLICY_STATE_FILE);
     this.#state = readPolicyState(this.#stateFile);
+    this.#watcher = new ManifestWatcher({
+      file: options.manifestFile,
+      onChange: () => this.reload('file'),
+      debounceMs: options.debounceMs ?? POLICY_DEFAULTS.reloadDebounceMs,
+      rewatchMs: options.rewatchMs ?? POLICY_DEFAULTS.rewatchMs,
+      logger: options.logger,
+    });
     const registers = [options.registry];
     this.#reloads = new Counter({
       name: 'rampart_control_policy_reloads_total',
@@ -120,50 +124,12 @@ export class PolicyStore {
 
   /** Watches the manifest file: a change reloads after the debounce. */
   watch(): void {
-    if (this.#closed || this.#watcher) return;
-    try {
-      this.#watcher = watch(this.#options.manifestFile, { persistent: false }, (event) => {
-        this.#schedule();
-        // An editor that saves by renaming a new file over the old one leaves the watcher on the old
-        // inode: watch the path again.
-        if (event === 'rename') this.#rearm(0);
-      });
-      this.#watcher.on('error', () => this.#rearm(this.#options.rewatchMs ?? POLICY_DEFAULTS.rewatchMs));
-    } catch (err) {
-      this.#options.logger.debug({ err }, 'manifest not watchable yet');
-      this.#rearm(this.#options.rewatchMs ?? POLICY_DEFAULTS.rewatchMs);
-    }
+    this.#watcher.watch();
   }
 
   /** Stops watching. */
   close(): void {
-    this.#closed = true;
-    this.#watcher?.close();
-    this.#watcher = null;
-    if (this.#debounce) clearTimeout(this.#debounce);
-    if (this.#rewatch) clearTimeout(this.#rewatch);
-  }
-
-  #rearm(delayMs: number): void {
-    this.#watcher?.close();
-    this.#watcher = null;
-    if (this.#closed || this.#rewatch) return;
-    this.#rewatch = setTimeout(() => {
-      this.#rewatch = null;
-      this.watch();
-      this.#schedule(); // the file may have changed while nobody watched
-    }, delayMs);
-    this.#rewatch.unref();
-  }
-
-  #schedule(): void {
-    if (this.#closed) return;
-    if (this.#debounce) clearTimeout(this.#debounce);
-    this.#debounce = setTimeout(() => {
-      this.#debounce = null;
-      this.reload('file');
-    }, this.#options.debounceMs ?? POLICY_DEFAULTS.reloadDebounceMs);
-    this.#debounce.unref();
+    this.#watcher.close();
   }
 
   #reloadOnce(trigger: string, starting: boolean): PolicyReloadResult {

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { type FSWatcher, watch } from 'node:fs';
 import { dirname } from 'node:path';
 import { ConfigError } from '../../config/config-error.ts';
 import { formatIssues } from '../../config/format.ts';
 import { loadManifest } from '../../config/load.ts';
 import type { GatewayConfig, Manifest } from '../../config/model.ts';
+import { ManifestWatcher } from '../../config/watch-manifest.ts';
 import type { Logger } from '../../core/logger.ts';
 import { Counter, Gauge, type Registry } from '../../core/metrics.ts';
 import { GATEWAY_PROCESS_DEFAULTS } from './defaults.ts';
@@ -45,15 +45,11 @@ export interface ReloaderOptions {
 export class ConfigReloader {
   readonly #options: ReloaderOptions;
   readonly #load: (file: string) => Manifest;
-  readonly #debounceMs: number;
   #current: Manifest;
   #hash: string;
   #running: Promise<ReloadResult> | null = null;
   #next: Promise<ReloadResult> | null = null;
-  #watcher: FSWatcher | null = null;
-  #debounce: NodeJS.Timeout | null = null;
-  #rewatch: NodeJS.Timeout | null = null;
-  #closed = false;
+  readonly #watcher: ManifestWatcher;
   readonly #reloads: Counter<'result'>;
   readonly #info: Gauge<'sha256'>;
   readonly #generation: Gauge;
@@ -63,7 +59,13 @@ export class ConfigReloader {
   constructor(options: ReloaderOptions) {
     this.#options = options;
     this.#load = options.load ?? ((file) => loadManifest(file));
-    this.#debounceMs = options.debounceMs ?? GATEWAY_PROCESS_DEFAULTS.reloadDebounceMs;
+    this.#watcher = new ManifestWatcher({
+      file: options.file,
+      onChange: () => void this.reload('file'),
+      debounceMs: options.debounceMs ?? GATEWAY_PROCESS_DEFAULTS.reloadDebounceMs,
+      rewatchMs: GATEWAY_PROCESS_DEFAULTS.rewatchMs,
+      logger: options.logger,
+    });
     this.#current = options.initial;
     this.#hash = manifestHash(options.initial);
     const registers = [options.registry];
@@ -129,51 +131,13 @@ export class ConfigReloader {
 
   /** Watches the manifest file: a change (debounced) reloads. */
   watch(): void {
-    if (this.#closed || this.#watcher) return;
-    try {
-      this.#watcher = watch(this.#options.file, { persistent: false }, (event) => {
-        this.#schedule();
-        // An editor that saves by renaming a new file over the old one leaves this watcher on the old
-        // inode: watch the path again.
-        if (event === 'rename') this.#rearm(0);
-      });
-      this.#watcher.on('error', () => this.#rearm(GATEWAY_PROCESS_DEFAULTS.rewatchMs));
-    } catch (err) {
-      this.#options.logger.debug({ err }, 'manifest not watchable yet');
-      this.#rearm(GATEWAY_PROCESS_DEFAULTS.rewatchMs);
-    }
+    this.#watcher.watch();
   }
 
   /** Stops watching; waits for a reload in progress. */
   async close(): Promise<void> {
-    this.#closed = true;
-    this.#watcher?.close();
-    this.#watcher = null;
-    if (this.#debounce) clearTimeout(this.#debounce);
-    if (this.#rewatch) clearTimeout(this.#rewatch);
+    this.#watcher.close();
     await this.#running?.catch(() => {});
-  }
-
-  #rearm(delayMs: number): void {
-    this.#watcher?.close();
-    this.#watcher = null;
-    if (this.#closed || this.#rewatch) return;
-    this.#rewatch = setTimeout(() => {
-      this.#rewatch = null;
-      this.watch();
-      this.#schedule(); // the file may have changed while nobody watched
-    }, delayMs);
-    this.#rewatch.unref();
-  }
-
-  #schedule(): void {
-    if (this.#closed) return;
-    if (this.#debounce) clearTimeout(this.#debounce);
-    this.#debounce = setTimeout(() => {
-      this.#debounce = null;
-      void this.reload('file');
-    }, this.#debounceMs);
-    this.#debounce.unref();
   }
 
   async #reloadOnce(trigger: string): Promise<ReloadResult> {
