@@ -412,6 +412,12 @@ describe('verifyCsr: signature algorithms and proof of possession', () => {
       CA_ERRORS.csrSignature,
     ],
     [
+      // Negative salt lengths are OpenSSL's "digest length" (-1) and "auto-detect" (-2): never from a CSR.
+      'RSA, PSS with a negative salt length (OpenSSL auto-detect)',
+      { key: 'rsa', algorithm: OID.pss, parameters: pssParams('sha256', 'sha256', -2), sign: pss('sha256', 32) },
+      CA_ERRORS.csrSignature,
+    ],
+    [
       'RSA, PSS without parameters',
       { key: 'rsa', algorithm: OID.pss, sign: pss('sha256', 32) },
       CA_ERRORS.csrSignature,
