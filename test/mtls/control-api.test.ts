@@ -5,15 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { request } from 'node:https';
 import { after, before, describe, test } from 'node:test';
 import {
   type ApiRefusal,
   CONTROL_API_ERRORS,
-  type ControlApi,
   type ControlTarget,
-  createControlApi,
-  createServerCertificate,
   createWorkloadKey,
   requestBundle,
   requestJoinToken,
@@ -21,6 +17,12 @@ import {
   requestSvid,
   type ServerCertificate,
 } from '../../src/control/api/index.ts';
+import {
+  type RawAnswer,
+  rawRequest,
+  startTestControlPlane,
+  type TestControlPlane,
+} from '../../src/control/api/testing.ts';
 import { CA_ERRORS } from '../../src/control/ca/index.ts';
 import { openTestCa, type TestCa } from '../../src/control/ca/testing.ts';
 import { isRampartError } from '../../src/core/errors.ts';
@@ -29,11 +31,6 @@ import { svidIdentity } from '../../src/core/spiffe.ts';
 
 const CREDENTIAL = 'l'.repeat(43);
 
-interface Raw {
-  status: number;
-  body: Record<string, unknown>;
-}
-
 /** A request the typed client would never send (wrong types, sizes, headers). Trusts the bundle only. */
 function raw(
   target: ControlTarget,
@@ -41,25 +38,12 @@ function raw(
   path: string,
   body?: string | Buffer,
   headers: Record<string, string> = {},
-): Promise<Raw> {
-  return new Promise((resolve, reject) => {
-    const req = request(new URL(path, target.url), {
-      method,
-      headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
-      ca: target.bundle,
-      agent: false,
-      checkServerIdentity: () => undefined,
-    });
-    req.on('error', reject);
-    req.on('response', (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : {} });
-      });
-    });
-    req.end(body);
+): Promise<RawAnswer> {
+  return rawRequest(target, {
+    method,
+    path,
+    body,
+    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
   });
 }
 
@@ -68,34 +52,20 @@ async function refusedWith(promise: Promise<unknown>, code: string): Promise<voi
 }
 
 describe('control plane API', () => {
+  let plane: TestControlPlane;
   let test1: TestCa;
   let other: TestCa;
   let cert: ServerCertificate;
-  let api: ControlApi;
   let target: ControlTarget;
-  const refusals: ApiRefusal[] = [];
+  let refusals: ApiRefusal[];
 
   before(async () => {
-    test1 = await openTestCa();
+    plane = await startTestControlPlane({ launcherCredential: CREDENTIAL });
+    ({ testCa: test1, cert, target, refusals } = plane);
     other = await openTestCa();
-    const logger = createLogger({ name: 'control', level: 'silent' });
-    let apiRef: ControlApi | null = null;
-    cert = await createServerCertificate({ ca: test1.ca, logger, onRenewed: () => apiRef?.refreshTls() });
-    api = createControlApi({
-      ca: test1.ca,
-      launcherCredential: CREDENTIAL,
-      credentials: () => cert.current(),
-      logger,
-      onRefusal: (r) => refusals.push(r),
-    });
-    apiRef = api;
-    const port = await api.listen(0);
-    target = { url: `https://127.0.0.1:${port}`, bundle: test1.ca.bundle().pem, trustDomain: 'shop.local' };
   });
   after(async () => {
-    cert.close();
-    await api.close();
-    test1.cleanup();
+    await plane.close();
     other.cleanup();
   });
 

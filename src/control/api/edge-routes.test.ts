@@ -1,124 +1,75 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { request } from 'node:https';
 import { after, before, describe, test } from 'node:test';
 import type { GatewayConfig } from '../../config/model.ts';
-import { createLogger } from '../../core/logger.ts';
 import { requestEdgeCertificate } from '../../gateway/edge-certificate-source.ts';
 import { CA_ERRORS } from '../ca/index.ts';
 import { openTestCa, type TestCa } from '../ca/testing.ts';
-import { type ControlTarget, requestSvid } from './client.ts';
+import type { ControlTarget } from './client.ts';
 import { createEdgeRoutes, EDGE_CERTIFICATE_ROUTE, edgeCertificateNames } from './edge-routes.ts';
 import { CONTROL_API_ERRORS } from './errors.ts';
-import { type ApiRefusal, type ControlApi, createControlApi } from './server.ts';
-import { createServerCertificate, type ServerCertificate } from './server-certificate.ts';
+import type { ApiRefusal } from './server.ts';
+import {
+  type RawAnswer,
+  rawRequest,
+  startTestControlPlane,
+  type TestControlPlane,
+  type TestCredentials,
+} from './testing.ts';
 import { createWorkloadKey } from './workload-key.ts';
 
 type GatewaySection = Pick<GatewayConfig, 'tls' | 'listen'>;
-
-interface Credentials {
-  cert: string;
-  key: string;
-}
 
 /** A request the typed client would never send, optionally with a client certificate. */
 function raw(
   target: ControlTarget,
   body: string | undefined,
-  credentials?: Credentials,
+  credentials?: TestCredentials,
   headers: Record<string, string> = { 'content-type': 'application/json' },
-): Promise<{ status: number; body: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const req = request(new URL('/v1/edge-certificates', target.url), {
-      method: 'POST',
-      headers,
-      ca: target.bundle,
-      ...credentials,
-      agent: false,
-      checkServerIdentity: () => undefined,
-    });
-    req.on('error', reject);
-    req.on('response', (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : {} });
-      });
-    });
-    req.end(body);
-  });
+): Promise<RawAnswer> {
+  return rawRequest(target, { path: '/v1/edge-certificates', body, credentials, headers });
 }
 
 describe('edge certificate route', () => {
+  let plane: TestControlPlane;
   let t: TestCa;
   let other: TestCa;
-  let cert: ServerCertificate;
-  let api: ControlApi;
   let target: ControlTarget;
-  let gateway: Credentials;
-  let catalog: Credentials;
-  let foreign: Credentials;
-  const refusals: ApiRefusal[] = [];
+  let refusals: ApiRefusal[];
+  let gateway: TestCredentials;
+  let catalog: TestCredentials;
+  let foreign: TestCredentials;
   let section: GatewaySection | Error = {
     listen: { host: '127.0.0.1', port: 8443 },
     tls: { mode: 'auto', names: ['shop.example.test'] },
   };
 
-  const svid = async (ca: TestCa, service: string, url: ControlTarget): Promise<Credentials> => {
-    const key = await createWorkloadKey();
-    const res = await requestSvid(url, ca.ca.mintJoinToken(service).token, key.csrPem);
-    return { cert: res.certificate, key: key.keyPem };
-  };
-
   before(async () => {
-    t = await openTestCa();
+    plane = await startTestControlPlane({
+      routes: ({ testCa, logger }) => [
+        createEdgeRoutes({
+          ca: testCa.ca,
+          trustDomain: 'shop.local',
+          gateway: () => {
+            if (section instanceof Error) throw section;
+            return section;
+          },
+          logger,
+        }),
+      ],
+    });
+    ({ testCa: t, target, refusals } = plane);
     other = await openTestCa();
-    const logger = createLogger({ name: 'control', level: 'silent' });
-    cert = await createServerCertificate({ ca: t.ca, logger, onRenewed: () => {} });
-    const routes = createEdgeRoutes({
-      ca: t.ca,
-      trustDomain: 'shop.local',
-      gateway: () => {
-        if (section instanceof Error) throw section;
-        return section;
-      },
-      logger,
-    });
-    api = createControlApi({
-      ca: t.ca,
-      launcherCredential: 'l'.repeat(43),
-      credentials: () => cert.current(),
-      logger,
-      onRefusal: (r) => refusals.push(r),
-      routes: [routes],
-    });
-    const port = await api.listen(0);
-    target = { url: `https://127.0.0.1:${port}`, bundle: t.ca.bundle().pem, trustDomain: 'shop.local' };
-    gateway = await svid(t, 'gateway', target);
-    catalog = await svid(t, 'catalog', target);
+    gateway = await plane.svid('gateway');
+    catalog = await plane.svid('catalog');
     // An SVID for svc/gateway of the same trust domain from another CA: not in our bundle.
-    const otherCert = await createServerCertificate({ ca: other.ca, logger, onRenewed: () => {} });
-    const otherApi = createControlApi({
-      ca: other.ca,
-      launcherCredential: 'l'.repeat(43),
-      credentials: () => otherCert.current(),
-      logger,
-    });
-    const otherPort = await otherApi.listen(0);
-    foreign = await svid(other, 'gateway', {
-      url: `https://127.0.0.1:${otherPort}`,
-      bundle: other.ca.bundle().pem,
-      trustDomain: 'shop.local',
-    });
-    otherCert.close();
-    await otherApi.close();
+    const otherPlane = await startTestControlPlane({ testCa: other });
+    foreign = await otherPlane.svid('gateway');
+    await otherPlane.close();
   });
 
   after(async () => {
-    cert.close();
-    await api.close();
-    t.cleanup();
+    await plane.close();
     other.cleanup();
   });
 

@@ -1,15 +1,12 @@
 import assert from 'node:assert/strict';
-import { request } from 'node:https';
 import { after, before, describe, test } from 'node:test';
 import { isRampartError } from '../../core/errors.ts';
-import { createLogger } from '../../core/logger.ts';
 import type { CaStatus, RotationResult } from '../ca/index.ts';
-import { openTestCa, type TestCa } from '../ca/testing.ts';
+import type { TestCa } from '../ca/testing.ts';
 import { type ControlTarget, controlRequest } from './client.ts';
 import { CONTROL_API_ERRORS } from './errors.ts';
 import { createOperatorRoutes } from './operator-routes.ts';
-import { type ControlApi, createControlApi } from './server.ts';
-import { createServerCertificate, type ServerCertificate } from './server-certificate.ts';
+import { type RawAnswer, rawRequest, startTestControlPlane, type TestControlPlane } from './testing.ts';
 
 const OPERATOR = 'o'.repeat(43);
 const LAUNCHER = 'l'.repeat(43);
@@ -21,63 +18,39 @@ function raw(
   path: string,
   body: string | Buffer | undefined,
   headers: Record<string, string>,
-): Promise<{ status: number; body: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const req = request(new URL(path, target.url), {
-      method,
-      headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
-      ca: target.bundle,
-      agent: false,
-      checkServerIdentity: () => undefined,
-    });
-    req.on('error', reject);
-    req.on('response', (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : {} });
-      });
-    });
-    req.end(body);
+): Promise<RawAnswer> {
+  return rawRequest(target, {
+    method,
+    path,
+    body,
+    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
   });
 }
 
 describe('operator routes', () => {
+  let plane: TestControlPlane;
   let ca: TestCa;
-  let cert: ServerCertificate;
-  let api: ControlApi;
   let target: ControlTarget;
   const rotated: RotationResult[] = [];
 
   before(async () => {
-    ca = await openTestCa();
-    const logger = createLogger({ name: 'control', level: 'silent' });
-    let apiRef: ControlApi | null = null;
-    cert = await createServerCertificate({ ca: ca.ca, logger, onRenewed: () => apiRef?.refreshTls() });
-    api = createControlApi({
-      ca: ca.ca,
+    plane = await startTestControlPlane({
       launcherCredential: LAUNCHER,
-      credentials: () => cert.current(),
-      logger,
-      routes: [
+      routes: ({ testCa, refreshTls }) => [
         createOperatorRoutes({
-          ca: ca.ca,
+          ca: testCa.ca,
           credential: OPERATOR,
           onRotated: (result) => {
             rotated.push(result);
-            apiRef?.refreshTls();
+            refreshTls();
           },
         }),
       ],
     });
-    apiRef = api;
-    target = { url: `https://127.0.0.1:${await api.listen(0)}`, bundle: ca.ca.bundle().pem, trustDomain: 'shop.local' };
+    ({ testCa: ca, target } = plane);
   });
   after(async () => {
-    cert.close();
-    await api.close();
-    ca.cleanup();
+    await plane.close();
   });
 
   const generations = () =>

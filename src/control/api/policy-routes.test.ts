@@ -1,14 +1,17 @@
 import assert from 'node:assert/strict';
-import { request } from 'node:https';
 import { after, before, describe, test } from 'node:test';
-import { createLogger } from '../../core/logger.ts';
 import { openTestCa, type TestCa } from '../ca/testing.ts';
 import type { ServicePolicy } from '../policy/policy-store.ts';
 import { type ControlTarget, controlRequest } from './client.ts';
 import { policyRoutes } from './policy-routes.ts';
-import { type ControlApi, createControlApi } from './server.ts';
-import { createServerCertificate, type ServerCertificate } from './server-certificate.ts';
-import { createWorkloadKey } from './workload-key.ts';
+import {
+  issueTestSvid,
+  type RawAnswer,
+  rawRequest,
+  startTestControlPlane,
+  type TestControlPlane,
+  type TestCredentials,
+} from './testing.ts';
 
 const TD = 'spiffe://shop.local/svc';
 const POLICIES: Record<string, ServicePolicy['callers']> = {
@@ -19,63 +22,27 @@ const POLICIES: Record<string, ServicePolicy['callers']> = {
   },
 };
 
-interface Answer {
-  status: number;
-  body: Record<string, unknown>;
-}
-
 /** A raw request the SDK would never send; trusts the bundle, presents `credentials` if given. */
 function send(
   target: ControlTarget,
-  credentials: { cert: string; key: string } | null,
+  credentials: TestCredentials | null,
   body: string | Buffer | undefined,
   headers: Record<string, string> = { 'content-type': 'application/json' },
-): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request(new URL('/v1/policy', target.url), {
-      method: 'POST',
-      headers,
-      ca: target.bundle,
-      ...(credentials ?? {}),
-      agent: false,
-      checkServerIdentity: () => undefined,
-    });
-    req.on('error', reject);
-    req.on('response', (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : {} });
-      });
-    });
-    req.end(body);
-  });
+): Promise<RawAnswer> {
+  return rawRequest(target, { path: '/v1/policy', body, credentials, headers });
 }
 
 describe('control plane: POST /v1/policy', () => {
-  let ca: TestCa;
+  let plane: TestControlPlane;
   let other: TestCa;
-  let cert: ServerCertificate;
-  let api: ControlApi;
   let target: ControlTarget;
   /** What the fake store answers: null before any manifest loaded. */
   let version: number | null = 3;
   const asked: string[] = [];
-  const creds: Record<string, { cert: string; key: string }> = {};
-
-  const issue = async (authority: TestCa, serviceName: string) => {
-    const key = await createWorkloadKey();
-    const svid = await authority.ca.issue({ csr: key.csrPem, serviceName });
-    return { cert: svid.certificatePem, key: key.keyPem };
-  };
+  const creds: Record<string, TestCredentials> = {};
 
   before(async () => {
-    ca = await openTestCa();
     other = await openTestCa({ trustDomain: 'other.local' });
-    const logger = createLogger({ name: 'control', level: 'silent' });
-    let apiRef: ControlApi | null = null;
-    cert = await createServerCertificate({ ca: ca.ca, logger, onRenewed: () => apiRef?.refreshTls() });
     const policy = {
       policyOf(service: string): ServicePolicy | null {
         asked.push(service);
@@ -83,23 +50,14 @@ describe('control plane: POST /v1/policy', () => {
         return { version, callers: Object.hasOwn(POLICIES, service) ? (POLICIES[service] ?? {}) : {} };
       },
     };
-    api = createControlApi({
-      ca: ca.ca,
-      launcherCredential: 'l'.repeat(43),
-      credentials: () => cert.current(),
-      logger,
-      routes: [policyRoutes({ policy, trustDomain: 'shop.local' })],
-    });
-    apiRef = api;
-    target = { url: `https://127.0.0.1:${await api.listen(0)}`, bundle: ca.ca.bundle().pem, trustDomain: 'shop.local' };
+    plane = await startTestControlPlane({ routes: () => [policyRoutes({ policy, trustDomain: 'shop.local' })] });
+    ({ target } = plane);
     for (const name of ['payments', 'catalog', 'orders', 'gateway', 'control', 'identity']) {
-      creds[name] = await issue(ca, name);
+      creds[name] = await issueTestSvid(plane.testCa, name);
     }
   });
   after(async () => {
-    cert.close();
-    await api.close();
-    ca.cleanup();
+    await plane.close();
     other.cleanup();
   });
 
@@ -146,7 +104,7 @@ describe('control plane: POST /v1/policy', () => {
       assert.equal(res.body['error'], 'CA_ERR_API_NO_CLIENT_CERTIFICATE');
       assert.deepEqual(Object.keys(res.body).sort(), ['error', 'error_id']);
     }
-    const foreign = await issue(other, 'payments');
+    const foreign = await issueTestSvid(other, 'payments');
     const res = await send(target, foreign, '{"knownVersion":0}');
     assert.equal(res.status, 401);
     assert.equal(res.body['error'], 'CA_ERR_API_NO_CLIENT_CERTIFICATE');
