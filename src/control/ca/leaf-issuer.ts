@@ -134,9 +134,8 @@ function reviveError(error: Extract<WorkerReply, { ok: false }>['error']): Error
 }
 
 /**
- * Verifies and signs on `threads` worker threads, least-loaded first. They start here, so that loading
- * their modules is not paid by the first requests; a worker that dies fails its pending jobs and is
- * replaced on the next job.
+ * Verifies and signs on `threads` worker threads (started on first use, least-loaded first). A worker
+ * that dies fails its pending jobs and is replaced on the next job.
  */
 export function createWorkerIssuer(threads: number): LeafIssuer {
   if (!Number.isSafeInteger(threads) || threads < 1) throw caError(CA_ERRORS.config, { field: 'signingThreads' });
@@ -183,8 +182,6 @@ export function createWorkerIssuer(threads: number): LeafIssuer {
     }
     return slots[best] ?? start(best);
   };
-
-  for (let i = 0; i < threads; i++) start(i);
 
   return {
     issue(ca, job) {
