@@ -119,6 +119,10 @@ function summarize(m: Manifest, io: CheckIo): string {
       ...describeLimits(g).map((line) => ['', line]),
       ['identity', identity],
       ['', `audience ${id.audience}`],
+      [
+        'control plane',
+        `audit log and secrets in ${m.control.store.kind === 'postgres' ? `postgres ${redactUrl(m.control.store.url)}` : 'sqlite'}`,
+      ],
     ]),
     '',
   );

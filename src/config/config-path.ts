@@ -5,14 +5,14 @@ const PLAIN_KEY = /^[A-Za-z0-9_$][A-Za-z0-9_$:-]*$/;
 
 /**
  * The dotted form people read: `services.orders.routes[1].rateLimit`. Keys that would be ambiguous
- * there (dots, brackets, spaces, empty) are written as `["a.b"]`.
+ * there (dots, brackets, spaces, empty) are written as `["a.b"]`, URL passwords hidden.
  */
 export function formatPath(path: ConfigPath): string {
   let out = '';
   for (const part of path) {
     if (typeof part === 'number') out += `[${part}]`;
     else if (PLAIN_KEY.test(part)) out += out === '' ? part : `.${part}`;
-    else out += `[${JSON.stringify(part)}]`;
+    else out += `[${redactUrlPasswords(JSON.stringify(part))}]`;
   }
   return out;
 }
@@ -40,8 +40,23 @@ export function pointerToPath(pointer: string, data: unknown): ConfigPath {
 }
 
 /**
+ * `scheme://user:password@` with the password replaced by `***`. Up to the last `@` of the word, so a
+ * password holding an unescaped `@` or `/` is hidden whole; a word that only looks like userinfo loses
+ * a little more than its password, which is the safe direction.
+ */
+const URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s@/:]*):\S*@/gi;
+
+/**
+ * Text with the passwords of URLs in it hidden: a store's URL may carry one, and messages end up in
+ * terminals, logs and CI output (STYLE.md: credentials never reach a log).
+ */
+export function redactUrlPasswords(text: string): string {
+  return text.replace(URL_PASSWORD, '$1:***@');
+}
+
+/**
  * A user-supplied value as it may appear in a message: JSON-quoted (so control characters and terminal
- * escapes print as `\u001b`, never raw) and cut to a readable length.
+ * escapes print as `\u001b`, never raw), URL passwords hidden, and cut to a readable length.
  */
 export function show(value: unknown): string {
   let text: string;
@@ -54,12 +69,13 @@ export function show(value: unknown): string {
       text = String(value);
     }
   }
+  text = redactUrlPasswords(text);
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
-/** A key or allowed word in backticks, with control characters escaped. */
+/** A key or allowed word in backticks, with control characters escaped and URL passwords hidden. */
 export function code(word: string | number): string {
   const text = String(word);
-  const safe = JSON.stringify(text).slice(1, -1);
+  const safe = redactUrlPasswords(JSON.stringify(text).slice(1, -1));
   return `\`${safe.length > 80 ? `${safe.slice(0, 77)}...` : safe}\``;
 }

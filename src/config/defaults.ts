@@ -28,6 +28,12 @@ export const DEFAULTS = Object.freeze({
   rateLimitStore: 'memory',
   /** deny: fail closed while Redis is away. A limit that disappears during an outage is no limit. */
   onStoreDown: 'deny',
+  /**
+   * `sqlite` for the identity provider's and the control plane's stores: files in each process's own
+   * data directory, nothing to install or operate. PostgreSQL is the choice once the data must outlive
+   * the machine or be shared.
+   */
+  databaseStore: 'sqlite',
   /** 8444: beside the gateway's 8443 (the design brief's builtin identity port). */
   identityPort: 8444,
   /**

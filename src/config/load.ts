@@ -162,6 +162,7 @@ function build(draft: Draft): Manifest {
       ) as unknown as GatewayLimits,
     },
     identity: must(draft.identity, 'identity'),
+    control: must(draft.control, 'control plane settings'),
     secrets: Object.fromEntries(draft.secrets),
     services,
     routes,

@@ -124,8 +124,19 @@ export interface GatewayConfig {
   limits: GatewayLimits;
 }
 
+/** A module's durable store: SQLite files in the process's own data directory, or a PostgreSQL database. */
+export type DatabaseStoreConfig = { kind: 'sqlite' } | { kind: 'postgres'; url: string };
+
 /** Where the builtin provider keeps accounts, clients, grants and keys. */
-export type IdentityStoreConfig = { kind: 'sqlite' } | { kind: 'postgres'; url: string };
+export type IdentityStoreConfig = DatabaseStoreConfig;
+
+/**
+ * The control plane's settings. `store` holds its audit log and secrets (each module in its own
+ * PostgreSQL schema); the CA stays in a SQLite file in the control plane's data directory.
+ */
+export interface ControlConfig {
+  store: DatabaseStoreConfig;
+}
 
 export type IdentityConfig =
   | { mode: 'builtin'; port: number; issuer: string; audience: string; store: IdentityStoreConfig }
@@ -144,6 +155,7 @@ export interface Manifest {
   trustDomain: string;
   gateway: GatewayConfig;
   identity: IdentityConfig;
+  control: ControlConfig;
   secrets: Readonly<Record<string, SecretDeclaration>>;
   services: Readonly<Record<string, Service>>;
   /** Every route of every service, in declaration order. */

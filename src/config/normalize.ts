@@ -9,11 +9,12 @@ import { DEFAULTS, defaultAudience, defaultIssuer, defaultRouteId } from './defa
 import { LIMIT_KEYS, limitInRange } from './gateway-limits.ts';
 import { ISSUE } from './issue-codes.ts';
 import {
+  type ControlConfig,
+  type DatabaseStoreConfig,
   type GatewayLimits,
   HTTP_METHODS,
   type HttpMethod,
   type IdentityConfig,
-  type IdentityStoreConfig,
   type PathPattern,
   type RateLimit,
   type RateLimitStore,
@@ -51,6 +52,8 @@ export interface Draft {
   /** Each limit as written, or its default; undefined when malformed or out of range (already reported). */
   limits: { [K in keyof GatewayLimits]: number | undefined };
   identity: IdentityConfig | undefined;
+  /** undefined when malformed (already reported). */
+  control: ControlConfig | undefined;
   secrets: Map<string, SecretDeclaration>;
   /** False when top-level `secrets` is not a map (already reported; references to it are not checked). */
   secretsOk: boolean;
@@ -223,6 +226,8 @@ export function normalize(source: ManifestSource, dir: string, options: Normaliz
   ) as Draft['limits'];
 
   const identity = normalizeIdentity(record(root['identity']), trustDomain, report);
+  const controlStore = normalizeStore(['control', 'store'], record(root['control'])?.['store'], report);
+  const control = controlStore === undefined ? undefined : { store: controlStore };
 
   const secrets = new Map<string, SecretDeclaration>();
   for (const [name, value] of Object.entries(record(root['secrets']) ?? {})) {
@@ -275,6 +280,7 @@ export function normalize(source: ManifestSource, dir: string, options: Normaliz
     redirectHttp,
     limits,
     identity,
+    control,
     secrets,
     secretsOk: root['secrets'] === undefined || record(root['secrets']) !== undefined,
     services,
@@ -297,10 +303,8 @@ function normalizeIdentity(
     if (port === undefined || port < 1 || port > 65535) return undefined;
     const issuer = string(builtin['issuer']) ?? defaultIssuer(port);
     const ok = checkUrl(['identity', 'builtin', 'issuer'], issuer, ['https:', 'http:'], report, true);
-    const storeValue = builtin['store'];
-    const postgres = string(record(storeValue)?.['postgres']);
-    const store: IdentityStoreConfig = postgres ? { kind: 'postgres', url: postgres } : { kind: 'sqlite' };
-    return ok && audience ? { mode: 'builtin', port, issuer, audience, store } : undefined;
+    const store = normalizeStore(['identity', 'builtin', 'store'], builtin['store'], report);
+    return ok && audience && store ? { mode: 'builtin', port, issuer, audience, store } : undefined;
   }
   if (external && !builtin) {
     const issuer = string(external['issuer']);
@@ -311,6 +315,24 @@ function normalizeIdentity(
     return issuerOk && jwksOk && audience ? { mode: 'external', issuer, jwksUri, audience } : undefined;
   }
   return undefined;
+}
+
+/**
+ * A module's store (schema.ts `databaseStore`): absent or `sqlite` is SQLite; `{ postgres: <url> }` is
+ * PostgreSQL once the URL parses with a host (the schema checks only its scheme). undefined when
+ * malformed: the schema or the URL check reported it.
+ */
+function normalizeStore(
+  path: ConfigPath,
+  value: unknown,
+  report: (issue: DraftIssue) => void,
+): DatabaseStoreConfig | undefined {
+  if (value === undefined || value === DEFAULTS.databaseStore) return { kind: 'sqlite' };
+  const url = string(record(value)?.['postgres']);
+  if (url === undefined) return undefined;
+  return checkUrl([...path, 'postgres'], url, ['postgres:', 'postgresql:'], report)
+    ? { kind: 'postgres', url }
+    : undefined;
 }
 
 /**

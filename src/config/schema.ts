@@ -529,6 +529,34 @@ const gateway: Json = {
   },
 };
 
+/**
+ * A module's store: `sqlite` (files in the process's own data directory) or `{ postgres: <url> }`. One
+ * shape for every module that offers both, so the manifest reads the same wherever a store is chosen.
+ */
+const databaseStore = (description: string, sqlite: string, postgres: string): Json => ({
+  title: 'Store',
+  description: `${description} Keep passwords out of the manifest: use trust, peer or certificate authentication for the database.`,
+  default: DEFAULTS.databaseStore,
+  oneOf: [
+    { title: 'SQLite', description: sqlite, type: 'string', const: DEFAULTS.databaseStore },
+    {
+      title: 'PostgreSQL',
+      description: postgres,
+      type: 'object',
+      additionalProperties: false,
+      required: ['postgres'],
+      properties: {
+        postgres: kind('url', {
+          title: 'PostgreSQL URL',
+          description: '`postgres://user@host:port/database`.',
+          type: 'string',
+          pattern: '^postgres(ql)?://',
+        }),
+      },
+    },
+  ],
+});
+
 const identity: Json = {
   title: 'Identity',
   description: 'Who issues the access tokens the gateway accepts: the builtin provider or an external OIDC issuer.',
@@ -550,37 +578,12 @@ const identity: Json = {
           type: 'string',
           pattern: '^https?://',
         }),
-        store: {
-          title: 'Store',
-          description:
-            "Where accounts, clients, grants and keys live: `sqlite` (default: a file in the provider's data " +
-            'directory) or `{ postgres: <url> }` (shared by several providers). Keep passwords out of the ' +
-            'manifest: use trust, peer or certificate authentication for the database.',
-          default: 'sqlite',
-          oneOf: [
-            {
-              title: 'SQLite',
-              description: "A file in the provider's own data directory.",
-              type: 'string',
-              const: 'sqlite',
-            },
-            {
-              title: 'PostgreSQL',
-              description: 'A PostgreSQL database, shared by every provider that names it.',
-              type: 'object',
-              additionalProperties: false,
-              required: ['postgres'],
-              properties: {
-                postgres: kind('url', {
-                  title: 'PostgreSQL URL',
-                  description: '`postgres://user@host:port/database`.',
-                  type: 'string',
-                  pattern: '^postgres(ql)?://',
-                }),
-              },
-            },
-          ],
-        },
+        store: databaseStore(
+          "Where accounts, clients, grants and keys live: `sqlite` (default: a file in the provider's data " +
+            'directory) or `{ postgres: <url> }` (shared by several providers).',
+          "A file in the provider's own data directory.",
+          'A PostgreSQL database, shared by every provider that names it.',
+        ),
       },
     },
     external: {
@@ -612,6 +615,24 @@ const identity: Json = {
       pattern: '^\\S+$',
     },
   },
+};
+
+const control: Json = {
+  title: 'Control plane',
+  description: 'Settings of the control plane: where it keeps its audit log and the secrets it serves.',
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    store: databaseStore(
+      "Where the audit log and the secrets live: `sqlite` (default: files in the control plane's data " +
+        'directory) or `{ postgres: <url> }` (schemas `rampart_audit` and `rampart_secrets` in that database; ' +
+        'one control plane writes an audit log at a time). The CA stays in its own data directory. ' +
+        '`rampart secrets` and `rampart audit` take the same URL with `--postgres`.',
+      "Files in the control plane's own data directory (`audit.db`, `secrets.db`).",
+      'A PostgreSQL database: the audit log in schema `rampart_audit`, the secrets in `rampart_secrets`.',
+    ),
+  },
+  default: {},
 };
 
 const secrets: Json = {
@@ -674,6 +695,7 @@ export const manifestSchema: Readonly<Json> = deepFreeze({
     }),
     gateway,
     identity,
+    control,
     secrets,
     services: {
       title: 'Services',

@@ -3,7 +3,7 @@ import type { Logger } from '../core/logger.ts';
 import { serviceSpiffeId } from '../core/spiffe.ts';
 import type { ApiRefusal } from './api/server.ts';
 import { buildAuditEvent } from './audit/client.ts';
-import type { AuditLog } from './audit/log.ts';
+import type { AnyAuditLog } from './audit/log.ts';
 import type { CaEvent, CertificateAuthority, IssuedSvid } from './ca/index.ts';
 
 /** The audit actions of the CA's API routes; other routes' refusals are `api.request`. */
@@ -15,7 +15,8 @@ const ROUTE_ACTIONS: Readonly<Record<string, string>> = {
 };
 
 export interface ControlAuditOptions {
-  log: AuditLog;
+  /** The control plane's audit log, on SQLite or PostgreSQL (only `append` is used, which is async on both). */
+  log: AnyAuditLog;
   trustDomain: string;
   logger: Logger;
 }

@@ -20,7 +20,7 @@ import { openJsonlAuditSink } from './secrets/local-audit-sink.ts';
 import { openServedSecrets } from './secrets/served.ts';
 import { createAuditRoutes } from './api/audit-routes.ts';
 import { AUDIT_DEFAULTS } from './audit/defaults.ts';
-import { openAuditLog } from './audit/log.ts';
+import { connectAuditLog } from './audit/log.ts';
 import { createControlAudit } from './control-audit.ts';
 
 /** File names in the control plane's data directory. */
@@ -56,8 +56,12 @@ const kek = process.env[KEK_ENV]
 // The audit log (issue 6): its signing key wrapped by the KEK; opened before the CA so that the CA's
 // first events are recorded. Components deliver over the API (audit-routes.ts); the control plane's
 // own events (CA decisions, API refusals) are appended directly (control-audit.ts).
-const auditLog = openAuditLog({
-  path: join(runtime.dataDir, AUDIT_DEFAULTS.databaseFile),
+// Where (manifest `control.store`): files in the data directory, or PostgreSQL, whose URL is never logged.
+const store = runtime.store ?? { kind: 'sqlite' };
+const auditLog = await connectAuditLog({
+  ...(store.kind === 'postgres'
+    ? { postgres: { connectionString: store.url } }
+    : { path: join(runtime.dataDir, AUDIT_DEFAULTS.databaseFile) }),
   origin: `${runtime.trustDomain}/rampart/audit`,
   kek,
   onError: (err) => logger.error({ err }, 'audit log checkpoint failed'),
@@ -82,6 +86,7 @@ const secrets = await openServedSecrets({
   dataDir: runtime.dataDir,
   manifest: runtime.manifestFile,
   kek,
+  ...(store.kind === 'postgres' ? { postgres: store.url } : {}),
   audit: secretsAudit,
   logger,
 });
@@ -173,7 +178,10 @@ const admin = await startAdminServer({
   logger,
   readiness: { api: () => api?.server.listening === true },
 });
-logger.info({ port, trustDomain: ca.trustDomain, bundleSequence: ca.bundle().sequence }, 'control plane ready');
+logger.info(
+  { port, trustDomain: ca.trustDomain, bundleSequence: ca.bundle().sequence, store: store.kind },
+  'control plane ready',
+);
 onShutdown(logger, async () => {
   admin.drain();
   clearInterval(ticker);

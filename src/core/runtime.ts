@@ -121,6 +121,11 @@ export interface ControlRuntime extends RuntimeBase {
   /** The manifest's trust domain: the CA's, and every SPIFFE ID's. */
   trustDomain: string;
   /**
+   * Where the audit log and the secrets live (manifest `control.store`): SQLite files in `dataDir`, or
+   * a PostgreSQL database (its URL may hold a password: never log it). Absent: SQLite.
+   */
+  store?: { kind: 'sqlite' } | { kind: 'postgres'; url: string };
+  /**
    * Overrides of the CA's lifetimes (CA_DEFAULTS), for tests that watch renewals happen (the
    * Launcher's `ca` option); absent in `rampart start`.
    */

@@ -46,6 +46,7 @@ test('runtimes: own data dir and ports; peers only from calls; upstreams only fo
     port: 7000,
     launcherCredential,
     trustDomain: shop().trustDomain,
+    store: { kind: 'sqlite' },
   });
   // The launcher credential is the control plane's alone.
   for (const plan of plans) {
@@ -77,6 +78,17 @@ test('runtimes: own data dir and ports; peers only from calls; upstreams only fo
     upstreams: { catalog: 'http://127.0.0.1:7001', orders: 'http://127.0.0.1:7002' },
   });
   assert.equal(by['gateway']!.entry, entries.gateway);
+});
+
+test('the control plane alone learns its PostgreSQL store (the URL may carry a password)', () => {
+  const url = 'postgres://rampart:pw-only-for-control@127.0.0.1:5432/control';
+  const manifest = { ...shop(), control: { store: { kind: 'postgres' as const, url } } };
+  const plans = planProcesses(manifest, { ports, dataRoot: '/p/.rampart', entries });
+  for (const plan of plans) {
+    if (plan.kind === 'control')
+      assert.deepEqual(plan.runtime.kind === 'control' && plan.runtime.store, { kind: 'postgres', url });
+    else assert.ok(!JSON.stringify(plan).includes('pw-only-for-control'), plan.name);
+  }
 });
 
 test('identity settings: built-in issuer on loopback, external as configured', () => {

@@ -116,6 +116,7 @@ export function planProcesses(manifest: Manifest, options: PlanOptions): Planned
         port: ports.control,
         launcherCredential: options.launcherCredential ?? '',
         trustDomain: manifest.trustDomain,
+        store: manifest.control.store,
         ...(options.ca ? { ca: options.ca } : {}),
       };
       return { name, kind: 'control', entry: entries.control, runtime, env: {} };

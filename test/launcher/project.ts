@@ -101,6 +101,7 @@ export function handManifest(
             audience: 'https://api.test.local',
             store: { kind: 'sqlite' },
           },
+    control: { store: { kind: 'sqlite' } },
     secrets: {},
     services: built,
     routes,

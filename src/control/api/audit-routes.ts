@@ -1,6 +1,6 @@
 import { type AuditEvent, validateAuditEvent } from '../../core/audit-event.ts';
 import { isRampartError } from '../../core/errors.ts';
-import type { AuditLog, SignedCheckpoint } from '../audit/log.ts';
+import type { AnyAuditLog, SignedCheckpoint } from '../audit/log.ts';
 import { apiError, CONTROL_API_ERRORS } from './errors.ts';
 import { type ApiRoutes, apiCaller, integerField, parseJson, stringField } from './request.ts';
 
@@ -29,8 +29,11 @@ export const AUDIT_ROUTES = Object.freeze({
 });
 
 export interface AuditRoutesOptions {
-  /** The control plane's audit log (control/audit `openAuditLog`). */
-  log: AuditLog;
+  /**
+   * The control plane's audit log (control/audit `connectAuditLog`): SQLite, whose proofs and
+   * checkpoints return at once, or PostgreSQL, where they are promises; the routes await both.
+   */
+  log: AnyAuditLog;
   /** Callers' SVIDs must belong to it. */
   trustDomain: string;
 }
@@ -133,7 +136,7 @@ export function createAuditRoutes(options: AuditRoutesOptions): ApiRoutes {
         if (body !== null) onlyFields(parseJson(body), []);
         // The latest signed one: callers cannot make the log sign (the periodic timer and proofs do),
         // except the very first, so that a new log has something to show.
-        const latest = log.latestCheckpoint() ?? log.checkpoint();
+        const latest = log.latestCheckpoint() ?? (await log.checkpoint());
         return checkpointBody(log.origin, latest);
       },
     },
@@ -147,7 +150,7 @@ export function createAuditRoutes(options: AuditRoutesOptions): ApiRoutes {
           throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'field', field: 'eventId|index' });
         }
         const target = json.eventId !== undefined ? stringField(json, 'eventId', 36) : integerField(json, 'index');
-        const proof = log.proveInclusion(target);
+        const proof = await log.proveInclusion(target);
         return {
           checkpoint: checkpointBody(log.origin, proof.checkpoint),
           index: proof.index,
@@ -162,7 +165,7 @@ export function createAuditRoutes(options: AuditRoutesOptions): ApiRoutes {
         apiCaller(req, trustDomain);
         const json = parseJson(body);
         onlyFields(json, ['fromSize']);
-        const proof = log.proveConsistency(integerField(json, 'fromSize'));
+        const proof = await log.proveConsistency(integerField(json, 'fromSize'));
         return {
           checkpoint: checkpointBody(log.origin, proof.checkpoint),
           fromSize: proof.fromSize,

@@ -8,6 +8,7 @@ import type { AuditSink } from './audit.ts';
 import { SECRETS_FILES } from './defaults.ts';
 import { SEC_ERRORS } from './errors.ts';
 import { openSecretsService, type SecretsService } from './service.ts';
+import { openPostgresSecretsStore } from './postgres-store.ts';
 import { openSqliteSecretsStore } from './sqlite-store.ts';
 
 /** What the control plane needs to serve secrets to workloads. */
@@ -22,6 +23,11 @@ export interface ServedSecretsOptions {
   audit: AuditSink;
   /** Where a store that cannot be opened is reported. */
   logger: Logger;
+  /**
+   * A PostgreSQL database (manifest `control.store`) instead of `<dataDir>/secrets.db`: the store in its
+   * own schema (SECRETS_DEFAULTS.postgresSchema). Never logged: the URL may carry a password.
+   */
+  postgres?: string;
 }
 
 /** What the control plane serves from: the service's reads, or a refusal of every read. */
@@ -46,7 +52,10 @@ export interface ServedSecrets extends Pick<SecretsService, 'read' | 'close'> {
 export async function openServedSecrets(options: ServedSecretsOptions): Promise<ServedSecrets> {
   try {
     const manifest = typeof options.manifest === 'string' ? loadManifest(options.manifest) : options.manifest;
-    const store = openSqliteSecretsStore({ path: join(options.dataDir, SECRETS_FILES.database) });
+    const store =
+      options.postgres === undefined
+        ? openSqliteSecretsStore({ path: join(options.dataDir, SECRETS_FILES.database) })
+        : await openPostgresSecretsStore({ connectionString: options.postgres });
     const service = await openSecretsService({
       store,
       kek: options.kek,
