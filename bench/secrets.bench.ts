@@ -16,8 +16,8 @@
  * - the SDK (src/sdk/secrets.ts) against the control plane's API (`POST /v1/secrets/read`, TLS 1.3,
  *   client certificate, SPIFFE ID checks) in this process, over a SQLite file store: every `get` a miss
  *   (the cache's clock jumps past the lifetime), on the SDK's keep-alive connection, with a sink that
- *   acknowledges at once and with the stand-in audit trail the control plane runs with today
- *   (local-audit-sink.ts: one O_SYNC write per read); then misses that each open a new connection (a
+ *   acknowledges at once and with the audit log the control plane runs with (src/control/audit, every
+ *   read waits for its group-committed fsync); then misses that each open a new connection (a
  *   service whose connection went idle: full TLS handshake), and hits for contrast. Client and server
  *   share one event loop here, so their CPU adds up; across two processes they would overlap.
  *
@@ -36,7 +36,6 @@ import { openVersion } from '../src/control/secrets/envelope.ts';
 import {
   type AuditSink,
   compileSecretsAcl,
-  openJsonlAuditSink,
   openPostgresSecretsStore,
   openSecretsService,
   openSqliteSecretsStore,
@@ -267,6 +266,14 @@ async function sdkRows(label: string, audit: AuditSink | undefined, database: st
   }
 }
 await sdkRows('sink at once', undefined, join(dir, 'sdk.db'));
-const trail = await openJsonlAuditSink(join(dir, 'secrets-audit.jsonl'));
-await sdkRows('O_SYNC audit trail', trail, join(dir, 'sdk-trail.db'));
-await trail.close();
+{
+  const { openAuditLog } = await import('../src/control/audit/index.ts');
+  const log = openAuditLog({
+    path: join(dir, 'sdk-audit.db'),
+    origin: 'shop.local/rampart/audit',
+    kek,
+    checkpointIntervalMs: 0,
+  });
+  await sdkRows('audit log', { append: (e) => log.append([e]).then(() => {}) }, join(dir, 'sdk-log.db'));
+  await log.close();
+}

@@ -1,27 +1,26 @@
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { CONTROL_API_ERRORS, type ControlTarget, controlRequest } from '../control/api/index.ts';
-import {
-  type ControlEndpoint,
-  OPERATOR_FILES,
-  processAlive,
-  readControlEndpoint,
-  readOperatorCredential,
-} from '../control/api/operator-access.ts';
+import { CONTROL_API_ERRORS } from '../control/api/index.ts';
+import { type ControlEndpoint, OPERATOR_FILES } from '../control/api/operator-access.ts';
 import type { RotateRequest } from '../control/api/operator-routes.ts';
+import { localOperator } from '../control/api/operator-secrets-routes.ts';
 import {
   CA_ERRORS,
   CA_WARNINGS,
+  type CaEvent,
   type CaStatus,
   type CaWarning,
   openCertificateAuthority,
   type RotationResult,
   readCaStatus,
 } from '../control/ca/index.ts';
+import { createAuditEvent } from '../core/audit-event.ts';
 import { isRampartError } from '../core/errors.ts';
 import { KEK_ENV, KEK_ERRORS, type KekSource, loadKek } from '../core/kek.ts';
+import { ControlPlaneFailure, findControlPlane, operatorApi } from './control-plane-client.ts';
+import { offlineAuditOrigin, openOfflineAuditLog } from './offline-audit.ts';
 
 /**
  * `rampart ca status|rotate`: the operator's view of the certificate authority. While a control plane
@@ -145,67 +144,6 @@ export async function runCa(args: string[], io: CaIo): Promise<number> {
   }
 }
 
-/** A running control plane (its endpoint file names a live process), or null. */
-function findControlPlane(dataDir: string): ControlEndpoint | null {
-  let endpoint: ControlEndpoint | null;
-  try {
-    endpoint = readControlEndpoint(dataDir);
-  } catch (err) {
-    throw new CliFailure(
-      `cannot tell whether a control plane runs: ${oneLine(err)}` +
-        `\n  if none runs, remove ${join(dataDir, OPERATOR_FILES.endpoint)}`,
-    );
-  }
-  // A file left by a control plane that was killed names a process that is gone.
-  return endpoint !== null && processAlive(endpoint.pid) ? endpoint : null;
-}
-
-/** The API of the running control plane, trusted through its bundle and checked by SPIFFE ID. */
-function operatorApi(dataDir: string, endpoint: ControlEndpoint) {
-  let credential: string | null;
-  try {
-    credential = readOperatorCredential(dataDir);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new CliFailure(
-      code === 'EACCES'
-        ? `cannot read ${join(dataDir, OPERATOR_FILES.credential)}: permission denied (operating the CA takes the rights of the user that runs it)`
-        : `unusable operator credential: ${oneLine(err)}`,
-    );
-  }
-  let bundle: string | null = null;
-  try {
-    bundle = readFileSync(join(dataDir, CONTROL_FILES.bundle), 'utf8');
-  } catch {
-    bundle = null;
-  }
-  if (credential === null || bundle === null) {
-    throw new CliFailure(
-      `the control plane (pid ${endpoint.pid}) has not finished starting (no ${credential === null ? OPERATOR_FILES.credential : CONTROL_FILES.bundle} yet); try again`,
-    );
-  }
-  const target: ControlTarget = {
-    url: `https://127.0.0.1:${endpoint.port}`,
-    bundle,
-    trustDomain: endpoint.trustDomain,
-  };
-  const call = async <T>(path: string, body: unknown): Promise<T> => {
-    try {
-      return await controlRequest<T>(target, { method: 'POST', path, bearer: credential, body });
-    } catch (err) {
-      if (isRampartError(err, CONTROL_API_ERRORS.unavailable)) {
-        // Never fall back to the database: the process holds it.
-        throw new CliFailure(
-          `the control plane (pid ${endpoint.pid}) does not answer on port ${endpoint.port} [${err.code}]` +
-            `\n  it may be starting; if it is not a control plane, remove ${join(dataDir, OPERATOR_FILES.endpoint)}`,
-        );
-      }
-      throw err;
-    }
-  };
-  return { endpoint, call };
-}
-
 async function status(dataDir: string, control: ControlEndpoint | null, values: Values, io: CaIo): Promise<number> {
   let result: CaStatus;
   let source: string;
@@ -301,18 +239,46 @@ async function rotateOffline(
       : env[KEK_ENV]
         ? { env: KEK_ENV, environment: env }
         : { file: join(dataDir, CONTROL_FILES.kek) };
+  const origin = offlineAuditOrigin(dataDir);
   const kek = loadKek(source);
   try {
-    const ca = await openCertificateAuthority({ trustDomain, databasePath: database, kek, signingThreads: 0 });
+    // The admin action goes to the audit log before anything changes (no record, no rotation), and the
+    // CA's own steps after it; with no control plane running this process is the log's one writer.
+    const audit = await openOfflineAuditLog(dataDir, origin, kek);
     try {
-      const result = await ca.rotateNow({ immediate: request.immediate === true });
-      const file = join(dataDir, CONTROL_FILES.bundle);
-      // As the control plane writes it: whole, then renamed.
-      writeFileSync(`${file}.tmp`, ca.bundle().pem, { mode: 0o644 });
-      renameSync(`${file}.tmp`, file);
-      return result;
+      await audit.append(
+        createAuditEvent({
+          component: 'ca',
+          action: 'ca.rotate',
+          decision: 'allow',
+          resource: `spiffe://${trustDomain}`,
+          actor: localOperator(),
+          detail: { immediate: request.immediate === true, controlPlane: false },
+        }),
+      );
+      const steps: CaEvent[] = [];
+      const ca = await openCertificateAuthority({
+        trustDomain,
+        databasePath: database,
+        kek,
+        signingThreads: 0,
+        onEvent: (event) => steps.push(event),
+      });
+      try {
+        const result = await ca.rotateNow({ immediate: request.immediate === true });
+        const file = join(dataDir, CONTROL_FILES.bundle);
+        // As the control plane writes it: whole, then renamed.
+        writeFileSync(`${file}.tmp`, ca.bundle().pem, { mode: 0o644 });
+        renameSync(`${file}.tmp`, file);
+        for (const { type, ...facts } of steps) {
+          await audit.append(createAuditEvent({ component: 'ca', action: type, decision: 'allow', detail: facts }));
+        }
+        return result;
+      } finally {
+        ca.close();
+      }
     } finally {
-      ca.close();
+      await audit.close();
     }
   } finally {
     kek.destroy();
@@ -435,7 +401,7 @@ const HINTS: Readonly<Record<string, string>> = {
 
 /** One line: message, code, hint. Never a stack trace. */
 function describeError(err: unknown): string {
-  if (err instanceof CliFailure) return clean(err.message);
+  if (err instanceof CliFailure || err instanceof ControlPlaneFailure) return clean(err.message);
   if (isRampartError(err)) {
     const reason = typeof err.detail?.['reason'] === 'string' ? ` (${clean(err.detail['reason'])})` : '';
     const hint = HINTS[err.code];

@@ -1,26 +1,47 @@
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync } from 'node:fs';
-import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import sodium from 'sodium-native';
+import { CONTROL_API_ERRORS } from '../control/api/errors.ts';
+import {
+  localOperator,
+  OPERATOR_SECRETS_ROUTES,
+  type OperatorRevealResponse,
+  type OperatorSetRequest,
+  operatorSecretsPath,
+} from '../control/api/operator-secrets-routes.ts';
+import { AUDIT_ERRORS } from '../control/audit/errors.ts';
 import { compileSecretsAcl } from '../control/secrets/acl.ts';
-import type { SecretsActor } from '../control/secrets/audit.ts';
+import type { AuditSink } from '../control/secrets/audit.ts';
 import { SECRET_NAME, SECRETS_DEFAULTS, SECRETS_FILES as STORE_FILES } from '../control/secrets/defaults.ts';
-import { SEC_ERRORS } from '../control/secrets/errors.ts';
+import { SEC_ERRORS, type SecretsErrorCode, secError } from '../control/secrets/errors.ts';
 import { isLabel, type Label, type Labels } from '../control/secrets/labels.ts';
-import { openJsonlAuditSink } from '../control/secrets/local-audit-sink.ts';
 import { openPostgresSecretsStore } from '../control/secrets/postgres-store.ts';
-import { openSecretsService, type SecretsService, type VersionSelector } from '../control/secrets/service.ts';
+import {
+  openSecretsService,
+  type SecretsService,
+  type SecretValue,
+  type SetOptions,
+  type VersionInfo,
+  type VersionSelector,
+  type WriteResult,
+} from '../control/secrets/service.ts';
 import { openSqliteSecretsStore } from '../control/secrets/sqlite-store.ts';
 import type { SecretRecord } from '../control/secrets/store.ts';
 import { isRampartError } from '../core/errors.ts';
 import { createDevKek, KEK_ENV, type Kek, type KekSource, loadKek } from '../core/kek.ts';
+import { ControlPlaneFailure, findControlPlane, type OperatorApi, operatorApi } from './control-plane-client.ts';
+import { type OfflineAuditLog, offlineAuditOrigin, openOfflineAuditLog } from './offline-audit.ts';
 
 /**
- * `rampart secrets …`: the operator's side of the secrets module, working on a local data directory
- * (the control plane's, default `.rampart/control`) until the control plane serves an admin API.
- * Values come from stdin or `--file` and are never printed, except by `get --reveal`; list, history and
- * get print metadata only. Values are handled as Buffers and zeroed after use.
+ * `rampart secrets …`: the operator's side of the secrets module, on a control plane's data directory
+ * (default `.rampart/control`). Every command is an admin action recorded in the system's audit log,
+ * which has one writer: while the control plane runs, the CLI asks it over its operator routes
+ * (api/operator-secrets-routes.ts, the operator credential, TLS trusting only `bundle.pem`) and the
+ * control plane performs and records the command; with none running, the CLI opens the store and the
+ * audit log itself and records the event before the command takes effect (fail closed). Values come
+ * from stdin or `--file` (never argv) and are never printed, except by `get --reveal`; list, history
+ * and get print metadata only. Values are handled as Buffers and zeroed after use.
  */
 export interface SecretsIo {
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
@@ -34,7 +55,7 @@ export interface SecretsIo {
 
 /** File names inside the data directory. */
 export const SECRETS_FILES = {
-  /** The store and the stand-in audit trail, as the control plane opens them. */
+  /** The store, as the control plane opens it. */
   ...STORE_FILES,
   /** Development key file (`rampart start` creates it; `set --create-dev-key` too). */
   devKey: 'kek.key',
@@ -57,7 +78,9 @@ Commands:
 Options:
   --data-dir <dir>       the control plane's data directory (default ${DEFAULT_DATA_DIR})
   --key-file <path>      key-encryption key file (default: $${KEK_ENV} if set, else <data-dir>/${SECRETS_FILES.devKey})
-  --postgres <url>       use PostgreSQL (schema ${SECRETS_DEFAULTS.postgresSchema}) instead of <data-dir>/${SECRETS_FILES.database}
+  --postgres <url>       the control plane's PostgreSQL store (manifest control.store): the secrets
+                         (schema ${SECRETS_DEFAULTS.postgresSchema}) and the audit log there instead of
+                         <data-dir>/${SECRETS_FILES.database} and <data-dir>/audit.db
   --file <path>          set, rotate: read the value from a file instead of stdin
   --raw                  set, rotate: keep the value's bytes exactly (default: drop one trailing newline)
   --rotate-every <n>     set, rotate: rotation interval, e.g. 90d, 12h, 30m
@@ -68,6 +91,12 @@ Options:
   --reveal               get: print the value (nothing else) to stdout
   --new-key-file <path>  rotate-kek: the new key; afterwards, install it where --key-file points
   --json                 list, history, get: JSON output
+
+Every command is recorded in the system's audit log (rampart audit query --action 'secret.*').
+While a control plane runs on <data-dir>, commands go through its API with the operator credential
+(<data-dir>/operator.token) and it records them; --key-file, --create-dev-key, --postgres and
+rotate-kek are then refused (it holds the key and the store). Without one, the CLI opens the store
+and the audit log itself.
 
 Exit codes: 0 done, 1 refused or failed (the code is printed), 2 usage.
 `;
@@ -162,10 +191,56 @@ async function execute(command: string, name: string, values: Values, io: Secret
   // Parse everything the command needs before touching the store or reading a value.
   const rotationIntervalMs = values['rotate-every'] === undefined ? undefined : duration(values['rotate-every']);
   const selector = command === 'get' ? getSelector(values) : undefined;
+  if (command === 'rotate-kek' && values['new-key-file'] === undefined) {
+    throw new UsageError('rotate-kek needs --new-key-file');
+  }
+  const control = findControlPlane(dataDir);
+  if (control !== null) {
+    for (const option of ['key-file', 'create-dev-key', 'postgres'] as const) {
+      if (values[option] !== undefined) {
+        throw new UsageError(
+          `--${option} is for working without a running control plane (it holds the key and the store)`,
+        );
+      }
+    }
+    if (command === 'rotate-kek') {
+      throw new CliFailure(
+        `the control plane (pid ${control.pid}) holds the store open under its key: stop it before rotate-kek`,
+      );
+    }
+    let value: Buffer | null = null;
+    try {
+      if (command === 'set' || command === 'rotate') value = await readValue(values, io);
+      const api = operatorApi(dataDir, control);
+      return await run(command, name, { ops: remoteOperations(api), values, io, value, selector, rotationIntervalMs });
+    } finally {
+      if (value) sodium.sodium_memzero(value);
+    }
+  }
+  return executeOffline(command, name, values, io, { env, dataDir, database, selector, rotationIntervalMs });
+}
+
+/** No control plane runs: this process opens the store and the audit log (their one writer for now). */
+async function executeOffline(
+  command: string,
+  name: string,
+  values: Values,
+  io: SecretsIo,
+  parsed: {
+    env: Readonly<Record<string, string | undefined>>;
+    dataDir: string;
+    database: string;
+    selector: VersionSelector | undefined;
+    rotationIntervalMs: number | undefined;
+  },
+): Promise<number> {
+  const { env, dataDir, database, selector, rotationIntervalMs } = parsed;
   const keySource = kekSource(values, env, dataDir, io.cwd);
   if (values['create-dev-key'] && !('file' in keySource)) {
     throw new UsageError(`--create-dev-key makes a key file; $${KEK_ENV} is set`);
   }
+  // The log's origin before anything is created: a command that cannot be recorded changes nothing.
+  const origin = offlineAuditOrigin(dataDir, values.postgres !== undefined);
   if (values['create-dev-key'] && 'file' in keySource) {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     createDevKek(keySource.file).kek.destroy();
@@ -173,66 +248,131 @@ async function execute(command: string, name: string, values: Values, io: Secret
   let value: Buffer | null = null;
   if (command === 'set' || command === 'rotate') value = await readValue(values, io);
   let newKek: Kek | null = null;
+  let kek: Kek | null = null;
   try {
-    if (command === 'rotate-kek') {
-      if (values['new-key-file'] === undefined) throw new UsageError('rotate-kek needs --new-key-file');
-      newKek = loadKek({ file: resolve(io.cwd, values['new-key-file']) });
+    if (command === 'rotate-kek') newKek = loadKek({ file: resolve(io.cwd, values['new-key-file']!) });
+    try {
+      kek = loadKek(keySource);
+    } catch (cause) {
+      const code = isRampartError(cause) ? cause.code : 'unknown';
+      throw secError(SEC_ERRORS.sealed, { reason: 'kek_unavailable', kekError: code }, cause);
     }
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    const audit = await openJsonlAuditSink(join(dataDir, SECRETS_FILES.audit));
+    // Opened once the service has checked the KEK against the store; nothing is appended before.
+    let log: OfflineAuditLog | null = null;
+    const audit: AuditSink = {
+      async append(event) {
+        if (log === null) throw new Error('audit log not open');
+        await log.append(event);
+      },
+    };
+    const store =
+      values.postgres !== undefined
+        ? await openPostgresSecretsStore({ connectionString: values.postgres })
+        : openSqliteSecretsStore({ path: database });
+    // The CLI acts as an operator; services read over mTLS, so the operator's ACL grants nothing.
+    const acl = compileSecretsAcl({ trustDomain: 'cli.invalid', services: {}, secrets: {} });
+    const service = await openSecretsService({ store, kek, audit, acl });
     try {
-      const store =
-        values.postgres !== undefined
-          ? await openPostgresSecretsStore({ connectionString: values.postgres })
-          : openSqliteSecretsStore({ path: database });
-      // The CLI acts as an operator; services read over mTLS, so the operator's ACL grants nothing.
-      const acl = compileSecretsAcl({ trustDomain: 'cli.invalid', services: {}, secrets: {} });
-      const service = await openSecretsService({ store, kek: keySource, audit, acl });
+      log = await openOfflineAuditLog(dataDir, origin, kek, values.postgres);
       try {
-        const actor = operator();
+        if (command === 'rotate-kek') return await rotateKek(service, newKek!, keySource, io);
         return await run(command, name, {
-          service,
-          actor,
+          ops: localOperations(service),
           values,
           io,
           value,
           selector,
           rotationIntervalMs,
-          newKek,
-          keySource,
         });
       } finally {
-        await service.close();
+        await log.close();
       }
     } finally {
-      await audit.close();
+      await service.close();
     }
   } finally {
     if (value) sodium.sodium_memzero(value);
     newKek?.destroy();
+    kek?.destroy();
   }
 }
 
+/** What the commands do, whether this process holds the store or the control plane does. */
+interface Operations {
+  set(name: string, value: Buffer, options: SetOptions): Promise<WriteResult>;
+  promote(name: string): Promise<Labels>;
+  rollback(name: string): Promise<Labels>;
+  /** The caller zeroes the value. */
+  reveal(name: string, selector: VersionSelector): Promise<SecretValue>;
+  history(name: string): Promise<{ secret: SecretRecord; versions: VersionInfo[] }>;
+  list(): Promise<SecretRecord[]>;
+}
+
+function localOperations(service: SecretsService): Operations {
+  const actor = localOperator();
+  return {
+    set: (name, value, options) => service.set(actor, name, value, options),
+    promote: (name) => service.promote(actor, name),
+    rollback: (name) => service.rollback(actor, name),
+    reveal: (name, selector) => service.reveal(actor, name, selector),
+    history: (name) => service.history(actor, name),
+    list: () => service.list(actor),
+  };
+}
+
+/** The running control plane's operator routes; a SEC_ERR_* refusal comes back as the module's error. */
+function remoteOperations(api: OperatorApi): Operations {
+  const call = async <T>(route: Parameters<typeof operatorSecretsPath>[0], body: unknown): Promise<T> => {
+    try {
+      return await api.call<T>(operatorSecretsPath(route), body);
+    } catch (err) {
+      if (isRampartError(err) && err.code.startsWith('SEC_ERR_')) throw secError(err.code as SecretsErrorCode);
+      throw err;
+    }
+  };
+  return {
+    set: (name, value, options) => {
+      const body: OperatorSetRequest = {
+        name,
+        // In the JSON body over the TLS connection only; a string cannot be zeroed, it lives until collected.
+        value: value.toString('base64'),
+        stage: options.stage === true,
+        discardPending: options.discardPending === true,
+        ...(options.rotationIntervalMs === undefined ? {} : { rotationIntervalMs: options.rotationIntervalMs }),
+      };
+      return call<WriteResult>(OPERATOR_SECRETS_ROUTES.set, body);
+    },
+    promote: (name) => call<Labels>(OPERATOR_SECRETS_ROUTES.promote, { name }),
+    rollback: (name) => call<Labels>(OPERATOR_SECRETS_ROUTES.rollback, { name }),
+    reveal: async (name, selector) => {
+      const answer = await call<OperatorRevealResponse>(OPERATOR_SECRETS_ROUTES.reveal, { name, ...selector });
+      if (typeof answer?.value !== 'string')
+        throw new CliFailure('the control plane answered with an unexpected value');
+      return { ...answer, value: Buffer.from(answer.value, 'base64') };
+    },
+    history: (name) => call(OPERATOR_SECRETS_ROUTES.history, { name }),
+    list: () => call(OPERATOR_SECRETS_ROUTES.list, {}),
+  };
+}
+
 interface RunContext {
-  service: SecretsService;
-  actor: SecretsActor;
+  ops: Operations;
   values: Values;
   io: SecretsIo;
   value: Buffer | null;
   selector: VersionSelector | undefined;
   rotationIntervalMs: number | undefined;
-  newKek: Kek | null;
-  keySource: KekSource;
 }
 
 async function run(command: string, name: string, c: RunContext): Promise<number> {
-  const { service, actor, io } = c;
+  const { ops, io } = c;
   const out = (line: string) => io.stdout.write(`${line}\n`);
   switch (command) {
     case 'set':
     case 'rotate': {
       const stage = command === 'rotate';
-      const result = await service.set(actor, name, c.value!, {
+      const result = await ops.set(name, c.value!, {
         stage,
         discardPending: c.values['discard-pending'] === true,
         ...(c.rotationIntervalMs === undefined ? {} : { rotationIntervalMs: c.rotationIntervalMs }),
@@ -246,14 +386,14 @@ async function run(command: string, name: string, c: RunContext): Promise<number
     }
     case 'promote':
     case 'rollback': {
-      const labels = command === 'promote' ? await service.promote(actor, name) : await service.rollback(actor, name);
+      const labels = command === 'promote' ? await ops.promote(name) : await ops.rollback(name);
       out(`${name}: version ${labels.current} is current${labelSuffix(labels)}`);
       return 0;
     }
     case 'get': {
       const selector = c.selector!;
       if (c.values.reveal) {
-        const secret = await service.reveal(actor, name, selector);
+        const secret = await ops.reveal(name, selector);
         try {
           await write(io.stdout, secret.value);
           if (io.stdout.isTTY) await write(io.stdout, Buffer.from('\n'));
@@ -262,7 +402,7 @@ async function run(command: string, name: string, c: RunContext): Promise<number
         }
         return 0;
       }
-      const { secret, versions } = await service.history(actor, name);
+      const { secret, versions } = await ops.history(name);
       const wanted = 'version' in selector ? selector.version : secret.labels[selector.label];
       const version = versions.find((v) => v.version === wanted);
       if (version === undefined) throw notFound();
@@ -271,13 +411,13 @@ async function run(command: string, name: string, c: RunContext): Promise<number
       } else {
         out(
           `${name} version ${version.version}${version.label ? ` (${version.label})` : ''}: ${version.size} bytes, ` +
-            `created ${iso(version.createdAt)} by ${version.createdBy}; value not shown (--reveal prints it)`,
+            `created ${iso(version.createdAt)} by ${clean(version.createdBy)}; value not shown (--reveal prints it)`,
         );
       }
       return 0;
     }
     case 'list': {
-      const secrets = await service.list(actor);
+      const secrets = await ops.list();
       if (c.values.json) {
         out(JSON.stringify(secrets));
         return 0;
@@ -294,31 +434,40 @@ async function run(command: string, name: string, c: RunContext): Promise<number
       return 0;
     }
     case 'history': {
-      const { secret, versions } = await service.history(actor, name);
+      const { secret, versions } = await ops.history(name);
       if (c.values.json) {
         out(JSON.stringify({ secret, versions }));
         return 0;
       }
-      out(`${name}: created ${iso(secret.createdAt)} by ${secret.createdBy}${rotationText(secret)}`);
+      out(`${name}: created ${iso(secret.createdAt)} by ${clean(secret.createdBy)}${rotationText(secret)}`);
       table(
         out,
         ['VERSION', 'LABEL', 'CREATED', 'BY', 'SIZE', 'KEK'],
-        versions.map((v) => [String(v.version), v.label ?? '', iso(v.createdAt), v.createdBy, `${v.size} B`, v.kekId]),
-      );
-      return 0;
-    }
-    case 'rotate-kek': {
-      const result = await service.rotateKek(actor, c.newKek!);
-      out(`re-wrapped ${result.versions} data keys: key ${result.previousKekId} → ${result.kekId}`);
-      out(
-        'file' in c.keySource
-          ? `install the new key at ${c.keySource.file} now: the store no longer opens with the old one`
-          : `set ${c.keySource.env} to the new key now: the store no longer opens with the old one`,
+        versions.map((v) => [
+          String(v.version),
+          v.label ?? '',
+          iso(v.createdAt),
+          clean(v.createdBy),
+          `${v.size} B`,
+          clean(v.kekId),
+        ]),
       );
       return 0;
     }
   }
   throw new UsageError(`unknown command "${command}"`);
+}
+
+async function rotateKek(service: SecretsService, newKek: Kek, keySource: KekSource, io: SecretsIo): Promise<number> {
+  const out = (line: string) => io.stdout.write(`${line}\n`);
+  const result = await service.rotateKek(localOperator(), newKek);
+  out(`re-wrapped ${result.versions} data keys: key ${result.previousKekId} → ${result.kekId}`);
+  out(
+    'file' in keySource
+      ? `install the new key at ${keySource.file} now: the store no longer opens with the old one`
+      : `set ${keySource.env} to the new key now: the store no longer opens with the old one`,
+  );
+  return 0;
 }
 
 /** A failure the CLI explains itself (exit 1). */
@@ -433,14 +582,6 @@ function write(stream: NodeJS.WritableStream, bytes: Buffer): Promise<void> {
   });
 }
 
-function operator(): SecretsActor {
-  try {
-    return { subject: userInfo().username || `uid:${process.getuid?.() ?? 'unknown'}` };
-  } catch {
-    return { subject: `uid:${process.getuid?.() ?? 'unknown'}` };
-  }
-}
-
 function labelSuffix(labels: Labels): string {
   const parts = [
     labels.previous === null ? null : `previous: ${labels.previous}`,
@@ -491,12 +632,16 @@ const HINTS: Readonly<Record<string, string>> = {
   [SEC_ERRORS.sealed]: `check --key-file or $${KEK_ENV}: the key-encryption key is missing or is not this store's (a development key is made by rampart start, or set --create-dev-key)`,
   [SEC_ERRORS.label]: 'see rampart secrets history <name>',
   [SEC_ERRORS.conflict]: 'another writer changed the secret; run the command again',
-  [SEC_ERRORS.auditUnavailable]: 'the audit trail could not be written; nothing was read or changed',
+  [SEC_ERRORS.auditUnavailable]: 'the audit log did not take the event; nothing was read or changed',
+  [AUDIT_ERRORS.sealed]: `the audit log's signing key does not open with this key-encryption key; nothing was changed`,
+  [CONTROL_API_ERRORS.unauthorized]:
+    'the control plane refused the operator credential (is operator.token from the running control plane?)',
+  [CONTROL_API_ERRORS.wrongIdentity]: 'the process on that port is not this system’s control plane',
 };
 
 /** One line: fixed message, code, hint. Never a stack trace, never a value (errors carry none). */
 function describeError(err: unknown): string {
-  if (err instanceof CliFailure) return clean(err.message);
+  if (err instanceof CliFailure || err instanceof ControlPlaneFailure) return clean(err.message);
   if (isRampartError(err)) {
     const reason = typeof err.detail?.['reason'] === 'string' ? ` (${err.detail['reason']})` : '';
     const hint = HINTS[err.code];

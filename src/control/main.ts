@@ -1,27 +1,26 @@
 import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadManifest } from '../config/load.ts';
 import { startAdminServer } from '../core/admin-server.ts';
 import { KEK_ENV, loadKek } from '../core/kek.ts';
 import { onShutdown } from '../core/lifecycle.ts';
 import { createLogger } from '../core/logger.ts';
 import { createMetrics } from '../core/metrics.ts';
 import { readRuntime } from '../core/runtime.ts';
+import { createAuditRoutes } from './api/audit-routes.ts';
+import { createEdgeRoutes } from './api/edge-routes.ts';
 import { CONTROL_API_DEFAULTS, createControlApi, createServerCertificate } from './api/index.ts';
 import { removeOperatorFiles, writeControlEndpoint, writeOperatorCredential } from './api/operator-access.ts';
 import { createOperatorRoutes } from './api/operator-routes.ts';
+import { createOperatorSecretsRoutes, localOperator } from './api/operator-secrets-routes.ts';
 import { policyRoutes } from './api/policy-routes.ts';
-import { loadManifest } from '../config/load.ts';
-import { createEdgeRoutes } from './api/edge-routes.ts';
 import { createSecretsRoutes } from './api/secrets-routes.ts';
-import { openCertificateAuthority } from './ca/index.ts';
-import { PolicyStore } from './policy/policy-store.ts';
-import { SECRETS_FILES } from './secrets/defaults.ts';
-import { openJsonlAuditSink } from './secrets/local-audit-sink.ts';
-import { openServedSecrets } from './secrets/served.ts';
-import { createAuditRoutes } from './api/audit-routes.ts';
 import { AUDIT_DEFAULTS } from './audit/defaults.ts';
 import { connectAuditLog } from './audit/log.ts';
+import { openCertificateAuthority } from './ca/index.ts';
 import { createControlAudit } from './control-audit.ts';
+import { PolicyStore } from './policy/policy-store.ts';
+import { openServedSecrets } from './secrets/served.ts';
 
 /** File names in the control plane's data directory. */
 export const CONTROL_FILES = {
@@ -78,16 +77,15 @@ const ca = await openCertificateAuthority({
   },
 });
 
-// Secrets served to workloads (POST /v1/secrets/read), from the store `rampart secrets` writes, with the
-// manifest's grants. Audit seam: events go to the stand-in trail shared with the CLI; to switch to the
-// audit log, replace `audit: secretsAudit` with `audit: { append: (e) => auditLog.append([e]).then(() => {}) }`.
-const secretsAudit = await openJsonlAuditSink(join(runtime.dataDir, SECRETS_FILES.audit));
+// Secrets served to workloads (POST /v1/secrets/read) and to the operator (`rampart secrets` while this
+// runs), with the manifest's grants. Events go to the audit log with this process as reporter;
+// controlAudit.append rejects when an event is not durable, so such a read fails closed.
 const secrets = await openServedSecrets({
   dataDir: runtime.dataDir,
   manifest: runtime.manifestFile,
   kek,
   ...(store.kind === 'postgres' ? { postgres: store.url } : {}),
-  audit: secretsAudit,
+  audit: controlAudit,
   logger,
 });
 
@@ -121,6 +119,15 @@ const operatorRoutes = createOperatorRoutes({
   credential: operatorCredential,
   onRotated: (result) => {
     logger.info({ event: 'ca.rotation.forced', ...result }, 'certificate authority rotation forced by the operator');
+    // The admin action, by the local operator (the operator credential's owner); the CA's steps follow.
+    void controlAudit.record({
+      component: 'ca',
+      action: 'ca.rotate',
+      decision: 'allow',
+      resource: `spiffe://${runtime.trustDomain}`,
+      actor: localOperator(),
+      detail: { generation: result.generation, activated: result.activated, controlPlane: true },
+    });
     writeBundle();
     refreshTls();
   },
@@ -148,10 +155,11 @@ api = createControlApi({
   logger,
   routes: [
     operatorRoutes,
-    edgeRoutes,
-    createAuditRoutes({ log: auditLog, trustDomain: runtime.trustDomain }),
+    createOperatorSecretsRoutes({ secrets, credential: operatorCredential }),
     createSecretsRoutes({ secrets, trustDomain: runtime.trustDomain }),
     policyRoutes({ policy, trustDomain: runtime.trustDomain }),
+    edgeRoutes,
+    createAuditRoutes({ log: auditLog, trustDomain: runtime.trustDomain }),
   ],
   onRefusal: (refusal) => {
     logger.warn({ event: 'control.api.refused', ...refusal }, 'control plane request refused');
@@ -191,7 +199,6 @@ onShutdown(logger, async () => {
   policy.close();
   ca.close();
   await secrets.close();
-  await secretsAudit.close();
   await auditLog.close();
   removeOperatorFiles(runtime.dataDir);
   kek.destroy();

@@ -2,12 +2,17 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { describe, test } from 'node:test';
+import { runAudit } from '../../src/cli/audit.ts';
 import { runSecrets, SECRETS_FILES } from '../../src/cli/secrets.ts';
+import { openAuditDatabase } from '../../src/control/audit/database.ts';
+import { openAuditLog } from '../../src/control/audit/log.ts';
+import { queryEvents } from '../../src/control/audit/query.ts';
 import { SEC_ERRORS } from '../../src/control/secrets/errors.ts';
+import type { AuditEvent } from '../../src/core/audit-event.ts';
 import { createDevKek } from '../../src/core/kek.ts';
 import { leakForms } from './fixtures.ts';
 
@@ -28,11 +33,49 @@ class Capture extends Writable {
   }
 }
 
-/** A project directory with a development key, removed after the test. */
-function project(t: import('node:test').TestContext) {
+/** A manifest: the CLI takes the audit log's origin (`cli.test/rampart/audit`) from its trust domain. */
+const MANIFEST = `version: 1
+trustDomain: cli.test
+gateway:
+  listen: { host: 127.0.0.1, port: 8443 }
+  tls: off
+  trustedProxies: []
+  rateLimit: { store: memory }
+identity:
+  builtin: { port: 8444 }
+  audience: https://api.cli.test
+services:
+  api: { run: api.ts }
+`;
+
+/** A project directory (a manifest, no data directory yet), removed after the test. */
+function project(t: import('node:test').TestContext, options: { manifest?: boolean } = {}) {
   const cwd = mkdtempSync(join(tmpdir(), 'rampart-secrets-cli-'));
   t.after(() => rmSync(cwd, { recursive: true, force: true }));
+  if (options.manifest !== false) {
+    writeFileSync(join(cwd, 'rampart.yaml'), MANIFEST);
+    writeFileSync(join(cwd, 'api.ts'), '');
+  }
   return cwd;
+}
+
+/** The events of the project's audit log, oldest first, read as `rampart audit query` reads them. */
+function auditEvents(cwd: string): AuditEvent[] {
+  const db = openAuditDatabase(join(cwd, '.rampart/control/audit.db'), { readOnly: true });
+  try {
+    return queryEvents(db, { limit: 10_000 }).map((r) => {
+      assert.ok(r.event, `entry ${r.index} parses`);
+      return r.event;
+    });
+  } finally {
+    db.close();
+  }
+}
+
+/** `rampart audit verify` on the project's log: its exit code. */
+async function verifyAudit(cwd: string): Promise<number> {
+  const sink = new Capture();
+  return runAudit(['verify', '--data', join(cwd, '.rampart/control')], { stdout: sink, stderr: sink, cwd });
 }
 
 async function cli(
@@ -96,6 +139,27 @@ describe('rampart secrets (in process)', () => {
     for (const out of [await cli(cwd, ['list', '--json']), await cli(cwd, ['history', 'db-password'])]) {
       assert.ok(!out.stdout.includes(secret) && !out.stdout.includes('next-value'));
     }
+
+    // Every command is an admin event in the audit log, by the local account, and the log verifies.
+    const events = auditEvents(cwd);
+    const actions = events.map((e) => `${e.action}:${e.decision}`);
+    assert.deepEqual(actions.slice(0, 4), [
+      'secret.write:allow',
+      'secret.history:allow',
+      'secret.reveal:allow',
+      'secret.write:allow',
+    ]);
+    for (const action of ['secret.promote:allow', 'secret.rollback:allow', 'secret.list:allow']) {
+      assert.ok(actions.includes(action), action);
+    }
+    assert.equal(events.length, 12, 'one event per command');
+    assert.ok(events.every((e) => e.component === 'secrets' && e.actor?.subject === userInfo().username));
+    assert.ok(events.every((e) => /^secret:([0-9a-f]{64}|\*)$/.test(e.resource ?? '')));
+    const log = readFileSync(join(cwd, '.rampart/control/audit.db'));
+    for (const plaintext of [secret, 'next-value', 'db-password']) {
+      assert.equal(log.indexOf(plaintext), -1, `${plaintext} is not in the audit log`);
+    }
+    assert.equal(await verifyAudit(cwd), 0);
   });
 
   test('--file, --raw, and the trailing-newline rule', async (t) => {
@@ -138,7 +202,7 @@ describe('rampart secrets (in process)', () => {
     assert.match(other.stderr, /wrong_key/);
   });
 
-  test('rotate-kek: every version re-wrapped, the old key refused afterwards, the new one reads', async (t) => {
+  test('rotate-kek: every version re-wrapped and recorded; the old key refused afterwards', async (t) => {
     const cwd = project(t);
     assert.equal((await cli(cwd, ['set', 'db-password', '--create-dev-key'], 'one')).code, 0);
     assert.equal((await cli(cwd, ['set', 'db-password'], 'two')).code, 0);
@@ -146,11 +210,49 @@ describe('rampart secrets (in process)', () => {
     const r = await cli(cwd, ['rotate-kek', '--new-key-file', 'new.key']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /re-wrapped 2 data keys/);
-    assert.equal((await cli(cwd, ['list'])).code, 1, 'the old key no longer opens the store');
-    assert.equal(
-      (await cli(cwd, ['get', 'db-password', '--reveal', '--version', '1', '--key-file', 'new.key'])).stdout,
-      'one',
+    const old = await cli(cwd, ['list']);
+    assert.equal(old.code, 1, 'the old key no longer opens the store');
+    assert.match(old.stderr, /\[SEC_ERR_SEALED\]/);
+    assert.deepEqual(
+      auditEvents(cwd).map((e) => e.action),
+      ['secret.write', 'secret.write', 'secret.rotate_kek'],
+      'the rotation recorded in the log, under the old key',
     );
+    // The audit log's signing key stays wrapped by the old key (rotate-kek re-wraps data keys only):
+    // with the new key alone a command cannot be recorded, so it is refused and nothing is read.
+    const unrecorded = await cli(cwd, ['get', 'db-password', '--reveal', '--version', '1', '--key-file', 'new.key']);
+    assert.equal(unrecorded.code, 1);
+    assert.equal(unrecorded.stdout, '');
+    assert.match(unrecorded.stderr, /\[AUDIT_ERR_SEALED\]/);
+  });
+
+  test('no manifest, CA or audit log to take the trust domain from: refused, nothing created', async (t) => {
+    const cwd = project(t, { manifest: false });
+    const r = await cli(cwd, ['set', 'db-password', '--create-dev-key'], 'v');
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /no trust domain/);
+    assert.equal(existsSync(join(cwd, '.rampart')), false);
+  });
+
+  test('an audit log that cannot be written under this key: every command is refused and nothing changes', async (t) => {
+    const cwd = project(t);
+    assert.equal((await cli(cwd, ['set', 'db-password', '--create-dev-key'], 'kept')).code, 0);
+    // Replace the log by one whose signing key another KEK wraps (same origin): it opens under no key we hold.
+    const dataDir = join(cwd, '.rampart/control');
+    for (const suffix of ['', '-wal', '-shm']) rmSync(join(dataDir, `audit.db${suffix}`), { force: true });
+    const other = createDevKek(join(cwd, 'other.key')).kek;
+    await openAuditLog({ path: join(dataDir, 'audit.db'), origin: 'cli.test/rampart/audit', kek: other }).close();
+    other.destroy();
+    const set = await cli(cwd, ['set', 'db-password'], 'lost');
+    assert.equal(set.code, 1);
+    assert.match(set.stderr, /\[AUDIT_ERR_SEALED\]/);
+    const reveal = await cli(cwd, ['get', 'db-password', '--reveal']);
+    assert.equal(reveal.code, 1);
+    assert.equal(reveal.stdout, '', 'no value without its record');
+    assert.deepEqual(auditEvents(cwd), [], 'nothing appended');
+    // The store was not changed: with a fresh log the current value is still the first one.
+    for (const suffix of ['', '-wal', '-shm']) rmSync(join(dataDir, `audit.db${suffix}`), { force: true });
+    assert.equal((await cli(cwd, ['get', 'db-password', '--reveal'])).stdout, 'kept');
   });
 
   const usage: ReadonlyArray<readonly [string, string[], string | undefined, number, RegExp]> = [
@@ -213,7 +315,7 @@ describe('rampart secrets (in process)', () => {
 });
 
 describe('rampart secrets (a real process)', () => {
-  test('the plaintext appears nowhere: not in any output but --reveal, not in the data directory', (t) => {
+  test('the plaintext appears nowhere: not in any output but --reveal, not in the data directory', async (t) => {
     const cwd = project(t);
     const secrets = [`PLAIN-${randomBytes(10).toString('hex')}`, `PLAIN-${randomBytes(10).toString('hex')}`];
     const outputs: Buffer[] = [];
@@ -247,16 +349,21 @@ describe('rampart secrets (a real process)', () => {
 
     const dataDir = join(cwd, '.rampart/control');
     const files = readdirSync(dataDir).map((f) => join(dataDir, f));
-    assert.ok(files.some((f) => f.endsWith(SECRETS_FILES.audit)));
+    assert.ok(files.some((f) => f.endsWith('audit.db')));
     const everything = Buffer.concat([...outputs, ...files.map((f) => readFileSync(f))]);
     for (const secret of secrets) {
       for (const form of leakForms(Buffer.from(secret))) {
         assert.equal(everything.indexOf(form), -1, `${form.toString()} leaked`);
       }
     }
-    const audit = readFileSync(join(dataDir, SECRETS_FILES.audit), 'utf8').trim().split('\n');
-    assert.ok(audit.length >= 9);
-    assert.ok(!audit.join('\n').includes('payment-provider-key'), 'the audit trail names secrets by reference');
+    const events = auditEvents(cwd);
+    assert.ok(events.length >= 9, `${events.length} events`);
+    assert.ok(
+      events.some((e) => e.action === 'secret.promote' && e.decision === 'deny' && e.reason === 'SEC_ERR_LABEL'),
+      'the refused promote is recorded too',
+    );
+    assert.ok(!JSON.stringify(events).includes('payment-provider-key'), 'the audit log names secrets by reference');
+    assert.equal(await verifyAudit(cwd), 0);
   });
 
   test('rampart --help lists the secrets command', () => {

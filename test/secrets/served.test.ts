@@ -1,20 +1,32 @@
 /**
  * Secrets served to services, end to end under `rampart start`: a project with a service granted a
- * secret (`reader`) and one that is not (`outsider`). The secret is set with the CLI before the start and
- * rotated with it while the control plane runs (both open the same SQLite store); the reader sees each
- * version through `svc.secrets.get` over mTLS, the outsider gets 403 and the refusal is in the audit
- * trail. At the end the test plaintexts are searched, byte for byte and in every common encoding, in
+ * secret (`reader`) and one that is not (`outsider`). The secret is set with the CLI before the start
+ * (the CLI opens the store and the audit log itself) and rotated with it while the control plane runs
+ * (the CLI asks the control plane over its operator routes, and the control plane records the command);
+ * the reader sees each version through `svc.secrets.get` over mTLS, the outsider gets 403, and both are
+ * in the audit log. A wrong or missing operator credential is 401 and changes nothing. At the end the
+ * log verifies, and the test plaintexts are searched, byte for byte and in every common encoding, in
  * every file the system wrote (control plane, services, gateway data directories) and in every line any
- * process printed, the CLI's included: they appear nowhere.
+ * process printed, the CLI's included (but for the one `get --reveal`): they appear nowhere.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { runAudit } from '../../src/cli/audit.ts';
+import { CONTROL_API_ERRORS, controlRequest } from '../../src/control/api/index.ts';
+import { readControlEndpoint, readOperatorCredential } from '../../src/control/api/operator-access.ts';
+import { OPERATOR_SECRETS_ROUTES, operatorSecretsPath } from '../../src/control/api/operator-secrets-routes.ts';
+import { openAuditDatabase } from '../../src/control/audit/database.ts';
+import { queryEvents } from '../../src/control/audit/query.ts';
+import type { AuditEvent } from '../../src/core/audit-event.ts';
+import { isRampartError } from '../../src/core/errors.ts';
 import { startTestIssuer, type TestIssuer } from '../helpers/issuer.ts';
 import { freePort, pgrep, spawnTracked, type Tracked, waitForLine } from '../helpers/processes.ts';
 import { leakForms } from './fixtures.ts';
@@ -95,18 +107,22 @@ describe('secrets served over mTLS under rampart start', { timeout: 120_000 }, (
   const providerKey = Buffer.from(`sk_e2e_${randomBytes(24).toString('hex')}`);
   const controlDir = () => join(dir, '.rampart', 'control');
 
-  /** `rampart secrets <args>` with `stdin`, as an operator runs it; resolves when it has exited 0. */
-  const secretsCli = async (args: string[], stdin?: Buffer) => {
+  /**
+   * `rampart secrets <args>` with `stdin`, as an operator runs it; resolves when it has exited with
+   * `code` (default 0). Its output joins the plaintext search unless `revealed` (the one `get --reveal`).
+   */
+  const secretsCli = async (args: string[], stdin?: Buffer, options: { code?: number; revealed?: boolean } = {}) => {
     const run = spawnTracked(
       ctx,
       process.execPath,
       [join(root, 'bin', 'rampart.js'), 'secrets', ...args, '--data-dir', controlDir()],
       { cwd: root, env: { ...process.env, NO_COLOR: '1' } },
     );
-    cli.push(run);
+    if (!options.revealed) cli.push(run);
     run.child.stdin?.end(stdin);
     const status = await run.exited;
-    assert.equal(status.code, 0, `rampart secrets ${args.join(' ')}: ${run.stderr()}`);
+    assert.equal(status.code, options.code ?? 0, `rampart secrets ${args.join(' ')}: ${run.stderr()}`);
+    return run;
   };
 
   const get = async (path: string) => {
@@ -145,14 +161,16 @@ describe('secrets served over mTLS under rampart start', { timeout: 120_000 }, (
   });
 
   const digest = (value: Buffer) => createHash('sha256').update(value).digest('hex');
-  const auditTrail = () =>
-    readFileSync(join(controlDir(), 'secrets-audit.jsonl'), 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map(
-        (line) =>
-          JSON.parse(line) as { action: string; decision: string; reason: string; actor?: { spiffeId?: string } },
-      );
+  const CONTROL = 'spiffe://test.local/svc/control';
+  /** The audit log's events, read while the control plane writes it (WAL), as `rampart audit query` does. */
+  const auditTrail = (): AuditEvent[] => {
+    const db = openAuditDatabase(join(controlDir(), 'audit.db'), { readOnly: true });
+    try {
+      return queryEvents(db, { component: 'secrets', limit: 10_000 }).map((r) => r.event!);
+    } finally {
+      db.close();
+    }
+  };
 
   test('the granted service reads the secret through svc.secrets.get over mTLS', async () => {
     assert.deepEqual(await get('/reader/read'), { version: 1, sha256: digest(first) });
@@ -161,7 +179,8 @@ describe('secrets served over mTLS under rampart start', { timeout: 120_000 }, (
         (e) =>
           e.action === 'secret.read' &&
           e.decision === 'allow' &&
-          e.actor?.spiffeId === 'spiffe://test.local/svc/reader',
+          e.actor?.spiffeId === 'spiffe://test.local/svc/reader' &&
+          e.reporter === CONTROL,
       ),
     );
   });
@@ -174,9 +193,17 @@ describe('secrets served over mTLS under rampart start', { timeout: 120_000 }, (
           e.action === 'secret.read' &&
           e.decision === 'deny' &&
           e.reason === 'SEC_ERR_FORBIDDEN' &&
-          e.actor?.spiffeId === 'spiffe://test.local/svc/outsider',
+          e.actor?.spiffeId === 'spiffe://test.local/svc/outsider' &&
+          e.reporter === CONTROL,
       ),
     );
+  });
+
+  test('the CLI set before the start recorded its write in the audit log itself (no reporter)', () => {
+    const [write] = auditTrail();
+    assert.equal(write?.action, 'secret.write');
+    assert.equal(write?.actor?.subject, userInfo().username);
+    assert.equal(write?.reporter, undefined);
   });
 
   test('the control plane refuses a read without a client certificate (401)', async () => {
@@ -231,8 +258,18 @@ describe('secrets served over mTLS under rampart start', { timeout: 120_000 }, (
   });
 
   test('a rotation by the CLI while the control plane runs reaches the service (the cache follows it)', async () => {
+    const before = auditTrail().length;
     await secretsCli(['rotate', 'test-secret', '--raw'], second);
     await secretsCli(['promote', 'test-secret']);
+    // The control plane performed and recorded them: the local operator as actor, itself as reporter.
+    const recorded = auditTrail().slice(before);
+    assert.deepEqual(
+      recorded.map((e) => `${e.action}:${e.decision}:${e.actor?.subject}:${e.reporter}`),
+      [
+        `secret.write:allow:${userInfo().username}:${CONTROL}`,
+        `secret.promote:allow:${userInfo().username}:${CONTROL}`,
+      ],
+    );
     const deadline = Date.now() + 10_000;
     let seen = await get('/reader/read');
     while (seen.version !== 2 && Date.now() < deadline) {
@@ -242,16 +279,68 @@ describe('secrets served over mTLS under rampart start', { timeout: 120_000 }, (
     assert.deepEqual(seen, { version: 2, sha256: digest(second) });
   });
 
+  test('the CLI reads through the control plane while it runs; options it cannot honour are refused', async () => {
+    const list = await secretsCli(['list']);
+    assert.match(list.stdout(), /^test-secret\s+2\s+1\s+-\s+2\s/m);
+    const history = await secretsCli(['history', 'test-secret', '--json']);
+    assert.equal((JSON.parse(history.stdout()) as { versions: unknown[] }).versions.length, 2);
+    const revealed = await secretsCli(['get', 'test-secret', '--reveal'], undefined, { revealed: true });
+    assert.equal(revealed.stdout(), second.toString());
+    assert.equal(revealed.stderr(), '');
+    const refused = await secretsCli(['list', '--key-file', join(controlDir(), 'kek.key')], undefined, { code: 2 });
+    assert.match(refused.stderr(), /--key-file is for working without a running control plane/);
+    const kek = await secretsCli(['rotate-kek', '--new-key-file', join(controlDir(), 'kek.key')], undefined, {
+      code: 1,
+    });
+    assert.match(kek.stderr(), /stop it before rotate-kek/);
+    const actions = auditTrail().map((e) => e.action);
+    for (const action of ['secret.list', 'secret.history', 'secret.reveal']) assert.ok(actions.includes(action));
+  });
+
+  test('a wrong or missing operator credential: 401 from every operator secrets route, nothing changed', async () => {
+    const endpoint = readControlEndpoint(controlDir());
+    assert.ok(endpoint);
+    const target = {
+      url: `https://127.0.0.1:${endpoint.port}`,
+      bundle: readFileSync(join(controlDir(), 'bundle.pem'), 'utf8'),
+      trustDomain: 'test.local',
+    };
+    const real = readOperatorCredential(controlDir());
+    const before = auditTrail().length;
+    const body = { name: 'test-secret', value: Buffer.from('intruder').toString('base64') };
+    for (const bearer of [undefined, 'w'.repeat(43), `${real!.slice(0, -1)}${real!.endsWith('a') ? 'b' : 'a'}`]) {
+      for (const route of Object.values(OPERATOR_SECRETS_ROUTES)) {
+        await assert.rejects(
+          controlRequest(target, {
+            method: 'POST',
+            path: operatorSecretsPath(route),
+            body,
+            ...(bearer ? { bearer } : {}),
+          }),
+          (err: unknown) => isRampartError(err, CONTROL_API_ERRORS.unauthorized) && err.status === 401,
+        );
+      }
+    }
+    assert.equal(auditTrail().length, before, 'no secrets event: nothing was done');
+    const history = await secretsCli(['history', 'test-secret', '--json']);
+    assert.equal((JSON.parse(history.stdout()) as { secret: { latestVersion: number } }).secret.latestVersion, 2);
+  });
+
   test('the plaintexts appear in no data file, log or process output', async () => {
     await launcher.stop(10_000);
+    const report = new PassThrough();
+    const verified = await runAudit(['verify', '--data', controlDir()], { stdout: report, stderr: report, cwd: dir });
+    const text = String(report.read() ?? '');
+    assert.equal(verified, 0, text);
+    assert.match(text, /verified \d+ entries/);
     const files = filesUnder(join(dir, '.rampart'));
     assert.ok(
       files.some((f) => f.endsWith('secrets.db')),
       'the store was searched',
     );
     assert.ok(
-      files.some((f) => f.endsWith('secrets-audit.jsonl')),
-      'the audit trail was searched',
+      files.some((f) => f.endsWith('audit.db')),
+      'the audit log was searched',
     );
     assert.ok(
       files.some((f) => f.endsWith(join('reader', 'reader.db'))),

@@ -50,6 +50,13 @@ export const SECRETS_API_DEFAULTS = {
   maxLabelLength: 16,
   /** Longest `x-request-id` copied into audit events (the gateway's ids are 32 characters). */
   maxRequestIdLength: 128,
+  /**
+   * Longest base64 value an operator sends (api/operator-secrets-routes.ts): exactly the base64 length
+   * of the largest value, so an oversized one is a 400 before it is decoded.
+   */
+  maxOperatorValueChars: Math.ceil(SECRETS_DEFAULTS.maxValueBytes / 3) * 4,
+  /** Largest operator request body: that value plus the name and a few flags (under 200 bytes). */
+  maxOperatorBodyBytes: Math.ceil(SECRETS_DEFAULTS.maxValueBytes / 3) * 4 + 1024,
 } as const;
 
 /**
@@ -63,12 +70,10 @@ export const SECRET_NAME = /^[a-z][a-z0-9-]{0,62}$/;
 export const MAX_VERSION = 0x7fff_ffff;
 
 /**
- * File names in the control plane's data directory (`.rampart/control`), shared by the control plane,
- * which serves reads, and `rampart secrets`, which writes: both open the same SQLite store (WAL, every
- * write one `BEGIN IMMEDIATE` transaction, a busy timeout) and append to the same stand-in audit trail.
+ * File names in the control plane's data directory (`.rampart/control`): the store the control plane
+ * serves, which `rampart secrets` opens itself when no control plane runs. Events go to the audit log
+ * (`audit.db`, src/control/audit/defaults.ts).
  */
 export const SECRETS_FILES = {
   database: 'secrets.db',
-  /** Stand-in audit trail (local-audit-sink.ts) until the audit log's client is wired in. */
-  audit: 'secrets-audit.jsonl',
 } as const;

@@ -8,9 +8,9 @@
  * 5. audit.ts          events with HMAC references, fail-closed append
  * 6. store.ts          the storage interface; sqlite-store.ts (default), postgres-store.ts
  *
- * served.ts opens the service the control plane serves (api/secrets-routes.ts: `POST /v1/secrets/read`);
- * client-cache.ts is the SDK side (`secrets.get(name)`, src/sdk/secrets.ts); local-audit-sink.ts is the
- * stand-in audit sink of the CLI and the control plane until the audit log's client is wired in.
+ * served.ts opens the service the control plane serves (api/secrets-routes.ts: `POST /v1/secrets/read`;
+ * api/operator-secrets-routes.ts: the operator's commands), with the control plane's audit log as sink;
+ * client-cache.ts is the SDK side (`secrets.get(name)`, src/sdk/secrets.ts).
  */
 export { type AclManifest, compileSecretsAcl, type SecretsAcl } from './acl.ts';
 export {
@@ -26,9 +26,13 @@ export { type CachedSecret, createSecretCache, type SecretCache, type SecretCach
 export { SECRET_NAME, SECRETS_API_DEFAULTS, SECRETS_DEFAULTS, SECRETS_FILES } from './defaults.ts';
 export { SEC_ERRORS, type SecretsErrorCode } from './errors.ts';
 export { LABELS, type Label, type Labels } from './labels.ts';
-export { type JsonlAuditSink, openJsonlAuditSink } from './local-audit-sink.ts';
 export { openPostgresSecretsStore, type PostgresStoreOptions } from './postgres-store.ts';
-export { openServedSecrets, type ServedSecrets, type ServedSecretsOptions } from './served.ts';
+export {
+  type OperatorSecrets,
+  openServedSecrets,
+  type ServedSecrets,
+  type ServedSecretsOptions,
+} from './served.ts';
 export {
   openSecretsService,
   type RequestContext,

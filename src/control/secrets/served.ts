@@ -7,8 +7,8 @@ import { type AclManifest, compileSecretsAcl } from './acl.ts';
 import type { AuditSink } from './audit.ts';
 import { SECRETS_FILES } from './defaults.ts';
 import { SEC_ERRORS } from './errors.ts';
-import { openSecretsService, type SecretsService } from './service.ts';
 import { openPostgresSecretsStore } from './postgres-store.ts';
+import { openSecretsService, type SecretsService } from './service.ts';
 import { openSqliteSecretsStore } from './sqlite-store.ts';
 
 /** What the control plane needs to serve secrets to workloads. */
@@ -19,7 +19,10 @@ export interface ServedSecretsOptions {
   manifest: string | AclManifest;
   /** The control plane's KEK (the caller keeps ownership; the service does not destroy it). */
   kek: Kek;
-  /** Where read and write events go (today the stand-in trail; the audit log's client later). */
+  /**
+   * Where read and write events go: the control plane's audit log (control-audit.ts `append`, which
+   * rejects when the event is not durable, so a read without its record fails closed).
+   */
   audit: AuditSink;
   /** Where a store that cannot be opened is reported. */
   logger: Logger;
@@ -30,23 +33,30 @@ export interface ServedSecretsOptions {
   postgres?: string;
 }
 
-/** What the control plane serves from: the service's reads, or a refusal of every read. */
-export interface ServedSecrets extends Pick<SecretsService, 'read' | 'close'> {
-  /** Why every read is refused (the store could not be opened), or null when reads are served. */
+/** What the operator routes use (api/operator-secrets-routes.ts): `rampart secrets` while the control plane runs. */
+export type OperatorSecrets = Pick<SecretsService, 'set' | 'promote' | 'rollback' | 'reveal' | 'history' | 'list'>;
+
+/**
+ * What the control plane serves from: the service's reads and the operator's commands, or a refusal of
+ * every one of them.
+ */
+export interface ServedSecrets extends Pick<SecretsService, 'read' | 'close'>, OperatorSecrets {
+  /** Why every operation is refused (the store could not be opened), or null when they are served. */
   readonly unavailable: string | null;
 }
 
 /**
- * Opens the secrets service the control plane serves (`POST /v1/secrets/read`): the SQLite store in the
- * control plane's data directory, under the control plane's KEK, with the manifest's grants (deny by
- * default). The CLI opens the same file at the same time; that is safe because the store runs in WAL
- * mode (reads never wait for a writer), every write is one `BEGIN IMMEDIATE` transaction with a busy
- * timeout (writers queue), and a write commits with a compare-and-set on the labels it read, so two
- * writers never lose each other's change (SEC_ERR_CONFLICT instead). Grants are read once, at start:
+ * Opens the secrets service the control plane serves (`POST /v1/secrets/read` for workloads, the
+ * operator routes for `rampart secrets` while it runs): the SQLite store in the control plane's data
+ * directory, under the control plane's KEK, with the manifest's grants (deny by default). Every event
+ * goes to `audit`, the control plane's audit log. While the control plane runs the CLI asks it rather
+ * than opening the store, so the audit log keeps one writer; the store itself would tolerate a second
+ * writer (WAL, one `BEGIN IMMEDIATE` transaction per write with a busy timeout, and a compare-and-set
+ * on the labels it read: SEC_ERR_CONFLICT rather than a lost change). Grants are read once, at start:
  * a changed manifest takes effect when the control plane restarts.
  *
  * A store that cannot be opened (sealed under another KEK, damaged, a manifest that no longer loads)
- * does not stop the control plane: the CA keeps serving and every read is refused with the failure's
+ * does not stop the control plane: the CA keeps serving and every operation is refused with the failure's
  * code (503 SEC_ERR_SEALED, SEC_ERR_STORE, SEC_ERR_SCHEMA, or SEC_ERR_CONFIG), logged once here.
  */
 export async function openServedSecrets(options: ServedSecretsOptions): Promise<ServedSecrets> {
@@ -62,18 +72,38 @@ export async function openServedSecrets(options: ServedSecretsOptions): Promise<
       audit: options.audit,
       acl: compileSecretsAcl(manifest),
     });
-    return { read: (...args) => service.read(...args), close: () => service.close(), unavailable: null };
+    return {
+      read: (...args) => service.read(...args),
+      set: (...args) => service.set(...args),
+      promote: (...args) => service.promote(...args),
+      rollback: (...args) => service.rollback(...args),
+      reveal: (...args) => service.reveal(...args),
+      history: (...args) => service.history(...args),
+      list: (...args) => service.list(...args),
+      close: () => service.close(),
+      unavailable: null,
+    };
   } catch (err) {
     const code = isRampartError(err) && err.code.startsWith('SEC_ERR_') ? err.code : SEC_ERRORS.config;
-    options.logger.error({ err, code }, 'secrets store unavailable: every secret read is refused until it is fixed');
+    options.logger.error(
+      { err, code },
+      'secrets store unavailable: every secret operation is refused until it is fixed',
+    );
+    const refuse = async (): Promise<never> => {
+      // 503 whatever the cause: the store is down, the request is not wrong.
+      throw new RampartError(code, 'secrets store unavailable', {
+        status: 503,
+        detail: { reason: 'store unavailable' },
+      });
+    };
     return {
-      read: async () => {
-        // 503 whatever the cause: the store is down, the request is not wrong.
-        throw new RampartError(code, 'secrets store unavailable', {
-          status: 503,
-          detail: { reason: 'store unavailable' },
-        });
-      },
+      read: refuse,
+      set: refuse,
+      promote: refuse,
+      rollback: refuse,
+      reveal: refuse,
+      history: refuse,
+      list: refuse,
       close: async () => {},
       unavailable: code,
     };
