@@ -412,6 +412,11 @@ describe('verifyCsr: signature algorithms and proof of possession', () => {
       CA_ERRORS.csrSignature,
     ],
     [
+      'RSA, PSS parameters that are not RSASSA-PSS-params',
+      { key: 'rsa', algorithm: OID.pss, parameters: new Uint8Array([4, 2, 1, 2]).buffer, sign: pss('sha256', 32) },
+      CA_ERRORS.csrSignature,
+    ],
+    [
       // Negative salt lengths are OpenSSL's "digest length" (-1) and "auto-detect" (-2): never from a CSR.
       'RSA, PSS with a negative salt length (OpenSSL auto-detect)',
       { key: 'rsa', algorithm: OID.pss, parameters: pssParams('sha256', 'sha256', -2), sign: pss('sha256', 32) },
