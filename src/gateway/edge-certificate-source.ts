@@ -4,7 +4,7 @@ import { type ControlTarget, controlRequest } from '../control/api/client.ts';
 import type { SVID_RENEWAL_DEFAULTS } from '../control/api/defaults.ts';
 import type { EdgeCertificateResponse } from '../control/api/edge-routes.ts';
 import { apiError, CONTROL_API_ERRORS } from '../control/api/errors.ts';
-import { createRenewalSchedule } from '../control/api/renewal-schedule.ts';
+import { createRenewingCredential } from '../control/api/renewing-credential.ts';
 import { createWorkloadKey } from '../control/api/workload-key.ts';
 import { RampartError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
@@ -102,124 +102,46 @@ function splitPem(pem: string): string[] {
  * `rampart_gateway_edge_certificate_renewals_total{outcome}`, `rampart_gateway_edge_certificate_renewal_overdue`.
  */
 export function createEdgeCertificateSource(options: EdgeCertificateSourceOptions): EdgeCertificateSource {
-  const schedule = createRenewalSchedule({
-    renew: () => renew(),
-    timings: options.schedule,
-    clock: options.clock,
-    random: options.random,
-  });
-  const { clock } = schedule;
-  const { logger } = options;
-  const expiry = new Gauge({
-    name: 'rampart_gateway_edge_certificate_expiry_timestamp_seconds',
-    help: 'When the edge certificate from the local CA (tls: auto) expires (Unix seconds).',
-    registers: [options.registry],
-  });
-  const renewals = new Counter({
-    name: 'rampart_gateway_edge_certificate_renewals_total',
-    help: 'Edge certificate renewals attempted (tls: auto), by outcome (ok, error).',
-    labelNames: ['outcome'],
-    registers: [options.registry],
-  });
-  const overdue = new Gauge({
-    name: 'rampart_gateway_edge_certificate_renewal_overdue',
-    help: '1 when renewal keeps failing and less than a quarter of the edge certificate lifetime is left.',
-    registers: [options.registry],
-  });
-  const listeners: ((certificate: EdgeCertificate) => void)[] = [];
-  let certificate: EdgeCertificate | null = null;
-  let renewing: Promise<EdgeCertificate> | null = null;
-
+  const clock = options.clock ?? Date.now;
   const obtain = async (): Promise<EdgeCertificate> => {
     const key = await createWorkloadKey();
     const target = options.control();
     const res = await requestEdgeCertificate(target, options.credentials(), key.csrPem);
     return accept(res, key.keyPem, target.bundle, clock());
   };
-
-  const install = (next: EdgeCertificate) => {
-    certificate = next;
-    schedule.succeeded();
-    expiry.set(next.notAfter / 1000);
-    overdue.set(0);
-    for (const listener of listeners) {
-      try {
-        listener(next);
-      } catch (err) {
-        logger.error({ err }, 'edge certificate listener failed');
-      }
-    }
-  };
-
-  const renew = (): Promise<EdgeCertificate> => {
-    renewing ??= (async () => {
-      const current = certificate;
-      if (!current) throw apiError(CONTROL_API_ERRORS.unavailable, { reason: 'no edge certificate yet' });
-      try {
-        const next = await obtain();
-        renewals.inc({ outcome: 'ok' });
-        install(next);
-        logger.info({ names: next.names, notAfter: new Date(next.notAfter).toISOString() }, 'edge certificate renewed');
-        schedule.renewLater(next);
-        return next;
-      } catch (err) {
-        const { failures, remainingMs: left, overdue: late } = schedule.failed(current);
-        renewals.inc({ outcome: 'error' });
-        const code = err instanceof RampartError ? err.code : 'unknown';
-        if (late) {
-          overdue.set(1);
-          logger.error(
-            { code, failures, expiresInMs: left },
-            left > 0
-              ? 'edge certificate renewal keeps failing; the certificate expires soon'
-              : 'edge certificate expired; renewal keeps failing',
-          );
-        } else {
-          logger.warn({ code, failures, expiresInMs: left }, 'edge certificate renewal failed; retrying');
-        }
-        throw err;
-      } finally {
-        renewing = null;
-      }
-    })();
-    return renewing;
-  };
-
+  const certificate = createRenewingCredential<EdgeCertificate>({
+    names: { name: 'edge certificate', short: 'certificate', first: 'the edge certificate' },
+    obtainFirst: obtain,
+    obtainNext: obtain,
+    describe: (value) => ({ names: value.names }),
+    metrics: {
+      expiry: new Gauge({
+        name: 'rampart_gateway_edge_certificate_expiry_timestamp_seconds',
+        help: 'When the edge certificate from the local CA (tls: auto) expires (Unix seconds).',
+        registers: [options.registry],
+      }),
+      renewals: new Counter({
+        name: 'rampart_gateway_edge_certificate_renewals_total',
+        help: 'Edge certificate renewals attempted (tls: auto), by outcome (ok, error).',
+        labelNames: ['outcome'],
+        registers: [options.registry],
+      }),
+      overdue: new Gauge({
+        name: 'rampart_gateway_edge_certificate_renewal_overdue',
+        help: '1 when renewal keeps failing and less than a quarter of the edge certificate lifetime is left.',
+        registers: [options.registry],
+      }),
+    },
+    logger: options.logger,
+    timings: options.schedule,
+    clock,
+    random: options.random,
+  });
   return {
-    current() {
-      if (!certificate) throw apiError(CONTROL_API_ERRORS.unavailable, { reason: 'no edge certificate yet' });
-      return certificate;
-    },
-    onRenewed(listener) {
-      listeners.push(listener);
-    },
-    async start() {
-      const deadline = clock() + schedule.timings.firstSvidDeadlineMs;
-      for (;;) {
-        try {
-          install(await obtain());
-          break;
-        } catch (err) {
-          // A refusal (wrong identity, not `tls: auto`, bad names) will not change by retrying.
-          const retry = err instanceof RampartError && err.code === CONTROL_API_ERRORS.unavailable;
-          if (!retry || clock() >= deadline || schedule.closed) throw err;
-          const { failures, delayMs } = schedule.failedFirst();
-          logger.warn({ code: err.code, failures }, 'control plane unreachable; retrying for the edge certificate');
-          await new Promise((resolve) => setTimeout(resolve, delayMs));
-        }
-      }
-      const first = certificate as EdgeCertificate | null;
-      if (!first) throw apiError(CONTROL_API_ERRORS.unavailable, { reason: 'no edge certificate' });
-      logger.info(
-        { names: first.names, notAfter: new Date(first.notAfter).toISOString() },
-        'edge certificate obtained',
-      );
-      schedule.renewLater(first);
-      return first;
-    },
-    renewNow: renew,
-    close() {
-      schedule.close();
-    },
+    current: () => certificate.current(),
+    onRenewed: (listener) => certificate.onRenewed(listener),
+    start: () => certificate.start(),
+    renewNow: () => certificate.renewNow(),
+    close: () => certificate.close(),
   };
 }

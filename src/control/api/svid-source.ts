@@ -13,8 +13,8 @@ import {
 } from './client.ts';
 import type { SVID_RENEWAL_DEFAULTS } from './defaults.ts';
 import { apiError, CONTROL_API_ERRORS } from './errors.ts';
-import { createRenewalSchedule } from './renewal-schedule.ts';
-import { createWorkloadKey } from './workload-key.ts';
+import { createRenewingCredential } from './renewing-credential.ts';
+import { createWorkloadKey, type WorkloadKey } from './workload-key.ts';
 
 /** The SVID a workload holds now: what its TLS contexts are built from. */
 export interface CurrentSvid {
@@ -101,36 +101,51 @@ function acceptSvid(res: SvidResponse, keyPem: string, expectedId: string, trust
  * `rampart_svid_renewal_overdue`.
  */
 export function createSvidSource(options: SvidSourceOptions): SvidSource {
-  const schedule = createRenewalSchedule({
-    renew: () => renew(),
-    timings: options.schedule,
-    clock: options.clock,
-    random: options.random,
-  });
-  const { clock } = schedule;
   const { logger, expectedId } = options;
   // The control plane is trusted with the newest bundle we hold (its server certificate may come from
   // a CA that was published after we started).
   let control: ControlTarget = { ...options.control };
-  const expiry = new Gauge({
-    name: 'rampart_svid_expiry_timestamp_seconds',
-    help: 'When the current X509-SVID expires (Unix seconds).',
-    registers: [options.registry],
+  // The first key is generated once: a retry after a network failure reuses the same CSR.
+  let firstKey: WorkloadKey | null = null;
+  const svid = createRenewingCredential<CurrentSvid>({
+    names: { name: 'SVID', short: 'SVID', first: 'the first SVID' },
+    obtainFirst: async () => {
+      firstKey ??= await createWorkloadKey();
+      const res = await requestSvid(control, options.joinToken, firstKey.csrPem);
+      return acceptSvid(res, firstKey.keyPem, expectedId, control.trustDomain);
+    },
+    obtainNext: async (current) => {
+      const key = await createWorkloadKey();
+      const res = await requestRenewal(control, { cert: current.certificatePem, key: current.keyPem }, key.csrPem);
+      return acceptSvid(res, key.keyPem, expectedId, control.trustDomain);
+    },
+    describe: (value) => ({ spiffeId: value.spiffeId }),
+    onInstall: (value) => {
+      control = { ...control, bundle: value.bundlePem };
+    },
+    metrics: {
+      expiry: new Gauge({
+        name: 'rampart_svid_expiry_timestamp_seconds',
+        help: 'When the current X509-SVID expires (Unix seconds).',
+        registers: [options.registry],
+      }),
+      renewals: new Counter({
+        name: 'rampart_svid_renewals_total',
+        help: 'SVID renewals attempted, by outcome (ok, error).',
+        labelNames: ['outcome'],
+        registers: [options.registry],
+      }),
+      overdue: new Gauge({
+        name: 'rampart_svid_renewal_overdue',
+        help: '1 when renewal keeps failing and less than a quarter of the SVID lifetime is left.',
+        registers: [options.registry],
+      }),
+    },
+    logger,
+    timings: options.schedule,
+    clock: options.clock,
+    random: options.random,
   });
-  const renewals = new Counter({
-    name: 'rampart_svid_renewals_total',
-    help: 'SVID renewals attempted, by outcome (ok, error).',
-    labelNames: ['outcome'],
-    registers: [options.registry],
-  });
-  const overdue = new Gauge({
-    name: 'rampart_svid_renewal_overdue',
-    help: '1 when renewal keeps failing and less than a quarter of the SVID lifetime is left.',
-    registers: [options.registry],
-  });
-  const listeners: ((svid: CurrentSvid) => void)[] = [];
-  let svid: CurrentSvid | null = null;
-  let renewing: Promise<CurrentSvid> | null = null;
   let bundleTimer: NodeJS.Timeout | null = null;
 
   /**
@@ -140,21 +155,13 @@ export function createSvidSource(options: SvidSourceOptions): SvidSource {
    * rotation activate as soon as every holder has it.
    */
   const refreshBundle = async () => {
-    const current = svid;
-    if (!current || schedule.closed) return;
+    const current = svid.peek();
+    if (!current || svid.closed) return;
     try {
       const bundle = await requestBundle(control);
       if (bundle.sequence <= current.bundleSequence || typeof bundle.pem !== 'string') return;
       const next: CurrentSvid = { ...current, bundlePem: bundle.pem, bundleSequence: bundle.sequence };
-      svid = next;
-      control = { ...control, bundle: bundle.pem };
-      for (const listener of listeners) {
-        try {
-          listener(next);
-        } catch (err) {
-          logger.error({ err }, 'SVID listener failed');
-        }
-      }
+      svid.replace(next);
       logger.info({ sequence: bundle.sequence }, 'trust bundle updated');
       await acknowledgeBundle(control, { cert: next.certificatePem, key: next.keyPem }, bundle.sequence);
     } catch (err) {
@@ -162,93 +169,19 @@ export function createSvidSource(options: SvidSourceOptions): SvidSource {
     }
   };
 
-  const install = (next: CurrentSvid) => {
-    svid = next;
-    control = { ...control, bundle: next.bundlePem };
-    schedule.succeeded();
-    expiry.set(next.notAfter / 1000);
-    overdue.set(0);
-    for (const listener of listeners) {
-      try {
-        listener(next);
-      } catch (err) {
-        logger.error({ err }, 'SVID listener failed');
-      }
-    }
-  };
-
-  const renew = (): Promise<CurrentSvid> => {
-    renewing ??= (async () => {
-      const current = svid;
-      if (!current) throw apiError(CONTROL_API_ERRORS.unavailable, { reason: 'no SVID yet' });
-      try {
-        const key = await createWorkloadKey();
-        const res = await requestRenewal(control, { cert: current.certificatePem, key: current.keyPem }, key.csrPem);
-        const next = acceptSvid(res, key.keyPem, expectedId, control.trustDomain);
-        renewals.inc({ outcome: 'ok' });
-        install(next);
-        logger.info({ spiffeId: next.spiffeId, notAfter: new Date(next.notAfter).toISOString() }, 'SVID renewed');
-        schedule.renewLater(next);
-        return next;
-      } catch (err) {
-        const { failures, remainingMs: left, overdue: late } = schedule.failed(current);
-        renewals.inc({ outcome: 'error' });
-        const code = err instanceof RampartError ? err.code : 'unknown';
-        if (late) {
-          overdue.set(1);
-          logger.error(
-            { code, failures, expiresInMs: left },
-            left > 0 ? 'SVID renewal keeps failing; the SVID expires soon' : 'SVID expired; renewal keeps failing',
-          );
-        } else {
-          logger.warn({ code, failures, expiresInMs: left }, 'SVID renewal failed; retrying');
-        }
-        throw err;
-      } finally {
-        renewing = null;
-      }
-    })();
-    return renewing;
-  };
-
   return {
-    current() {
-      if (!svid) throw apiError(CONTROL_API_ERRORS.unavailable, { reason: 'no SVID yet' });
-      return svid;
-    },
-    onRenewed(listener) {
-      listeners.push(listener);
-    },
+    current: () => svid.current(),
+    onRenewed: (listener) => svid.onRenewed(listener),
     async start() {
-      const deadline = clock() + schedule.timings.firstSvidDeadlineMs;
-      // The key is generated once: a retry after a network failure reuses the same CSR.
-      const key = await createWorkloadKey();
-      for (;;) {
-        try {
-          const res = await requestSvid(control, options.joinToken, key.csrPem);
-          install(acceptSvid(res, key.keyPem, expectedId, control.trustDomain));
-          break;
-        } catch (err) {
-          // A refused token will not become valid: only an unreachable control plane is worth retrying.
-          const retry = err instanceof RampartError && err.code === CONTROL_API_ERRORS.unavailable;
-          if (!retry || clock() >= deadline || schedule.closed) throw err;
-          const { failures, delayMs } = schedule.failedFirst();
-          logger.warn({ code: err.code, failures }, 'control plane unreachable; retrying for the first SVID');
-          await new Promise((resolve) => setTimeout(resolve, delayMs));
-        }
-      }
-      const first = svid as CurrentSvid | null;
-      if (!first) throw apiError(CONTROL_API_ERRORS.unavailable, { reason: 'no SVID' });
-      logger.info({ spiffeId: first.spiffeId, notAfter: new Date(first.notAfter).toISOString() }, 'SVID obtained');
-      schedule.renewLater(first);
-      bundleTimer = setInterval(() => void refreshBundle(), schedule.timings.bundleRefreshMs);
+      const first = await svid.start();
+      bundleTimer = setInterval(() => void refreshBundle(), svid.timings.bundleRefreshMs);
       bundleTimer.unref();
       return first;
     },
-    renewNow: renew,
+    renewNow: () => svid.renewNow(),
     refreshBundle,
     close() {
-      schedule.close();
+      svid.close();
       if (bundleTimer) clearInterval(bundleTimer);
     },
   };
