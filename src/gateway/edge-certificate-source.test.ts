@@ -2,12 +2,11 @@ import assert from 'node:assert/strict';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { Registry } from 'prom-client';
-import { type ControlTarget, requestSvid } from '../control/api/client.ts';
+import type { ControlTarget } from '../control/api/client.ts';
 import { createEdgeRoutes } from '../control/api/edge-routes.ts';
 import { CONTROL_API_ERRORS } from '../control/api/errors.ts';
 import type { ApiRoutes } from '../control/api/request.ts';
-import { type ControlApi, createControlApi } from '../control/api/server.ts';
-import { createServerCertificate, type ServerCertificate } from '../control/api/server-certificate.ts';
+import { startTestControlPlane, type TestControlPlane } from '../control/api/testing.ts';
 import { createWorkloadKey } from '../control/api/workload-key.ts';
 import { openTestCa, type TestCa } from '../control/ca/testing.ts';
 import { isRampartError } from '../core/errors.ts';
@@ -21,43 +20,18 @@ import {
 const logger = createLogger({ name: 'gateway', level: 'silent' });
 const FAST = { retryInitialMs: 20, retryMaxMs: 50, firstSvidDeadlineMs: 400 };
 
-interface Served {
-  api: ControlApi;
-  cert: ServerCertificate;
-  target: ControlTarget;
-}
-
 /** A control API on the test CA with `routes` (the real edge route, or a misbehaving stand-in). */
-async function serve(t: TestCa, routes: ApiRoutes[]): Promise<Served> {
-  const cert = await createServerCertificate({ ca: t.ca, logger, onRenewed: () => {} });
-  const api = createControlApi({
-    ca: t.ca,
-    launcherCredential: 'l'.repeat(43),
-    credentials: () => cert.current(),
-    logger,
-    routes,
-  });
-  const port = await api.listen(0);
-  return {
-    api,
-    cert,
-    target: { url: `https://127.0.0.1:${port}`, bundle: t.ca.bundle().pem, trustDomain: 'shop.local' },
-  };
+function serve(t: TestCa, routes: ApiRoutes[]): Promise<TestControlPlane> {
+  return startTestControlPlane({ testCa: t, routes: () => routes });
 }
 
 describe('edge certificate source', () => {
   let t: TestCa;
   let other: TestCa;
-  let real: Served;
+  let real: TestControlPlane;
   let gateway: ClientCredentials;
   let catalog: ClientCredentials;
   const closers: (() => unknown)[] = [];
-
-  const svid = async (service: string): Promise<ClientCredentials> => {
-    const key = await createWorkloadKey();
-    const res = await requestSvid(real.target, t.ca.mintJoinToken(service).token, key.csrPem);
-    return { cert: res.certificate, key: key.keyPem };
-  };
 
   const source = (
     target: ControlTarget,
@@ -80,14 +54,13 @@ describe('edge certificate source', () => {
     real = await serve(t, [
       createEdgeRoutes({ ca: t.ca, trustDomain: 'shop.local', gateway: () => gatewaySection, logger }),
     ]);
-    gateway = await svid('gateway');
-    catalog = await svid('catalog');
+    gateway = await real.svid('gateway');
+    catalog = await real.svid('catalog');
   });
 
   after(async () => {
     for (const close of closers) await close();
-    real.cert.close();
-    await real.api.close();
+    await real.close();
     t.cleanup();
     other.cleanup();
   });
@@ -149,8 +122,7 @@ describe('edge certificate source', () => {
     const refused = source(real.target, () => catalog);
     await assert.rejects(refused.start(), (err) => isRampartError(err, CONTROL_API_ERRORS.forbidden));
     const closed = await serve(t, []);
-    closed.cert.close();
-    await closed.api.close();
+    await closed.close();
     const started = Date.now();
     const away = source(closed.target, () => gateway);
     await assert.rejects(away.start(), (err) => isRampartError(err, CONTROL_API_ERRORS.unavailable));
@@ -189,8 +161,7 @@ describe('edge certificate source', () => {
         const s = source(liar.target, () => gateway);
         await assert.rejects(s.start(), (err) => isRampartError(err, CONTROL_API_ERRORS.wrongIdentity));
       } finally {
-        liar.cert.close();
-        await liar.api.close();
+        await liar.close();
       }
     });
   }
@@ -210,8 +181,7 @@ describe('edge certificate source', () => {
       const s = source(liar.target, () => gateway, new Registry(), { ...FAST, firstSvidDeadlineMs: 0 });
       await assert.rejects(s.start(), (err) => isRampartError(err, CONTROL_API_ERRORS.unavailable));
     } finally {
-      liar.cert.close();
-      await liar.api.close();
+      await liar.close();
     }
   });
 });
