@@ -156,35 +156,15 @@ export interface CertificateReloaderOptions {
  * counted and ignored, and the previous certificate stays in service.
  */
 export function createCertificateReloader(options: CertificateReloaderOptions): CertificateReloader {
-  const { server, certFile, keyFile, logger } = options;
-  const metrics = certificateMetrics(options.registry);
-  let current = options.initial;
+  const { certFile, keyFile, logger } = options;
+  const swap = createCertificateSwap(options, 'reloaded');
   let timer: NodeJS.Timeout | undefined;
-  metrics.notAfter.set(current.notAfter.getTime() / 1000);
 
-  function reload(): CertificateReload {
-    let pair: CertificatePair;
-    try {
-      pair = loadCertificatePair(certFile, keyFile);
-    } catch (err) {
-      const code = err instanceof RampartError ? err.code : 'GW_ERR_TLS_REJECTED';
-      metrics.reloads.inc({ outcome: 'rejected' });
-      logger.error(
-        { code, file: (err as RampartError).detail?.['file'], err: (err as Error).cause ?? err },
-        'new TLS certificate refused; the previous one stays in service',
-      );
-      return { outcome: 'rejected', code };
-    }
-    if (pair.certPem === current.certPem && pair.keyPem === current.keyPem) {
-      return { outcome: 'unchanged', fingerprint: pair.fingerprint, notAfter: pair.notAfter };
-    }
-    server.setSecureContext(tlsServerOptions(pair, options.limits));
-    current = pair;
-    metrics.reloads.inc({ outcome: 'reloaded' });
-    metrics.notAfter.set(pair.notAfter.getTime() / 1000);
-    logger.info({ fingerprint: pair.fingerprint, notAfter: pair.notAfter.toISOString() }, 'TLS certificate reloaded');
-    return { outcome: 'reloaded', fingerprint: pair.fingerprint, notAfter: pair.notAfter };
-  }
+  const reload = (): CertificateReload =>
+    swap.apply(
+      () => loadCertificatePair(certFile, keyFile),
+      (err) => ({ file: (err as RampartError).detail?.['file'] }),
+    );
 
   const watchers: FSWatcher[] = [];
   if (options.watch !== false) {
@@ -204,7 +184,7 @@ export function createCertificateReloader(options: CertificateReloaderOptions): 
   }
 
   return {
-    current: () => current,
+    current: swap.current,
     reload,
     close() {
       clearTimeout(timer);
@@ -231,40 +211,60 @@ export interface CertificateInstaller extends CertificateReloader {
 export function createCertificateInstaller(
   options: Omit<CertificateReloaderOptions, 'certFile' | 'keyFile' | 'watch'>,
 ): CertificateInstaller {
+  const swap = createCertificateSwap(options, 'installed');
+  return {
+    current: swap.current,
+    reload: () => {
+      const current = swap.current();
+      return { outcome: 'unchanged', fingerprint: current.fingerprint, notAfter: current.notAfter };
+    },
+    install: (certPem, keyPem) => swap.apply(() => checkCertificatePair(certPem, keyPem)),
+    close() {},
+  };
+}
+
+/**
+ * What the files mode and `tls: auto` share: a pair that fails its check is counted and logged, and
+ * the one in service stays; a new pair is served to new handshakes (established connections keep
+ * theirs); the same pair again changes nothing.
+ */
+function createCertificateSwap(
+  options: Pick<CertificateReloaderOptions, 'server' | 'initial' | 'limits' | 'logger' | 'registry'>,
+  done: 'reloaded' | 'installed',
+) {
   const { server, logger } = options;
   const metrics = certificateMetrics(options.registry);
   let current = options.initial;
   metrics.notAfter.set(current.notAfter.getTime() / 1000);
-
-  function install(certPem: string, keyPem: string): CertificateReload {
-    let pair: CertificatePair;
-    try {
-      pair = checkCertificatePair(certPem, keyPem);
-    } catch (err) {
-      const code = err instanceof RampartError ? err.code : 'GW_ERR_TLS_REJECTED';
-      metrics.reloads.inc({ outcome: 'rejected' });
-      logger.error(
-        { code, err: (err as Error).cause ?? err },
-        'new TLS certificate refused; the previous one stays in service',
-      );
-      return { outcome: 'rejected', code };
-    }
-    if (pair.certPem === current.certPem && pair.keyPem === current.keyPem) {
-      return { outcome: 'unchanged', fingerprint: pair.fingerprint, notAfter: pair.notAfter };
-    }
-    server.setSecureContext(tlsServerOptions(pair, options.limits));
-    current = pair;
-    metrics.reloads.inc({ outcome: 'reloaded' });
-    metrics.notAfter.set(pair.notAfter.getTime() / 1000);
-    logger.info({ fingerprint: pair.fingerprint, notAfter: pair.notAfter.toISOString() }, 'TLS certificate installed');
-    return { outcome: 'reloaded', fingerprint: pair.fingerprint, notAfter: pair.notAfter };
-  }
-
   return {
-    current: () => current,
-    reload: () => ({ outcome: 'unchanged', fingerprint: current.fingerprint, notAfter: current.notAfter }),
-    install,
-    close() {},
+    current: (): CertificatePair => current,
+    /** Checks the pair `check` returns (or throws for) and serves it. Never throws. */
+    apply(
+      check: () => CertificatePair,
+      refusalDetail: (err: unknown) => Record<string, unknown> = () => ({}),
+    ): CertificateReload {
+      let pair: CertificatePair;
+      try {
+        pair = check();
+      } catch (err) {
+        const code = err instanceof RampartError ? err.code : 'GW_ERR_TLS_REJECTED';
+        metrics.reloads.inc({ outcome: 'rejected' });
+        logger.error(
+          { code, ...refusalDetail(err), err: (err as Error).cause ?? err },
+          'new TLS certificate refused; the previous one stays in service',
+        );
+        return { outcome: 'rejected', code };
+      }
+      if (pair.certPem === current.certPem && pair.keyPem === current.keyPem) {
+        return { outcome: 'unchanged', fingerprint: pair.fingerprint, notAfter: pair.notAfter };
+      }
+      server.setSecureContext(tlsServerOptions(pair, options.limits));
+      current = pair;
+      metrics.reloads.inc({ outcome: 'reloaded' });
+      metrics.notAfter.set(pair.notAfter.getTime() / 1000);
+      logger.info({ fingerprint: pair.fingerprint, notAfter: pair.notAfter.toISOString() }, `TLS certificate ${done}`);
+      return { outcome: 'reloaded', fingerprint: pair.fingerprint, notAfter: pair.notAfter };
+    },
   };
 }
 
