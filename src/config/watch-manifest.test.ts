@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger } from '../core/logger.ts';
-import { ManifestWatcher } from './watch-manifest.ts';
+import { ConfigError } from './config-error.ts';
+import { ManifestWatcher, manifestIssueFields } from './watch-manifest.ts';
 
 const logger = createLogger({ name: 'test', level: 'silent' });
 const dir = mkdtempSync(join(tmpdir(), 'rampart-watch-'));
@@ -88,5 +89,22 @@ describe('ManifestWatcher', () => {
     writeFileSync(file, 'version: 3\n');
     await sleep(300);
     assert.equal(changes.count, 0);
+  });
+});
+
+describe('manifestIssueFields', () => {
+  test('a refused manifest gives every issue code and the issues relative to its folder', () => {
+    const file = join(dir, 'rampart.yaml');
+    const issue = (code: string, line: number) => ({ code, path: 'services', message: 'm', file, line, column: 1 });
+    const fields = manifestIssueFields(new ConfigError([issue('CFG_ERR_A', 1), issue('CFG_ERR_B', 2)]), file);
+    assert.deepEqual(fields?.codes, ['CFG_ERR_A', 'CFG_ERR_B']);
+    assert.ok(fields?.issues.includes('rampart.yaml:1:1'), fields?.issues);
+    assert.ok(!fields?.issues.includes(dir), 'paths are relative to the manifest folder');
+  });
+
+  test('anything else is not an issue list', () => {
+    for (const err of [new Error('EACCES'), 'CFG_ERR_INVALID', undefined, null, { issues: [] }]) {
+      assert.equal(manifestIssueFields(err, join(dir, 'rampart.yaml')), null);
+    }
   });
 });

@@ -1,5 +1,21 @@
 import { type FSWatcher, watch } from 'node:fs';
+import { dirname } from 'node:path';
 import type { Logger } from '../core/logger.ts';
+import { ConfigError } from './config-error.ts';
+import { formatIssues } from './format.ts';
+
+/**
+ * The log fields of a reloaded manifest that failed to load: when it was refused as invalid, every
+ * issue's code and the issues as text (paths relative to the manifest's folder); null when it failed
+ * otherwise (unreadable, a bug), which the caller logs with the error itself.
+ */
+export function manifestIssueFields(err: unknown, file: string): { codes: string[]; issues: string } | null {
+  if (!(err instanceof ConfigError)) return null;
+  return {
+    codes: err.issues.map((issue) => issue.code),
+    issues: formatIssues(err.issues, { color: false, cwd: dirname(file) }),
+  };
+}
 
 export interface ManifestWatcherOptions {
   /** The manifest file. */

@@ -1,9 +1,7 @@
-import { dirname, join } from 'node:path';
-import { ConfigError } from '../../config/config-error.ts';
-import { formatIssues } from '../../config/format.ts';
+import { join } from 'node:path';
 import { loadManifest } from '../../config/load.ts';
 import type { Manifest } from '../../config/model.ts';
-import { ManifestWatcher } from '../../config/watch-manifest.ts';
+import { ManifestWatcher, manifestIssueFields } from '../../config/watch-manifest.ts';
 import type { Logger } from '../../core/logger.ts';
 import { Counter, Gauge, type Registry } from '../../core/metrics.ts';
 import { type CallerRules, compileSystemPolicy, policyDigest } from './compile.ts';
@@ -140,15 +138,9 @@ export class PolicyStore {
     } catch (err) {
       this.#refused();
       const kept = { trigger, keptVersion: this.#state?.version ?? null };
-      if (err instanceof ConfigError) {
-        logger.error(
-          {
-            ...kept,
-            codes: err.issues.map((issue) => issue.code),
-            issues: formatIssues(err.issues, { color: false, cwd: dirname(manifestFile) }),
-          },
-          'manifest refused: keeping the last good policy',
-        );
+      const issues = manifestIssueFields(err, manifestFile);
+      if (issues) {
+        logger.error({ ...kept, ...issues }, 'manifest refused: keeping the last good policy');
       } else {
         logger.error({ ...kept, err }, 'manifest load failed: keeping the last good policy');
       }

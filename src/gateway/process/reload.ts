@@ -1,10 +1,7 @@
 import { createHash } from 'node:crypto';
-import { dirname } from 'node:path';
-import { ConfigError } from '../../config/config-error.ts';
-import { formatIssues } from '../../config/format.ts';
 import { loadManifest } from '../../config/load.ts';
 import type { GatewayConfig, Manifest } from '../../config/model.ts';
-import { ManifestWatcher } from '../../config/watch-manifest.ts';
+import { ManifestWatcher, manifestIssueFields } from '../../config/watch-manifest.ts';
 import type { Logger } from '../../core/logger.ts';
 import { Counter, Gauge, type Registry } from '../../core/metrics.ts';
 import { GATEWAY_PROCESS_DEFAULTS } from './defaults.ts';
@@ -147,15 +144,9 @@ export class ConfigReloader {
       next = this.#load(file);
     } catch (err) {
       this.#refused();
-      if (err instanceof ConfigError) {
-        logger.error(
-          {
-            trigger,
-            codes: err.issues.map((issue) => issue.code),
-            issues: formatIssues(err.issues, { color: false, cwd: dirname(file) }),
-          },
-          'manifest reload refused: keeping the last good configuration',
-        );
+      const issues = manifestIssueFields(err, file);
+      if (issues) {
+        logger.error({ trigger, ...issues }, 'manifest reload refused: keeping the last good configuration');
       } else {
         logger.error({ err, trigger }, 'manifest reload failed: keeping the last good configuration');
       }
