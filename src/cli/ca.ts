@@ -242,29 +242,30 @@ async function rotateOffline(
   const origin = offlineAuditOrigin(dataDir);
   const kek = loadKek(source);
   try {
-    // The admin action goes to the audit log before anything changes (no record, no rotation), and the
+    // The CA opens first: it proves the KEK is the system's before the audit log is opened (or made)
+    // under it. The admin action is recorded before anything changes (no record, no rotation), the
     // CA's own steps after it; with no control plane running this process is the log's one writer.
-    const audit = await openOfflineAuditLog(dataDir, origin, kek);
+    const steps: CaEvent[] = [];
+    const ca = await openCertificateAuthority({
+      trustDomain,
+      databasePath: database,
+      kek,
+      signingThreads: 0,
+      onEvent: (event) => steps.push(event),
+    });
     try {
-      await audit.append(
-        createAuditEvent({
-          component: 'ca',
-          action: 'ca.rotate',
-          decision: 'allow',
-          resource: `spiffe://${trustDomain}`,
-          actor: localOperator(),
-          detail: { immediate: request.immediate === true, controlPlane: false },
-        }),
-      );
-      const steps: CaEvent[] = [];
-      const ca = await openCertificateAuthority({
-        trustDomain,
-        databasePath: database,
-        kek,
-        signingThreads: 0,
-        onEvent: (event) => steps.push(event),
-      });
+      const audit = await openOfflineAuditLog(dataDir, origin, kek);
       try {
+        await audit.append(
+          createAuditEvent({
+            component: 'ca',
+            action: 'ca.rotate',
+            decision: 'allow',
+            resource: `spiffe://${trustDomain}`,
+            actor: localOperator(),
+            detail: { immediate: request.immediate === true, controlPlane: false },
+          }),
+        );
         const result = await ca.rotateNow({ immediate: request.immediate === true });
         const file = join(dataDir, CONTROL_FILES.bundle);
         // As the control plane writes it: whole, then renamed.
@@ -275,10 +276,10 @@ async function rotateOffline(
         }
         return result;
       } finally {
-        ca.close();
+        await audit.close();
       }
     } finally {
-      await audit.close();
+      ca.close();
     }
   } finally {
     kek.destroy();

@@ -20,6 +20,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { runAudit } from '../../src/cli/audit.ts';
+import { runCa } from '../../src/cli/ca.ts';
 import { CONTROL_API_ERRORS, controlRequest } from '../../src/control/api/index.ts';
 import { readControlEndpoint, readOperatorCredential } from '../../src/control/api/operator-access.ts';
 import { OPERATOR_SECRETS_ROUTES, operatorSecretsPath } from '../../src/control/api/operator-secrets-routes.ts';
@@ -324,6 +325,26 @@ describe('secrets served over mTLS under rampart start', { timeout: 120_000 }, (
     assert.equal(auditTrail().length, before, 'no secrets event: nothing was done');
     const history = await secretsCli(['history', 'test-secret', '--json']);
     assert.equal((JSON.parse(history.stdout()) as { secret: { latestVersion: number } }).secret.latestVersion, 2);
+  });
+
+  test('rampart ca rotate through the running control plane is recorded with the operator as actor', async () => {
+    const out = new PassThrough();
+    const code = await runCa(['rotate', '--data-dir', controlDir()], { stdout: out, stderr: out, cwd: dir });
+    assert.equal(code, 0, String(out.read() ?? ''));
+    const rotations = () => {
+      const db = openAuditDatabase(join(controlDir(), 'audit.db'), { readOnly: true });
+      try {
+        return queryEvents(db, { action: 'ca.rotate' }).map((r) => r.event!);
+      } finally {
+        db.close();
+      }
+    };
+    const deadline = Date.now() + 5_000;
+    while (rotations().length === 0 && Date.now() < deadline) await delay(50);
+    const [rotation] = rotations();
+    assert.equal(rotation?.actor?.subject, userInfo().username);
+    assert.equal(rotation?.reporter, CONTROL);
+    assert.equal(rotation?.detail?.['controlPlane'], true);
   });
 
   test('the plaintexts appear in no data file, log or process output', async () => {
