@@ -17,12 +17,7 @@ import {
   requestSvid,
   type ServerCertificate,
 } from '../../src/control/api/index.ts';
-import {
-  type RawAnswer,
-  rawRequest,
-  startTestControlPlane,
-  type TestControlPlane,
-} from '../../src/control/api/testing.ts';
+import { rawJsonRequest, startTestControlPlane, type TestControlPlane } from '../../src/control/api/testing.ts';
 import { CA_ERRORS } from '../../src/control/ca/index.ts';
 import { openTestCa, type TestCa } from '../../src/control/ca/testing.ts';
 import { isRampartError } from '../../src/core/errors.ts';
@@ -32,20 +27,7 @@ import { svidIdentity } from '../../src/core/spiffe.ts';
 const CREDENTIAL = 'l'.repeat(43);
 
 /** A request the typed client would never send (wrong types, sizes, headers). Trusts the bundle only. */
-function raw(
-  target: ControlTarget,
-  method: string,
-  path: string,
-  body?: string | Buffer,
-  headers: Record<string, string> = {},
-): Promise<RawAnswer> {
-  return rawRequest(target, {
-    method,
-    path,
-    body,
-    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
-  });
-}
+const raw = rawJsonRequest;
 
 async function refusedWith(promise: Promise<unknown>, code: string): Promise<void> {
   await assert.rejects(promise, (err: unknown) => isRampartError(err, code));

@@ -6,26 +6,13 @@ import type { TestCa } from '../ca/testing.ts';
 import { type ControlTarget, controlRequest } from './client.ts';
 import { CONTROL_API_ERRORS } from './errors.ts';
 import { createOperatorRoutes } from './operator-routes.ts';
-import { type RawAnswer, rawRequest, startTestControlPlane, type TestControlPlane } from './testing.ts';
+import { rawJsonRequest, startTestControlPlane, type TestControlPlane } from './testing.ts';
 
 const OPERATOR = 'o'.repeat(43);
 const LAUNCHER = 'l'.repeat(43);
 
 /** A request the CLI would never send. Trusts the bundle only. */
-function raw(
-  target: ControlTarget,
-  method: string,
-  path: string,
-  body: string | Buffer | undefined,
-  headers: Record<string, string>,
-): Promise<RawAnswer> {
-  return rawRequest(target, {
-    method,
-    path,
-    body,
-    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
-  });
-}
+const raw = rawJsonRequest;
 
 describe('operator routes', () => {
   let plane: TestControlPlane;

@@ -130,6 +130,25 @@ export interface RawAnswer {
 }
 
 /**
+ * `method path` with `body` (typed `application/json` unless `headers` say otherwise) and `headers`,
+ * without a client certificate: see {@link rawRequest}.
+ */
+export function rawJsonRequest(
+  target: ControlTarget,
+  method: string,
+  path: string,
+  body?: string | Buffer,
+  headers: Record<string, string> = {},
+): Promise<RawAnswer> {
+  return rawRequest(target, {
+    method,
+    path,
+    body,
+    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+  });
+}
+
+/**
  * Sends `req` to the API of `target` over HTTPS on a fresh connection, trusting its bundle only. The
  * server's name is not checked: these requests test the server, not a client's check of it.
  */
