@@ -6,6 +6,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { describe, test } from 'node:test';
+import pg from 'pg';
 import { runAudit } from '../../src/cli/audit.ts';
 import { runSecrets, SECRETS_FILES } from '../../src/cli/secrets.ts';
 import { openAuditDatabase } from '../../src/control/audit/database.ts';
@@ -14,6 +15,7 @@ import { queryEvents } from '../../src/control/audit/query.ts';
 import { SEC_ERRORS } from '../../src/control/secrets/errors.ts';
 import type { AuditEvent } from '../../src/core/audit-event.ts';
 import { createDevKek } from '../../src/core/kek.ts';
+import { requireService } from '../helpers/require-service.ts';
 import { leakForms } from './fixtures.ts';
 
 const BIN = new URL('../../bin/rampart.js', import.meta.url).pathname;
@@ -224,6 +226,54 @@ describe('rampart secrets (in process)', () => {
     assert.equal(unrecorded.code, 1);
     assert.equal(unrecorded.stdout, '');
     assert.match(unrecorded.stderr, /\[AUDIT_ERR_SEALED\]/);
+  });
+
+  test('--postgres: the store and the audit log both in that database (control.store), the log verifies', async (t) => {
+    const server = await requireService(t, 'postgres');
+    if (server === null) return;
+    const database = `rampart_cli_test_${randomBytes(6).toString('hex')}`;
+    const admin = new pg.Client({ connectionString: server });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${database}`);
+    t.after(async () => {
+      await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+      await admin.end();
+    });
+    const url = new URL(server);
+    url.pathname = `/${database}`;
+    const cwd = project(t);
+    const secret = `pg-${randomBytes(8).toString('hex')}`;
+    const postgres = ['--postgres', url.href];
+    assert.equal((await cli(cwd, ['set', 'db-password', '--create-dev-key', ...postgres], secret)).code, 0);
+    assert.equal((await cli(cwd, ['get', 'db-password', '--reveal', ...postgres])).stdout, secret);
+    assert.equal(existsSync(join(cwd, '.rampart/control/audit.db')), false, 'no SQLite log beside it');
+    assert.equal(existsSync(join(cwd, '.rampart/control/secrets.db')), false);
+    const query = new Capture();
+    const code = await runAudit(['query', '--postgres', url.href, '--json'], { stdout: query, stderr: query, cwd });
+    assert.equal(code, 0, query.text());
+    const actions = query
+      .text()
+      .trim()
+      .split('\n')
+      .map((line) => (JSON.parse(line) as AuditEvent).action);
+    assert.deepEqual(actions, ['secret.write', 'secret.reveal']);
+    const verify = new Capture();
+    assert.equal(
+      await runAudit(['verify', '--postgres', url.href], { stdout: verify, stderr: verify, cwd }),
+      0,
+      verify.text(),
+    );
+    // Neither the value nor the name in the log's rows.
+    const reader = new pg.Client({ connectionString: url.href });
+    await reader.connect();
+    try {
+      const rows = await reader.query('SELECT entry FROM rampart_audit.entries');
+      const stored = Buffer.concat(rows.rows.map((r: { entry: Buffer }) => Buffer.from(r.entry)));
+      assert.equal(rows.rowCount, 2);
+      for (const plaintext of [secret, 'db-password']) assert.equal(stored.indexOf(plaintext), -1, plaintext);
+    } finally {
+      await reader.end();
+    }
   });
 
   test('no manifest, CA or audit log to take the trust domain from: refused, nothing created', async (t) => {
