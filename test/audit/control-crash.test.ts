@@ -1,0 +1,275 @@
+/**
+ * `kill -9` of the control plane during acknowledged audit writes, 10 times (issue 6 "Must show"),
+ * against the real process: src/control/main.ts started as the launcher starts it (its Node arguments
+ * under the permission model, its environment, a production KEK in RAMPART_KEK). A workload with its
+ * own SVID (join token from the launcher credential) posts batches of events to
+ * `POST /v1/audit/events` over mutual TLS, several in flight, and records every event the control
+ * plane acknowledged; the test SIGKILLs the control plane at a random moment after at least 500
+ * acknowledgements in that round and starts it again on the same data directory. Each new round first
+ * sends again the batches whose answer the kill cut off (as the audit client does): the log recognizes
+ * those it already had. After every kill, and at the end with `rampart audit verify` and a pinned key:
+ * every acknowledged event is in the log at the index its answer gave, no event is there twice, the
+ * whole log verifies.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { type TestContext, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { runAudit } from '../../src/cli/audit.ts';
+import type { EventsResponse } from '../../src/control/api/audit-routes.ts';
+import {
+  CONTROL_API_ERRORS,
+  type ControlTarget,
+  controlRequest,
+  createWorkloadKey,
+  requestJoinToken,
+  requestSvid,
+} from '../../src/control/api/index.ts';
+import { openAuditDatabase } from '../../src/control/audit/database.ts';
+import { AUDIT_DEFAULTS } from '../../src/control/audit/defaults.ts';
+import { AUDIT_ERRORS } from '../../src/control/audit/errors.ts';
+import type { VerifyReport } from '../../src/control/audit/verify.ts';
+import { verifyLogFile } from '../../src/control/audit/verify.ts';
+import { type AuditEvent, createAuditEvent } from '../../src/core/audit-event.ts';
+import { isRampartError } from '../../src/core/errors.ts';
+import type { ControlRuntime } from '../../src/core/runtime.ts';
+import { rampartPackageRoot, readableRoots } from '../../src/launcher/allow-list.ts';
+import { childEnv } from '../../src/launcher/child-env.ts';
+import { childCommand } from '../../src/launcher/command.ts';
+import type { PlannedProcess } from '../../src/launcher/plan.ts';
+import { freePort, spawnTracked, type Tracked, waitForHttp } from '../helpers/processes.ts';
+
+const ROUNDS = 10;
+const MIN_ACKS_PER_ROUND = 500;
+const MIN_ACKS_TOTAL = 5_000;
+/** Events per request and requests in flight: a kill always cuts some batches off mid-append. */
+const BATCH_EVENTS = 20;
+const IN_FLIGHT = 4;
+/** The emitting workload; an event's `component` must be its caller's own service name. */
+const SERVICE = 'orders';
+const ENTRY = join(import.meta.dirname, '../../src/control/main.ts');
+
+const MANIFEST = `
+trustDomain: shop.local
+gateway:
+  listen: { host: 127.0.0.1, port: 8080 }
+  tls: off
+identity:
+  external: { issuer: "https://idp.example.com", jwksUri: "http://127.0.0.1:1/jwks" }
+  audience: https://api.shop.local
+services:
+  ${SERVICE}:
+    run: services/${SERVICE}.ts
+    routes:
+      - { id: orders-list, path: /orders/**, methods: [GET], auth: { scopes: [orders] } }
+`;
+
+class Capture extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _encoding: string, done: () => void): void {
+    this.text += chunk.toString();
+    done();
+  }
+}
+
+/** A project directory laid out as `rampart start` lays it out, and the control plane's runtime in it. */
+async function project(t: TestContext) {
+  const dir = realpathSync(mkdtempSync(join(tmpdir(), 'rampart-control-crash-')));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'package.json'), '{"name":"scratch","private":true,"type":"module"}\n');
+  mkdirSync(join(dir, 'services'));
+  writeFileSync(join(dir, 'services', `${SERVICE}.ts`), '');
+  const manifestFile = join(dir, 'rampart.yaml');
+  writeFileSync(manifestFile, MANIFEST);
+  const dataRoot = join(dir, '.rampart');
+  const dataDir = join(dataRoot, 'control');
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const runtime: ControlRuntime = {
+    kind: 'control',
+    name: 'control',
+    dataDir,
+    adminPort: await freePort(),
+    manifestFile,
+    port: await freePort(),
+    launcherCredential: randomBytes(32).toString('base64url'),
+    trustDomain: 'shop.local',
+  };
+  const plan: PlannedProcess = { name: 'control', kind: 'control', entry: ENTRY, runtime, env: {} };
+  const { args } = childCommand(plan, { roots: readableRoots(dir, rampartPackageRoot()), dataRoot, fromSource: true });
+  const env = childEnv(runtime, {}, process.env, { RAMPART_KEK: randomBytes(32).toString('base64') });
+  return { dataDir, runtime, args, env };
+}
+
+/** Event id → the index the log stored it at, and the number of rows (to see that none is there twice). */
+function storedEvents(dataDir: string): { ids: Map<string, number>; rows: number } {
+  const db = openAuditDatabase(join(dataDir, AUDIT_DEFAULTS.databaseFile), { readOnly: true });
+  try {
+    const rows = db.prepare('SELECT idx, event_id FROM entries').all() as { idx: number; event_id: string }[];
+    return { ids: new Map(rows.map((row) => [row.event_id, Number(row.idx)])), rows: rows.length };
+  } finally {
+    db.close();
+  }
+}
+
+test('SIGKILL of the control plane process at random moments during acknowledged audit posts: nothing acknowledged is lost, none twice, the tree verifies', {
+  timeout: 150_000,
+}, async (t) => {
+  const { dataDir, runtime, args, env } = await project(t);
+  let control: Tracked;
+  const start = async () => {
+    control = spawnTracked(t, process.execPath, args, { cwd: dataDir, env });
+    try {
+      await waitForHttp(`http://127.0.0.1:${runtime.adminPort}/readyz`, undefined, 30_000);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n--- stderr ---\n${control.stderr()}\n${control.stdout()}`);
+    }
+  };
+
+  await start();
+  const target: ControlTarget = {
+    url: `https://127.0.0.1:${runtime.port}`,
+    bundle: readFileSync(join(dataDir, 'bundle.pem'), 'utf8'),
+    trustDomain: runtime.trustDomain,
+  };
+  const { token } = await requestJoinToken(target, runtime.launcherCredential, SERVICE);
+  const key = await createWorkloadKey();
+  const svid = await requestSvid(target, token, key.csrPem);
+  const client = { cert: svid.certificate, key: key.keyPem };
+
+  /** Every acknowledged event id, with the index its answer gave. */
+  const acknowledged = new Map<string, number>();
+  /** Batches sent whose answer never came (the kill): sent again in the next round. */
+  let cutOff: AuditEvent[][] = [];
+  let sequence = 0;
+  let resentStored = 0;
+  const rounds: string[] = [];
+  let verifierKey = '';
+
+  const post = (events: readonly AuditEvent[]) =>
+    controlRequest<EventsResponse>(target, { method: 'POST', path: '/v1/audit/events', body: { events }, ...client });
+  const record = (events: readonly AuditEvent[], answer: EventsResponse) => {
+    assert.equal(answer.acknowledged, events.length);
+    assert.equal(answer.indexes.length, events.length);
+    events.forEach((event, i) => {
+      assert.equal(acknowledged.has(event.id), false, 'an event acknowledged twice was sent twice');
+      acknowledged.set(event.id, answer.indexes[i]!);
+    });
+  };
+  const batch = (round: number) =>
+    Array.from({ length: BATCH_EVENTS }, () => {
+      const n = sequence++;
+      return createAuditEvent({
+        component: SERVICE,
+        action: 'http.request',
+        decision: n % 3 === 0 ? 'deny' : 'allow',
+        resource: `/orders/${n}`,
+        actor: { subject: `user-${n % 7}` },
+        requestId: `round-${round}-req-${n}`,
+        detail: { status: n % 3 === 0 ? 403 : 200, method: 'GET' },
+      });
+    });
+
+  for (let round = 1; round <= ROUNDS; round++) {
+    // The batches the last kill cut off: some, all or none of their events may be in the log; the
+    // answer counts those it had as duplicates, at their old indexes.
+    const before = storedEvents(dataDir).ids;
+    for (const events of cutOff) {
+      const answer = await post(events);
+      const already = events.filter((event) => before.has(event.id));
+      assert.equal(answer.duplicates, already.length);
+      for (const event of already) assert.equal(answer.indexes[events.indexOf(event)], before.get(event.id));
+      resentStored += already.length;
+      record(events, answer);
+    }
+    cutOff = [];
+
+    let killed = false;
+    let roundAcks = 0;
+    let proved = false;
+    const sender = async () => {
+      while (!killed) {
+        const events = batch(round);
+        try {
+          const answer = await post(events);
+          record(events, answer);
+          roundAcks += events.length;
+        } catch (err) {
+          // Before the kill every batch must be acknowledged; after it, none can be.
+          if (!killed) throw err;
+          assert.ok(isRampartError(err, CONTROL_API_ERRORS.unavailable), String(err));
+          cutOff.push(events);
+        }
+        if (!proved && roundAcks >= MIN_ACKS_PER_ROUND / 2) {
+          proved = true;
+          // An inclusion proof makes the log sign a checkpoint now (not only every minute), so that
+          // checkpoints made between kills are verified too. At most one per 10 s: a refusal is fine.
+          await controlRequest(target, {
+            method: 'POST',
+            path: '/v1/audit/proofs/inclusion',
+            body: { eventId: events[0]!.id },
+            ...client,
+          }).catch((err) => {
+            if (!killed && !isRampartError(err, AUDIT_ERRORS.range)) throw err;
+          });
+        }
+      }
+    };
+    const senders = Promise.all(Array.from({ length: IN_FLIGHT }, sender));
+    const deadline = Date.now() + 30_000;
+    while (roundAcks < MIN_ACKS_PER_ROUND) {
+      assert.ok(Date.now() < deadline, `round ${round}: only ${roundAcks} acknowledged\n${control!.stderr()}`);
+      await Promise.race([delay(5), senders]);
+    }
+    await delay(Math.floor(Math.random() * 250));
+    killed = true;
+    control!.signal('SIGKILL');
+    const status = await control!.exited;
+    assert.equal(status.signal, 'SIGKILL', control!.stderr());
+    await senders;
+    rounds.push(`round ${round}: ${roundAcks} acks, ${cutOff.length * BATCH_EVENTS} cut off`);
+
+    // Stopped: every acknowledged event is in the log where its answer said, none twice; it verifies.
+    const stored = storedEvents(dataDir);
+    assert.equal(stored.ids.size, stored.rows, `round ${round}: an event id is in the log twice`);
+    for (const [id, index] of acknowledged) {
+      assert.equal(stored.ids.get(id), index, `round ${round}: acknowledged event ${id} (index ${index}) lost`);
+    }
+    const report: VerifyReport = verifyLogFile(join(dataDir, AUDIT_DEFAULTS.databaseFile), {
+      verifierKeys: verifierKey === '' ? [] : [verifierKey],
+    });
+    assert.equal(report.ok, true, `round ${round}: ${JSON.stringify(report.problems)}`);
+    assert.equal(report.entries, stored.rows);
+    // Pinned from the first round on: every restart must sign with the same key.
+    verifierKey ||= report.verifierKeys[0]!;
+    assert.equal(report.keySource, round === 1 ? 'log' : 'trusted');
+
+    if (round < ROUNDS) await start();
+  }
+  t.diagnostic(rounds.join('; '));
+  assert.ok(acknowledged.size >= MIN_ACKS_TOTAL, `only ${acknowledged.size} acknowledged`);
+
+  // The operator's check, on the data directory with the pinned key.
+  const stdout = new Capture();
+  const stderr = new Capture();
+  const code = await runAudit(['verify', '--data', dataDir, '--key', verifierKey, '--json'], {
+    stdout,
+    stderr,
+    cwd: dataDir,
+  });
+  assert.equal(code, 0, stdout.text + stderr.text);
+  const final = JSON.parse(stdout.text) as VerifyReport;
+  assert.equal(final.ok, true);
+  assert.equal(final.firstBadIndex, null);
+  assert.equal(final.keySource, 'trusted');
+  assert.ok(final.checkpoints > 0, 'checkpoints were signed between the kills');
+  const stored = storedEvents(dataDir);
+  assert.equal(final.entries, stored.rows);
+  for (const [id, index] of acknowledged) assert.equal(stored.ids.get(id), index);
+  t.diagnostic(
+    `${acknowledged.size} acknowledged (${resentStored} of them stored before their answer was cut off, recognized when sent again), ${final.entries} in the log, ${final.checkpoints} checkpoints`,
+  );
+});
