@@ -184,10 +184,6 @@ async function execute(command: string, name: string, values: Values, io: Secret
   const env = io.env ?? process.env;
   const dataDir = resolve(io.cwd, values['data-dir'] ?? DEFAULT_DATA_DIR);
   const database = join(dataDir, SECRETS_FILES.database);
-  const writes = COMMANDS[command]!.writes;
-  if (values.postgres === undefined && !writes && !existsSync(database)) {
-    throw new CliFailure(`no secrets store in ${dataDir} (rampart secrets set creates one)`);
-  }
   // Parse everything the command needs before touching the store or reading a value.
   const rotationIntervalMs = values['rotate-every'] === undefined ? undefined : duration(values['rotate-every']);
   const selector = command === 'get' ? getSelector(values) : undefined;
@@ -235,6 +231,9 @@ async function executeOffline(
   },
 ): Promise<number> {
   const { env, dataDir, database, selector, rotationIntervalMs } = parsed;
+  if (values.postgres === undefined && !COMMANDS[command]!.writes && !existsSync(database)) {
+    throw new CliFailure(`no secrets store in ${dataDir} (rampart secrets set creates one)`);
+  }
   const keySource = kekSource(values, env, dataDir, io.cwd);
   if (values['create-dev-key'] && !('file' in keySource)) {
     throw new UsageError(`--create-dev-key makes a key file; $${KEK_ENV} is set`);
