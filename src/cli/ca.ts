@@ -20,7 +20,7 @@ import { createAuditEvent } from '../core/audit-event.ts';
 import { isRampartError } from '../core/errors.ts';
 import { KEK_ENV, KEK_ERRORS, type KekSource, loadKek } from '../core/kek.ts';
 import { ControlPlaneFailure, findControlPlane, operatorApi } from './control-plane-client.ts';
-import { offlineAuditOrigin, openOfflineAuditLog } from './offline-audit.ts';
+import { manifestPostgresStore, offlineAuditOrigin, openOfflineAuditLog } from './offline-audit.ts';
 
 /**
  * `rampart ca status|rotate`: the operator's view of the certificate authority. While a control plane
@@ -239,7 +239,9 @@ async function rotateOffline(
       : env[KEK_ENV]
         ? { env: KEK_ENV, environment: env }
         : { file: join(dataDir, CONTROL_FILES.kek) };
-  const origin = offlineAuditOrigin(dataDir);
+  // The audit log where the control plane keeps it: the manifest's control.store, else audit.db.
+  const postgres = manifestPostgresStore(dataDir);
+  const origin = offlineAuditOrigin(dataDir, postgres !== undefined);
   const kek = loadKek(source);
   try {
     // The CA opens first: it proves the KEK is the system's before the audit log is opened (or made)
@@ -254,7 +256,7 @@ async function rotateOffline(
       onEvent: (event) => steps.push(event),
     });
     try {
-      const audit = await openOfflineAuditLog(dataDir, origin, kek);
+      const audit = await openOfflineAuditLog(dataDir, origin, kek, postgres);
       try {
         await audit.append(
           createAuditEvent({

@@ -21,6 +21,28 @@ export interface OfflineAuditLog {
   close(): Promise<void>;
 }
 
+/** The manifest of the project a data directory belongs to, as `rampart start` lays it out. */
+function projectManifest(dataDir: string): string {
+  return resolve(dataDir, '..', '..', 'rampart.yaml');
+}
+
+/**
+ * Where the control plane keeps its audit log and secrets when the operator did not say (`--postgres`):
+ * the PostgreSQL URL of the project manifest's `control.store`, or undefined for the data directory's
+ * files (no manifest there, one that does not load, or `sqlite`). The URL may hold a password: never
+ * print it.
+ */
+export function manifestPostgresStore(dataDir: string): string | undefined {
+  const file = projectManifest(dataDir);
+  if (!existsSync(file)) return undefined;
+  try {
+    const store = loadManifest(file).control?.store;
+    return store?.kind === 'postgres' ? store.url : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Checkpoint origin of a system's log, as the control plane opens it (src/control/main.ts). */
 function originOf(trustDomain: string): string {
   return `${trustDomain}/rampart/audit`;
@@ -47,7 +69,7 @@ export function offlineAuditOrigin(dataDir: string, inPostgres = false): string 
   }
   const caFile = join(dataDir, 'ca.db');
   if (existsSync(caFile)) return originOf(readCaStatus({ databasePath: caFile }).trustDomain);
-  const manifestFile = resolve(dataDir, '..', '..', 'rampart.yaml');
+  const manifestFile = projectManifest(dataDir);
   if (existsSync(manifestFile)) return originOf(loadManifest(manifestFile).trustDomain);
   throw new ControlPlaneFailure(
     `no audit log in ${dataDir} and no trust domain to start one with (no ca.db there, no ${manifestFile}):` +

@@ -31,7 +31,12 @@ import type { SecretRecord } from '../control/secrets/store.ts';
 import { isRampartError } from '../core/errors.ts';
 import { createDevKek, KEK_ENV, type Kek, type KekSource, loadKek } from '../core/kek.ts';
 import { ControlPlaneFailure, findControlPlane, type OperatorApi, operatorApi } from './control-plane-client.ts';
-import { type OfflineAuditLog, offlineAuditOrigin, openOfflineAuditLog } from './offline-audit.ts';
+import {
+  manifestPostgresStore,
+  type OfflineAuditLog,
+  offlineAuditOrigin,
+  openOfflineAuditLog,
+} from './offline-audit.ts';
 
 /**
  * `rampart secrets …`: the operator's side of the secrets module, on a control plane's data directory
@@ -78,9 +83,10 @@ Commands:
 Options:
   --data-dir <dir>       the control plane's data directory (default ${DEFAULT_DATA_DIR})
   --key-file <path>      key-encryption key file (default: $${KEK_ENV} if set, else <data-dir>/${SECRETS_FILES.devKey})
-  --postgres <url>       the control plane's PostgreSQL store (manifest control.store): the secrets
-                         (schema ${SECRETS_DEFAULTS.postgresSchema}) and the audit log there instead of
-                         <data-dir>/${SECRETS_FILES.database} and <data-dir>/audit.db
+  --postgres <url>       the control plane's PostgreSQL store: the secrets (schema
+                         ${SECRETS_DEFAULTS.postgresSchema}) and the audit log there instead of
+                         <data-dir>/${SECRETS_FILES.database} and <data-dir>/audit.db (default: the
+                         project manifest's control.store, <data-dir>/../../rampart.yaml)
   --file <path>          set, rotate: read the value from a file instead of stdin
   --raw                  set, rotate: keep the value's bytes exactly (default: drop one trailing newline)
   --rotate-every <n>     set, rotate: rotation interval, e.g. 90d, 12h, 30m
@@ -231,7 +237,8 @@ async function executeOffline(
   },
 ): Promise<number> {
   const { env, dataDir, database, selector, rotationIntervalMs } = parsed;
-  if (values.postgres === undefined && !COMMANDS[command]!.writes && !existsSync(database)) {
+  const inFiles = values.postgres === undefined && manifestPostgresStore(dataDir) === undefined;
+  if (inFiles && !COMMANDS[command]!.writes && !existsSync(database)) {
     throw new CliFailure(`no secrets store in ${dataDir} (rampart secrets set creates one)`);
   }
   const keySource = kekSource(values, env, dataDir, io.cwd);
@@ -239,7 +246,9 @@ async function executeOffline(
     throw new UsageError(`--create-dev-key makes a key file; $${KEK_ENV} is set`);
   }
   // The log's origin before anything is created: a command that cannot be recorded changes nothing.
-  const origin = offlineAuditOrigin(dataDir, values.postgres !== undefined);
+  // The store the control plane uses: --postgres, else the manifest's control.store, else the files.
+  const postgres = values.postgres ?? manifestPostgresStore(dataDir);
+  const origin = offlineAuditOrigin(dataDir, postgres !== undefined);
   if (values['create-dev-key'] && 'file' in keySource) {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     createDevKek(keySource.file).kek.destroy();
@@ -266,14 +275,14 @@ async function executeOffline(
       },
     };
     const store =
-      values.postgres !== undefined
-        ? await openPostgresSecretsStore({ connectionString: values.postgres })
+      postgres !== undefined
+        ? await openPostgresSecretsStore({ connectionString: postgres })
         : openSqliteSecretsStore({ path: database });
     // The CLI acts as an operator; services read over mTLS, so the operator's ACL grants nothing.
     const acl = compileSecretsAcl({ trustDomain: 'cli.invalid', services: {}, secrets: {} });
     const service = await openSecretsService({ store, kek, audit, acl });
     try {
-      log = await openOfflineAuditLog(dataDir, origin, kek, values.postgres);
+      log = await openOfflineAuditLog(dataDir, origin, kek, postgres);
       try {
         if (command === 'rotate-kek') return await rotateKek(service, newKek!, keySource, io);
         return await run(command, name, {

@@ -257,6 +257,12 @@ describe('rampart secrets (in process)', () => {
       .split('\n')
       .map((line) => (JSON.parse(line) as AuditEvent).action);
     assert.deepEqual(actions, ['secret.write', 'secret.reveal']);
+    // Without the flag, the project manifest's control.store says where the store and the log are.
+    writeFileSync(join(cwd, 'rampart.yaml'), `${MANIFEST}control:\n  store: { postgres: "${url.href}" }\n`);
+    const listed = await cli(cwd, ['list']);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^db-password\s+1\s/m);
+    assert.equal(existsSync(join(cwd, '.rampart/control/audit.db')), false, 'still no SQLite log');
     const verify = new Capture();
     assert.equal(
       await runAudit(['verify', '--postgres', url.href], { stdout: verify, stderr: verify, cwd }),
@@ -269,7 +275,7 @@ describe('rampart secrets (in process)', () => {
     try {
       const rows = await reader.query('SELECT entry FROM rampart_audit.entries');
       const stored = Buffer.concat(rows.rows.map((r: { entry: Buffer }) => Buffer.from(r.entry)));
-      assert.equal(rows.rowCount, 2);
+      assert.equal(rows.rowCount, 3);
       for (const plaintext of [secret, 'db-password']) assert.equal(stored.indexOf(plaintext), -1, plaintext);
     } finally {
       await reader.end();
