@@ -74,7 +74,8 @@ Options:
 With a control plane running (it writes <data-dir>/${OPERATOR_FILES.endpoint}), both commands go
 through its API, authenticated by <data-dir>/${OPERATOR_FILES.credential} (mode 0600: whoever can read
 the data directory operates the system). Without one, status reads <data-dir>/${CONTROL_FILES.ca}
-read-only and rotate opens it with the KEK.
+read-only and rotate opens it with the KEK. Either way a rotation is recorded in the audit log
+(ca.rotate, with you as actor).
 
 Exit codes: 0 ok; 1 failed, or (status) a warning that means an outage is coming:
   ${[...OUTAGE_WARNINGS].join(', ')}
