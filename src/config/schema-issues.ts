@@ -387,6 +387,11 @@ function kindHint(k: SchemaKind | undefined, value: unknown): string | undefined
       return 'omit `auth` to require a valid token, write `none` for a public route, or `{ scopes: [...], roles: [...] }`';
     case 'rate':
       return RATE_LIMIT_HINT;
+    case 'store':
+      // A URL written where the map goes: say the shape (the value itself may hold a password).
+      return text !== undefined && /^postgres(ql)?:\/\//i.test(text)
+        ? 'a database is a map: write `store: { postgres: "<url>" }`'
+        : undefined;
     case 'pattern':
       return 'a pattern is a canonical path starting with `/`; `*` matches one segment, a final `**` the rest';
     case 'env':

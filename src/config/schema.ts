@@ -31,7 +31,8 @@ export type SchemaKind =
   | 'trustDomain'
   | 'scope'
   | 'origin'
-  | 'header';
+  | 'header'
+  | 'store';
 
 type Json = { [key: string]: unknown };
 
@@ -538,7 +539,7 @@ const databaseStore = (description: string, sqlite: string, postgres: string): J
   description: `${description} Keep passwords out of the manifest: use trust, peer or certificate authentication for the database.`,
   default: DEFAULTS.databaseStore,
   oneOf: [
-    { title: 'SQLite', description: sqlite, type: 'string', const: DEFAULTS.databaseStore },
+    kind('store', { title: 'SQLite', description: sqlite, type: 'string', const: DEFAULTS.databaseStore }),
     {
       title: 'PostgreSQL',
       description: postgres,

@@ -136,6 +136,14 @@ describe('control.store', () => {
     }
   });
 
+  test('a URL written where the map goes gets a hint with the shape', () => {
+    const [issue] = issuesOf(() => manifest('control: { store: "postgres://h/d" }'));
+    assert.equal(issue?.code, ISSUE.VALUE);
+    assert.match(issue?.hint ?? '', /\{ postgres: /);
+    const [other] = issuesOf(() => manifest('control: { store: mysql }'));
+    assert.doesNotMatch(other?.hint ?? '', /\{ postgres: /);
+  });
+
   test('a password in a refused URL is never repeated in the issue', () => {
     for (const control of [
       `control: { store: { postgres: "mysql://u:${PASSWORD}@h/d" } }`,
