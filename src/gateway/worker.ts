@@ -53,9 +53,15 @@ export async function serveGatewayWorker(port: MessagePort, data: WorkerData, ex
   // With an SVID (a control plane exists), every upstream hop is mutual TLS to the service's SPIFFE ID;
   // renewals from the main thread arrive on a broadcast channel.
   const spiffe = data.runtime.workloadSvid ? createSpiffeConnect(data.runtime.workloadSvid) : null;
+  let svidHeld = data.runtime.workloadSvid?.certificatePem;
+  const installSvid = (next: WorkloadSvid) => {
+    if (!spiffe || next.certificatePem === svidHeld) return;
+    svidHeld = next.certificatePem;
+    spiffe.update(next);
+  };
   const svidChannel = spiffe ? new BroadcastChannel(GATEWAY_SVID_CHANNEL) : null;
-  if (svidChannel && spiffe) {
-    svidChannel.onmessage = (event) => spiffe.update((event as { data: WorkloadSvid }).data);
+  if (svidChannel) {
+    svidChannel.onmessage = (event) => installSvid((event as { data: WorkloadSvid }).data);
     svidChannel.unref();
   }
   const upstream = createUpstreamTransports(
@@ -99,8 +105,16 @@ export async function serveGatewayWorker(port: MessagePort, data: WorkerData, ex
     edgeChannel.unref();
   }
   const gateway = createGateway(depsFor(data.manifest), undefined, edgeCertificate ? { edgeCertificate } : {});
-  installEdge = (next) => gateway.installCertificate(next.certPem, next.keyPem);
-  if (edgeCertificate && edgeCertificate !== data.runtime.edgeCertificate) installEdge(edgeCertificate);
+  installEdge = (next) => {
+    if (next.certPem === edgeCertificate?.certPem) return;
+    edgeCertificate = next;
+    gateway.installCertificate(next.certPem, next.keyPem);
+  };
+  if (edgeCertificate && edgeCertificate !== data.runtime.edgeCertificate) {
+    const pending = edgeCertificate;
+    edgeCertificate = data.runtime.edgeCertificate;
+    installEdge(pending);
+  }
   gateway.server.on('request', () => served.inc(workerLabel));
   const { host, port: listenPort } = data.manifest.gateway.listen;
   const bound = await gateway.listen(host, listenPort, { reusePort: data.reusePort });
@@ -111,6 +125,10 @@ export async function serveGatewayWorker(port: MessagePort, data: WorkerData, ex
 
   port.on('message', (message: ToWorker) => {
     switch (message.type) {
+      case 'credentials':
+        if (message.workloadSvid) installSvid(message.workloadSvid);
+        if (message.edgeCertificate && edgeChannel) installEdge(message.edgeCertificate);
+        return;
       case 'metrics':
         void registry.getMetricsAsJSON().then((json) => post({ type: 'metrics', id: message.id, metrics: json }));
         return;

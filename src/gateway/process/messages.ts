@@ -1,6 +1,6 @@
 import type { Registry } from 'prom-client';
 import type { Manifest } from '../../config/model.ts';
-import type { GatewayRuntime } from '../../core/runtime.ts';
+import type { EdgeCertificatePem, GatewayRuntime, WorkloadSvid } from '../../core/runtime.ts';
 import type { SharedTableTransferable } from '../rate-limit/shared-table.ts';
 
 /**
@@ -26,6 +26,12 @@ export interface WorkerData {
 
 export type ToWorker =
   | { type: 'reconfigure'; generation: number; manifest: Manifest }
+  /**
+   * The current SVID and edge certificate, sent once a worker listens: a renewal broadcast between the
+   * worker's creation (its `workerData`) and the moment it opened its broadcast channels never reached
+   * it. The worker installs whichever differs from what it holds.
+   */
+  | { type: 'credentials'; workloadSvid?: WorkloadSvid; edgeCertificate?: EdgeCertificatePem }
   | { type: 'metrics'; id: number }
   | { type: 'drain'; graceMs: number };
 

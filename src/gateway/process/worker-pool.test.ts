@@ -51,7 +51,7 @@ function pool(t: { after(fn: () => unknown): void }, mode: string, size = 2, inT
     inThread,
   });
   t.after(() => workers.drain(500));
-  return { workers, decisions, gaveUp, registry };
+  return { workers, decisions, gaveUp, registry, runtime };
 }
 
 const metric = async (registry: Registry, name: string, labels: Record<string, string> = {}) =>
@@ -75,6 +75,20 @@ describe('gateway worker pool', () => {
     assert.equal(workers.ready(), false);
     assert.deepEqual(workers.threadIds(), [null, null, null]);
     assert.equal(decisions.length, 3, 'each worker handed over its last events before exiting');
+  });
+
+  test('a worker that listens is sent the current credentials: a renewal during its start is not lost', async (t) => {
+    const { workers, decisions, runtime } = pool(t, 'ok', 2);
+    runtime.edgeCertificate = { certPem: 'first', keyPem: 'k1' };
+    const started = workers.start();
+    // Renewed after the workers were created (their workerData holds 'first'), before they listen.
+    runtime.edgeCertificate = { certPem: 'renewed', keyPem: 'k2' };
+    await started;
+    const deadline = Date.now() + 5_000;
+    while (decisions.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const seen = decisions.map((line) => JSON.parse(line) as { startedWith: string; credentials: string });
+    assert.equal(seen.length, 2);
+    for (const s of seen) assert.deepEqual([s.startedWith, s.credentials], ['first', 'renewed']);
   });
 
   test('a worker that crashes is counted and restarted in its slot', async (t) => {

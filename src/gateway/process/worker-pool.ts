@@ -289,9 +289,15 @@ export class WorkerPool {
 
   #onMessage(slot: Slot, message: FromWorker): void {
     switch (message.type) {
-      case 'listening':
+      case 'listening': {
         if (slot.state === 'starting') slot.state = 'listening';
+        // The runtime object is the main thread's, updated on every renewal: its values are current.
+        const { workloadSvid, edgeCertificate } = this.#options.runtime;
+        if ((workloadSvid || edgeCertificate) && slot.worker) {
+          this.#post(slot.worker, { type: 'credentials', workloadSvid, edgeCertificate });
+        }
         return;
+      }
       case 'decisions':
         this.#options.onDecisions(message.lines, message.count);
         return;
