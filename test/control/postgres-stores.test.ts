@@ -11,7 +11,9 @@
  * - neither `audit.db` nor `secrets.db` appears in the control plane's data directory;
  * - the password in the URL appears in no output of any process and in no file the system wrote.
  *
- * Skipped with the reason when PostgreSQL is not reachable (a failure under CI=true).
+ * Skipped with the reason when PostgreSQL is not reachable (a failure under CI=true). A second test
+ * needs no server: with the database unreachable the control plane cannot open its audit log, the
+ * launcher gives up on it and says why, and the password is not in what it prints.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -270,4 +272,45 @@ test('control.store: postgres under rampart start: audit log and secrets in Post
       assert.ok(!readFileSync(file).includes(password), `the password is in ${file}`);
     }
   });
+});
+
+test('control.store: postgres unreachable: the launcher gives up with the code, never the password', {
+  timeout: 120_000,
+}, async (t) => {
+  const issuer = await startTestIssuer(AUDIENCE);
+  t.after(() => issuer.close());
+  const password = `pw-${randomBytes(9).toString('hex')}`;
+  // A loopback port nothing listens on.
+  const url = `postgres://rampart:${password}@127.0.0.1:${await freePort()}/rampart`;
+  const dir = join(root, 'test', '.scratch', `control-postgres-down-${process.pid}-${Date.now()}`);
+  mkdirSync(join(dir, 'services'), { recursive: true });
+  writeFileSync(join(dir, 'services', 'reader.ts'), readerSource('/reader/read'));
+  writeFileSync(join(dir, 'services', 'outsider.ts'), readerSource('/outsider/read'));
+  writeFileSync(join(dir, 'rampart.yaml'), manifest(await freePort(), issuer, url));
+  const cleanups: (() => unknown)[] = [];
+  const ctx = { after: (fn: () => unknown) => cleanups.push(fn) };
+  t.after(async () => {
+    for (const fn of cleanups.reverse()) await fn();
+    for (const pid of await pgrep(dir)) process.kill(pid, 'SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const launcher = spawnTracked(
+    ctx,
+    process.execPath,
+    [join(root, 'bin', 'rampart.js'), 'start', join(dir, 'rampart.yaml'), '--log-format', 'json'],
+    { cwd: root, env: { ...process.env, NO_COLOR: '1' } },
+  );
+  const status = await launcher.exited;
+  const printed = `${launcher.stdout()}\n${launcher.stderr()}`;
+  assert.notEqual(status.code, 0, printed);
+  assert.match(printed, /AUDIT_ERR_STORAGE/, 'the reason is printed');
+  assert.ok(!printed.includes(password), 'the password is in the launcher output');
+  const controlDir = join(dir, '.rampart', 'control');
+  for (const file of ['audit.db', 'secrets.db']) {
+    assert.ok(!existsSync(join(controlDir, file)), `${file} was created: the control plane fell back to SQLite`);
+  }
+  for (const file of existsSync(join(dir, '.rampart')) ? filesUnder(join(dir, '.rampart')) : []) {
+    assert.ok(!readFileSync(file).includes(password), `the password is in ${file}`);
+  }
 });
