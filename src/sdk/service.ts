@@ -58,12 +58,12 @@ export interface ServiceOptions {
   logger?: Logger;
   /** Overrides of the SVID renewal schedule (control/api/defaults.ts SVID_RENEWAL_DEFAULTS); tests with short TTLs. */
   svidSchedule?: SvidSourceOptions['schedule'];
+  /** Overrides of the audit client's settings (control/audit/client-defaults.ts); tests. */
+  audit?: AuditClientLimits;
   /** How often the inbound policy is refreshed from the control plane (default POLICY_DEFAULTS.refreshMs); tests shorten it. */
   policyRefreshMs?: number;
   /** Cache lifetime and timeouts of `secrets.get` (tests of rotation use a short lifetime). */
   secrets?: ServiceSecretsOptions;
-  /** Overrides of the audit client's settings (control/audit/client-defaults.ts); tests. */
-  audit?: AuditClientLimits;
 }
 
 export interface CallInit {
@@ -200,7 +200,7 @@ export function service(options: ServiceOptions = {}): RampartService {
       resource: path || undefined,
       actor: caller ? { spiffeId: caller } : undefined,
       requestId: String(req.id),
-      detail: { method: req.method, status: 403 },
+      detail: { method: req.method, status: 403, policyVersion: policy?.version() ?? null },
     });
     req.log.warn(
       {
@@ -309,13 +309,13 @@ export function service(options: ServiceOptions = {}): RampartService {
     for (const agent of old.values()) void agent.close().catch(() => {});
   };
   let admin: Awaited<ReturnType<typeof startAdminServer>> | null = null;
+  let audit: AuditClient | null = null;
   const secrets = createServiceSecrets({
     ...options.secrets,
     control: control ?? null,
     svid: () => identity?.current() ?? null,
     logger,
   });
-  let audit: AuditClient | null = null;
 
   const svc: RampartService = {
     name: runtime.name,
@@ -380,7 +380,6 @@ export function service(options: ServiceOptions = {}): RampartService {
         });
         installSvid(await identity.start());
         identity.onRenewed(installSvid);
-        await policy?.start();
         const svidSource = identity;
         const controlTarget = runtime.control;
         audit = await createAuditClient({
@@ -397,6 +396,7 @@ export function service(options: ServiceOptions = {}): RampartService {
           registry,
           ...(options.audit ? { limits: options.audit } : {}),
         });
+        await policy?.start();
       }
       await app.listen({ host: '127.0.0.1', port: runtime.port });
       admin = await startAdminServer({
