@@ -17,7 +17,16 @@ function capture() {
 test('credentials are redacted wherever components put them', () => {
   const { lines, destination } = capture();
   const logger = createLogger({ name: 't', destination: destination as never });
-  const secrets = ['Bearer eyJ.secret.sig', 'session=abc123', 'hunter2', 'tok-123', 'rt-456', 'cs-789', 'the-value'];
+  const secrets = [
+    'Bearer eyJ.secret.sig',
+    'session=abc123',
+    'hunter2',
+    'tok-123',
+    'rt-456',
+    'cs-789',
+    'the-value',
+    'postgres://u:db-pw-1@h/d',
+  ];
   logger.info(
     {
       req: { headers: { authorization: secrets[0], cookie: secrets[1], accept: 'application/json' } },
@@ -28,6 +37,8 @@ test('credentials are redacted wherever components put them', () => {
       client_secret: secrets[5],
       secret: secrets[6],
       nested: { token: secrets[3], password: secrets[2] },
+      connectionString: secrets[7],
+      postgres: { connectionString: secrets[7] },
     },
     'request',
   );

@@ -4,8 +4,8 @@ export type { Logger };
 
 /**
  * Paths pino removes from every log line. Credentials never reach a log: request and response
- * headers that carry them, and any field a component names `token`, `password`, `secret` or `value`
- * of a secret (STYLE.md, State and logging).
+ * headers that carry them, any field a component names `token`, `password`, `secret` or `value`
+ * of a secret, and database connection strings (STYLE.md, State and logging).
  */
 export const REDACT_PATHS: readonly string[] = [
   'req.headers.authorization',
@@ -36,6 +36,9 @@ export const REDACT_PATHS: readonly string[] = [
   '*.access_token',
   '*.refresh_token',
   '*.client_secret',
+  // A database URL may carry a password (`control.store`, `identity.builtin.store`): pg's option name.
+  'connectionString',
+  '*.connectionString',
 ];
 
 export interface CreateLoggerOptions {
