@@ -21,6 +21,8 @@ test('the packed package installs and runs from built JavaScript', { timeout: 24
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, NO_COLOR: '1' },
+      // execFileSync blocks the event loop, so the test's own timeout could never fire: bound each step.
+      timeout: 180_000,
     });
 
   run('npm', ['pack', '--silent', '--pack-destination', scratch], root);
