@@ -104,7 +104,11 @@ async function project(t: TestContext) {
   return { dataDir, runtime, args, env };
 }
 
-/** Event id → the index the log stored it at, and the number of rows (to see that none is there twice). */
+/**
+ * Event id → the index the log stored it at, and the row count. "None twice" is not checked here: `entries.event_id` is
+ * UNIQUE, so the table cannot show it; the re-send of cut-off batches checks it (duplicates counted, old
+ * indexes kept).
+ */
 function storedEvents(dataDir: string): { ids: Map<string, number>; rows: number } {
   const db = openAuditDatabase(join(dataDir, AUDIT_DEFAULTS.databaseFile), { readOnly: true });
   try {
@@ -232,9 +236,8 @@ test('SIGKILL of the control plane process at random moments during acknowledged
     await senders;
     rounds.push(`round ${round}: ${roundAcks} acks, ${cutOff.length * BATCH_EVENTS} cut off`);
 
-    // Stopped: every acknowledged event is in the log where its answer said, none twice; it verifies.
+    // Stopped: every acknowledged event is in the log where its answer said; it verifies.
     const stored = storedEvents(dataDir);
-    assert.equal(stored.ids.size, stored.rows, `round ${round}: an event id is in the log twice`);
     for (const [id, index] of acknowledged) {
       assert.equal(stored.ids.get(id), index, `round ${round}: acknowledged event ${id} (index ${index}) lost`);
     }
