@@ -26,7 +26,10 @@ export interface ApiRoute {
  */
 export type ApiRoutes = Readonly<Record<string, ApiRoute>>;
 
-/** The verified client certificate of an mTLS request, or a refusal (401). */
+/**
+ * The verified client certificate of an mTLS request, or a refusal (401). Also refused once outside
+ * its validity: TLS checked it at the handshake only, and a keep-alive connection can outlive it.
+ */
 export function clientCertificate(req: IncomingMessage): X509Certificate {
   const socket = req.socket as TLSSocket;
   const peer = socket.authorized ? socket.getPeerX509Certificate() : undefined;
@@ -34,6 +37,10 @@ export function clientCertificate(req: IncomingMessage): X509Certificate {
     throw apiError(CONTROL_API_ERRORS.noClientCertificate, {
       reason: socket.authorizationError ? String(socket.authorizationError) : 'none',
     });
+  }
+  const now = Date.now();
+  if (now < peer.validFromDate.getTime() || now > peer.validToDate.getTime()) {
+    throw apiError(CONTROL_API_ERRORS.noClientCertificate, { reason: 'outside validity' });
   }
   return peer;
 }
