@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { inspect } from 'node:util';
 import type { CurrentSvid } from '../control/api/index.ts';
@@ -161,6 +163,37 @@ describe('sdk: secrets.get over mTLS', () => {
       );
     } finally {
       plane.audit.fail = false;
+    }
+  });
+
+  test('an answer that is not JSON is SDK_ERR_SECRETS_UNAVAILABLE, and no part of the body is in the error chain', async () => {
+    // A control plane (the control SPIFFE ID, so the client accepts it) whose body breaks off inside a
+    // value: the JSON parser's message quotes the text around the bad token.
+    const control = await plane.svidFor('control');
+    const fragment = 'c3VwZXJzZWNyZXRwYXNzd29yZA';
+    const server = createHttpsServer(
+      { cert: control.certificatePem, key: control.keyPem, ca: control.bundlePem, requestCert: true },
+      (_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(`{"version":1,"value":${fragment}}`);
+      },
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const secrets = client(() => paymentsSvid, {
+        control: { url: `https://127.0.0.1:${port}`, bundle: '', trustDomain: plane.trustDomain },
+      });
+      const err = await secrets.get('payment-provider-key').then(
+        () => assert.fail('a malformed answer was accepted'),
+        (e: unknown) => e,
+      );
+      assert.ok(isRampartError(err, SDK_SECRETS_ERRORS.unavailable));
+      const seen = inspect(err, { depth: 10 }) + JSON.stringify(err);
+      assert.ok(!seen.includes(fragment.slice(0, 8)), 'the body leaked into the error');
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 

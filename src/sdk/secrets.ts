@@ -197,8 +197,9 @@ export function createServiceSecrets(init: ServiceSecretsInit): ServiceSecrets {
     let parsed: unknown;
     try {
       parsed = JSON.parse(raw.toString('utf8'));
-    } catch (cause) {
-      throw unavailable({ reason: 'not json', status: res.statusCode }, cause);
+    } catch {
+      // No cause: V8's JSON.parse message quotes the text around the bad token, which may be the value.
+      throw unavailable({ reason: 'not json', status: res.statusCode });
     } finally {
       raw.fill(0);
     }
