@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -224,6 +225,26 @@ describe('audit client', () => {
     assert.equal(await metric(registry, 'rampart_audit_client_dropped_total'), 5);
     assert.equal(c.stats().dropped, 5);
     await c.close();
+  });
+
+  test('events the disk refused until close are counted as dropped, not lost silently', async (t) => {
+    const control = fakeControl();
+    control.state.down = true;
+    const { client: c, registry } = await client(scratch(t), control.transport, {
+      limits: { commitIntervalMs: 60_000, closeDeliveryMs: 0 },
+    });
+    const probe = await open(join(scratch(t), 'probe'), 'w');
+    const handles = Object.getPrototypeOf(probe) as { write: (...args: unknown[]) => Promise<unknown> };
+    await probe.close();
+    t.mock.method(handles, 'write', async () => {
+      throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
+    });
+    for (let n = 0; n < 3; n++) {
+      assert.notEqual(c.emit({ component: 'gateway', action: 'http.request', decision: 'deny', detail: { n } }), null);
+    }
+    await c.close();
+    assert.equal(c.stats().dropped, 3);
+    assert.equal(await metric(registry, 'rampart_audit_client_dropped_total'), 3);
   });
 
   test('an event the control plane refuses for good is isolated and skipped; the others arrive in order', async (t) => {

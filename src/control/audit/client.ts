@@ -72,7 +72,7 @@ export interface AuditClientStats {
   duplicates: number;
   /** Failed delivery attempts. */
   failures: number;
-  /** Events dropped before the spool (full, or invalid). */
+  /** Events dropped before the spool (full, invalid, or still unwritten at close because the disk refused them). */
   dropped: number;
   /** Spooled lines the control plane refused for good, or unreadable: skipped so the rest flows. */
   rejected: number;
@@ -204,7 +204,7 @@ function clientMetrics(registry: Registry) {
     }),
     dropped: new Counter({
       name: 'rampart_audit_client_dropped_total',
-      help: 'Audit events dropped before the spool, by reason (spool_full, invalid).',
+      help: 'Audit events dropped before the spool, by reason (spool_full, invalid, unwritten).',
       labelNames: ['reason'],
       registers: [registry],
     }),
@@ -315,7 +315,7 @@ export async function createAuditClient(options: AuditClientOptions): Promise<Au
   let stopping = false;
   const stop = new AbortController();
 
-  const drop = (reason: 'spool_full' | 'invalid', n: number) => {
+  const drop = (reason: 'spool_full' | 'invalid' | 'unwritten', n: number) => {
     counts.dropped += n;
     metrics.dropped.inc({ reason }, n);
   };
@@ -458,7 +458,8 @@ export async function createAuditClient(options: AuditClientOptions): Promise<Au
       https?.close();
       await sender;
       if (spool.depth > 0) logger.warn({ events: spool.depth }, 'audit events stay spooled until the next start');
-      await spool.close();
+      const lost = await spool.close();
+      if (lost > 0) drop('unwritten', lost);
     },
   };
   return client;

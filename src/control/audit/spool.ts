@@ -42,7 +42,11 @@ export interface Spool {
   readonly bytes: number;
   /** Called after each commit that added lines. */
   onCommit(listener: () => void): void;
-  close(): Promise<void>;
+  /**
+   * Writes what is queued, then closes. Resolves with the events still queued that the disk refused:
+   * they are lost, and the caller counts them.
+   */
+  close(): Promise<number>;
 }
 
 /** A place in the spool. */
@@ -436,16 +440,18 @@ export async function openSpool(dir: string, options: SpoolOptions): Promise<Spo
       listeners.push(listener);
     },
     async close() {
-      if (closed) return;
+      if (closed) return 0;
       await spool.flush();
       closed = true;
       if (timer) clearTimeout(timer);
-      if (queued > 0) logger.error({ dir, lost: queued }, 'audit spool closed with events it could not write');
+      const lost = queued;
+      if (lost > 0) logger.error({ dir, lost }, 'audit spool closed with events it could not write');
       await reader?.handle.close().catch(() => {});
       reader = null;
       await writer.close();
       await writeCursor();
       syncDirectory(dir);
+      return lost;
     },
   };
   return spool;
