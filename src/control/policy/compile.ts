@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Manifest } from '../../config/model.ts';
 import type { CallerRule, InboundPolicy } from '../../core/runtime.ts';
+import { serviceSpiffeId } from '../../core/spiffe.ts';
 
 /**
  * The version of the policy the launcher puts in a service's runtime: a snapshot of the manifest it
@@ -15,10 +16,6 @@ export type CallerRules = Record<string, CallerRule[]>;
 /** The inbound policy of every service in the manifest, by service name, in canonical form. */
 export interface SystemPolicy {
   readonly services: Readonly<Record<string, CallerRules>>;
-}
-
-function spiffeIdOf(trustDomain: string, name: string): string {
-  return `spiffe://${trustDomain}/svc/${name}`;
 }
 
 const byText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
@@ -51,7 +48,7 @@ function canonical(callers: Map<string, CallerRule[]>): CallerRules {
 export function inboundCallers(manifest: Manifest, service: string): CallerRules {
   const callers = new Map<string, CallerRule[]>();
   const add = (caller: string, rule: CallerRule) => {
-    const id = spiffeIdOf(manifest.trustDomain, caller);
+    const id = serviceSpiffeId(manifest.trustDomain, caller).id;
     const rules = callers.get(id) ?? [];
     rules.push(rule);
     callers.set(id, rules);
