@@ -259,6 +259,13 @@ async function executeOffline(
   let kek: Kek | null = null;
   try {
     if (command === 'rotate-kek') newKek = loadKek({ file: resolve(io.cwd, values['new-key-file']!) });
+    // A piped value can take any time to arrive: a control plane started meanwhile now holds the store
+    // and the audit log, and a second writer would fork the log. Checked again just before opening them.
+    if (findControlPlane(dataDir) !== null) {
+      throw new CliFailure(
+        `a control plane started on ${dataDir} meanwhile; nothing was changed: run the command again (it goes through the control plane)`,
+      );
+    }
     try {
       kek = loadKek(keySource);
     } catch (cause) {

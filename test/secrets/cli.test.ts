@@ -348,6 +348,38 @@ describe('rampart secrets (in process)', () => {
     assert.match(big.stderr, /larger than 65536 bytes/);
   });
 
+  test('a control plane that starts while the value is piped in: refused, the store and the log untouched', async (t) => {
+    const cwd = project(t);
+    assert.equal((await cli(cwd, ['set', 'db-password', '--create-dev-key'], 'first')).code, 0);
+    const before = auditEvents(cwd).length;
+    const dataDir = join(cwd, '.rampart/control');
+    // The control plane writes its endpoint file before it opens the store and the audit log; here it
+    // does so while the CLI still waits for the value on a pipe (a live pid: this process).
+    const stdin = Object.assign(
+      Readable.from(
+        (async function* () {
+          writeFileSync(
+            join(dataDir, 'control-api.json'),
+            JSON.stringify({ pid: process.pid, port: 9, trustDomain: 'cli.test' }),
+          );
+          yield Buffer.from('second');
+        })(),
+      ),
+      { isTTY: false },
+    );
+    const stdout = new Capture();
+    const stderr = new Capture();
+    const code = await runSecrets(['set', 'db-password'], { stdout, stderr, cwd, stdin, env: {} });
+    assert.equal(code, 1, stderr.text());
+    assert.match(stderr.text(), /control plane started/);
+    assert.ok(!stderr.text().includes('second') && !stdout.text().includes('second'));
+    assert.equal(auditEvents(cwd).length, before, 'nothing appended to the audit log');
+    rmSync(join(dataDir, 'control-api.json'));
+    const r = await cli(cwd, ['get', 'db-password', '--reveal']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'first', 'the value was not changed');
+  });
+
   test('reading commands do not create a store where there is none', async (t) => {
     const cwd = project(t);
     const r = await cli(cwd, ['list']);
