@@ -155,11 +155,12 @@ export function createSvidSource(options: SvidSourceOptions): SvidSource {
    * rotation activate as soon as every holder has it.
    */
   const refreshBundle = async () => {
-    const current = svid.peek();
-    if (!current || svid.closed) return;
+    if (!svid.peek() || svid.closed) return;
     try {
       const bundle = await requestBundle(control);
-      if (bundle.sequence <= current.bundleSequence || typeof bundle.pem !== 'string') return;
+      // Read after the request: a renewal that finished meanwhile must not be replaced by the SVID before it.
+      const current = svid.peek();
+      if (!current || bundle.sequence <= current.bundleSequence || typeof bundle.pem !== 'string') return;
       const next: CurrentSvid = { ...current, bundlePem: bundle.pem, bundleSequence: bundle.sequence };
       svid.replace(next);
       logger.info({ sequence: bundle.sequence }, 'trust bundle updated');
