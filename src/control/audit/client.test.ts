@@ -242,6 +242,9 @@ describe('audit client', () => {
     for (let n = 0; n < 3; n++) {
       assert.notEqual(c.emit({ component: 'gateway', action: 'http.request', decision: 'deny', detail: { n } }), null);
     }
+    await c.flush();
+    assert.equal(c.stats().spooled, 0, 'queued but never written is not spooled');
+    assert.equal(await metric(registry, 'rampart_audit_client_spooled_total'), 0);
     await c.close();
     assert.equal(c.stats().dropped, 3);
     assert.equal(await metric(registry, 'rampart_audit_client_dropped_total'), 3);

@@ -64,7 +64,7 @@ export interface AuditClient {
 export interface AuditClientStats {
   /** Events not yet acknowledged by the control plane (memory and spool). */
   depth: number;
-  /** Events written to the spool. */
+  /** Events written and synced to the spool (not those only queued for it). */
   spooled: number;
   /** Events the control plane acknowledged. */
   delivered: number;
@@ -311,7 +311,11 @@ export async function createAuditClient(options: AuditClientOptions): Promise<Au
     if (w) w();
     else committedSinceWait = true;
   };
-  spool.onCommit(notify);
+  spool.onCommit((count) => {
+    counts.spooled += count;
+    metrics.spooled.inc(count);
+    notify();
+  });
   let stopping = false;
   const stop = new AbortController();
 
@@ -325,8 +329,6 @@ export async function createAuditClient(options: AuditClientOptions): Promise<Au
       drop('spool_full', count);
       return false;
     }
-    counts.spooled += count;
-    metrics.spooled.inc(count);
     gauges();
     return true;
   };

@@ -40,8 +40,8 @@ export interface Spool {
   readonly depth: number;
   /** Bytes not yet acknowledged. */
   readonly bytes: number;
-  /** Called after each commit that added lines. */
-  onCommit(listener: () => void): void;
+  /** Called after each commit that added lines, with the number of events it made durable. */
+  onCommit(listener: (count: number) => void): void;
   /**
    * Writes what is queued, then closes. Resolves with the events still queued that the disk refused:
    * they are lost, and the caller counts them.
@@ -243,7 +243,7 @@ export async function openSpool(dir: string, options: SpoolOptions): Promise<Spo
   let committing: Promise<void> | null = null;
   let committed = 0;
   let closed = false;
-  const listeners: (() => void)[] = [];
+  const listeners: ((count: number) => void)[] = [];
 
   let reader: { segment: number; handle: FileHandle } | null = null;
   const readerFor = async (segment: number): Promise<FileHandle> => {
@@ -306,7 +306,7 @@ export async function openSpool(dir: string, options: SpoolOptions): Promise<Spo
     spooledEvents += count;
     spooledBytes += bytes;
     segments.set(active, (segments.get(active) ?? 0) + bytes);
-    for (const listener of listeners) listener();
+    for (const listener of listeners) listener(count);
     if ((segments.get(active) ?? 0) >= segmentBytes) await rotate();
   }
 
