@@ -1,4 +1,4 @@
-import { type AuditClient, auditEventLine, buildAuditEvent, createEventIdSource } from '../control/audit/client.ts';
+import { auditEventLine, buildAuditEvent, createEventIdSource } from '../control/audit/client.ts';
 import type { AuditEventInput } from '../core/audit-event.ts';
 
 /**
@@ -114,14 +114,6 @@ export function createBatchingDecisionSink(
     },
     flush,
     close: async () => flush(),
-  };
-}
-
-/** Decisions straight into an audit client, for a gateway that runs in the client's thread. */
-export function createAuditDecisionSink(client: AuditClient): DecisionSink {
-  return {
-    emit: (event) => void client.emit(decisionAuditInput(event)),
-    close: () => client.flush(),
   };
 }
 
