@@ -79,4 +79,19 @@ describe('decision events as audit events', () => {
     assert.equal(stored.requestId, undefined);
     assert.equal(stored.reason, 'GW_ERR_NOT_FOUND');
   });
+
+  test('a decision that cannot become an audit event is reported, not posted, and the next one is', () => {
+    const batches: string[] = [];
+    let invalid = 0;
+    const sink = createBatchingDecisionSink((lines) => batches.push(lines), {
+      maxBatchEvents: 1,
+      onInvalid: () => invalid++,
+    });
+    for (const time of ['yesterday', '', '2026-02-30T00:00:00.000Z']) sink.emit(event(1, { time }));
+    assert.equal(invalid, 3);
+    assert.equal(batches.length, 0);
+    sink.emit(event(2));
+    assert.equal(invalid, 3);
+    assert.equal(parseAuditEntry(Buffer.from(batches[0]!.trim())).requestId, 'r2');
+  });
 });

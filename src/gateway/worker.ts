@@ -48,7 +48,20 @@ export async function serveGatewayWorker(port: MessagePort, data: WorkerData, ex
   });
   const workerLabel = { worker: String(data.index) };
   served.inc(workerLabel, 0);
-  const decisions = createBatchingDecisionSink((lines, count) => post({ type: 'decisions', lines, count }));
+  // A decision that cannot become an audit event (a bug, never request data: bad optional fields are
+  // dropped, not the event) must not vanish without a trace.
+  const unauditable = new Counter({
+    name: 'rampart_gateway_decisions_unauditable_total',
+    help: 'Denials that could not be turned into an audit event and were not recorded.',
+    registers: [registry],
+  });
+  unauditable.inc(0);
+  const decisions = createBatchingDecisionSink((lines, count) => post({ type: 'decisions', lines, count }), {
+    onInvalid: () => {
+      unauditable.inc();
+      logger.error('gateway decision could not be turned into an audit event: not recorded');
+    },
+  });
   // Made once, kept across reloads: warm connection pools, breakers that remember, one rate-limit state.
   // With an SVID (a control plane exists), every upstream hop is mutual TLS to the service's SPIFFE ID;
   // renewals from the main thread arrive on a broadcast channel.
