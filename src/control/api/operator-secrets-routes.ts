@@ -144,7 +144,7 @@ function selector(json: Record<string, unknown>): VersionSelector {
 /**
  * The operator's secrets routes of the control plane API, authenticated like the CA's
  * (operator-routes.ts: the operator credential as a bearer, compared in constant time, checked before
- * the body is read):
+ * the body is parsed):
  *
  * | route | body | answer |
  * | --- | --- | --- |

@@ -96,7 +96,7 @@ describe('control plane: POST /v1/policy', () => {
     }
   });
 
-  test('no client certificate, or one of another trust domain, is 401 before the body is read', async () => {
+  test('no client certificate, or one of another trust domain, is 401 before the body is parsed', async () => {
     const before = asked.length;
     for (const body of ['{"knownVersion":0}', 'not json at all', '[]']) {
       const res = await send(target, null, body);

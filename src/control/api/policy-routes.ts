@@ -17,7 +17,7 @@ export interface PolicyRoutesOptions {
  * `POST /v1/policy` `{knownVersion}` over mutual TLS: the calling service's own inbound policy and the
  * system's policy version (issue 4, live policy updates). The caller is the verified client
  * certificate's SPIFFE ID and nothing in the request: no body field can name another service, so a
- * workload never sees who may call anyone else. Refusals: no valid SVID 401 (before the body is read),
+ * workload never sees who may call anyone else. Refusals: no valid SVID 401 (before the body is parsed),
  * a component or non-service identity 403 POLICY_ERR_FORBIDDEN, a malformed body or any field but
  * `knownVersion` 400, no policy
  * loaded yet 503 POLICY_ERR_UNAVAILABLE. When `knownVersion` is the current version the answer carries
