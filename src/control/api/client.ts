@@ -125,8 +125,10 @@ export function controlRequest<T>(target: ControlTarget, exchange: Exchange): Pr
         let parsed: unknown;
         try {
           parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        } catch (cause) {
-          reject(apiError(CONTROL_API_ERRORS.unavailable, { reason: 'not json', status: res.statusCode }, cause));
+        } catch {
+          // No cause: JSON.parse quotes the text around the bad token, which may be part of a secret
+          // (operator reveal) or a credential.
+          reject(apiError(CONTROL_API_ERRORS.unavailable, { reason: 'not json', status: res.statusCode }));
           return;
         }
         const status = res.statusCode ?? 0;
