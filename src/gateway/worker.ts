@@ -106,27 +106,19 @@ export async function serveGatewayWorker(port: MessagePort, data: WorkerData, ex
     };
   }
 
-  // `tls: auto`: the edge certificate from the main thread; renewals arrive on a broadcast channel,
-  // opened before the gateway is built so that one sent meanwhile is not missed.
+  // `tls: auto`: the edge certificate from the main thread; renewals arrive on a broadcast channel
+  // (one sent before the channel opened comes again in the `credentials` message once we listen).
   let edgeCertificate = data.runtime.edgeCertificate;
-  const edgeChannel = edgeCertificate ? new BroadcastChannel(GATEWAY_EDGE_CERTIFICATE_CHANNEL) : null;
-  let installEdge = (next: EdgeCertificatePem) => {
-    edgeCertificate = next;
-  };
-  if (edgeChannel) {
-    edgeChannel.onmessage = (event) => installEdge((event as { data: EdgeCertificatePem }).data);
-    edgeChannel.unref();
-  }
   const gateway = createGateway(depsFor(data.manifest), undefined, edgeCertificate ? { edgeCertificate } : {});
-  installEdge = (next) => {
+  const installEdge = (next: EdgeCertificatePem) => {
     if (next.certPem === edgeCertificate?.certPem) return;
     edgeCertificate = next;
     gateway.installCertificate(next.certPem, next.keyPem);
   };
-  if (edgeCertificate && edgeCertificate !== data.runtime.edgeCertificate) {
-    const pending = edgeCertificate;
-    edgeCertificate = data.runtime.edgeCertificate;
-    installEdge(pending);
+  const edgeChannel = edgeCertificate ? new BroadcastChannel(GATEWAY_EDGE_CERTIFICATE_CHANNEL) : null;
+  if (edgeChannel) {
+    edgeChannel.onmessage = (event) => installEdge((event as { data: EdgeCertificatePem }).data);
+    edgeChannel.unref();
   }
   gateway.server.on('request', () => served.inc(workerLabel));
   const { host, port: listenPort } = data.manifest.gateway.listen;
