@@ -265,6 +265,43 @@ export function prepareEvents(events: readonly unknown[]): Prepared[] {
   });
 }
 
+/**
+ * What an `append` may queue: its prepared events, or the error to reject with (log closed, an
+ * invalid event, or more queued than `maxQueued`). Nothing is queued here.
+ */
+export function admitEvents(
+  events: readonly unknown[],
+  closed: boolean,
+  queued: number,
+  maxQueued: number,
+): Prepared[] | Error {
+  if (closed) return auditError(AUDIT_ERRORS.closed);
+  let items: Prepared[];
+  try {
+    items = prepareEvents(events);
+  } catch (err) {
+    return err as Error;
+  }
+  if (items.length > 0 && queued + items.length > maxQueued) return auditError(AUDIT_ERRORS.overloaded, { queued });
+  return items;
+}
+
+/**
+ * Takes whole requests off the front of `queue` for one transaction: at most `maxEvents` events,
+ * except that a first request larger than that goes alone.
+ */
+export function takeBatch(queue: Pending[], maxEvents: number): { batch: Pending[]; events: number } {
+  const batch: Pending[] = [];
+  let events = 0;
+  while (queue.length > 0) {
+    const next = queue[0]!;
+    if (batch.length > 0 && events + next.items.length > maxEvents) break;
+    batch.push(queue.shift()!);
+    events += next.items.length;
+  }
+  return { batch, events };
+}
+
 /** A stored checkpoint row as the API returns it. */
 export function toSigned(row: CheckpointRow): SignedCheckpoint {
   return { size: row.size, root: row.root, note: row.note, createdAt: row.createdAt };
@@ -354,17 +391,9 @@ class SqliteAuditLog implements AuditLog {
   }
 
   append(events: readonly unknown[]): Promise<AppendReceipt[]> {
-    if (this.#closed) return Promise.reject(auditError(AUDIT_ERRORS.closed));
-    let items: Prepared[];
-    try {
-      items = prepareEvents(events);
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    const items = admitEvents(events, this.#closed, this.#queuedEvents, this.#settings.maxQueuedEvents);
+    if (items instanceof Error) return Promise.reject(items);
     if (items.length === 0) return Promise.resolve([]);
-    if (this.#queuedEvents + items.length > this.#settings.maxQueuedEvents) {
-      return Promise.reject(auditError(AUDIT_ERRORS.overloaded, { queued: this.#queuedEvents }));
-    }
     return new Promise((resolve, reject) => {
       this.#queue.push({ items, resolve, reject });
       this.#queuedEvents += items.length;
@@ -376,14 +405,7 @@ class SqliteAuditLog implements AuditLog {
 
   #flush(): void {
     this.#scheduled = null;
-    const batch: Pending[] = [];
-    let events = 0;
-    while (this.#queue.length > 0) {
-      const next = this.#queue[0]!;
-      if (batch.length > 0 && events + next.items.length > this.#settings.maxBatchEvents) break;
-      batch.push(this.#queue.shift()!);
-      events += next.items.length;
-    }
+    const { batch, events } = takeBatch(this.#queue, this.#settings.maxBatchEvents);
     this.#queuedEvents -= events;
     this.#commit(batch);
     if (this.#queue.length > 0) this.#scheduled ??= setImmediate(() => this.#flush());

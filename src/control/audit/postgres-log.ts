@@ -10,6 +10,7 @@ import {
   type AppendReceipt,
   type AuditLogOptions,
   type AuditLogStats,
+  admitEvents,
   auditLogSettings,
   type ConsistencyProofResult,
   checkLatestCheckpoint,
@@ -17,10 +18,9 @@ import {
   type InclusionProofResult,
   type LoggedEvent,
   type Pending,
-  type Prepared,
-  prepareEvents,
   type Settings,
   type SignedCheckpoint,
+  takeBatch,
   toSigned,
 } from './log.ts';
 import { consistencyProof, Frontier, inclusionProof, rootAt } from './merkle.ts';
@@ -232,17 +232,9 @@ class PgAuditLog implements PostgresAuditLog {
   }
 
   append(events: readonly unknown[]): Promise<AppendReceipt[]> {
-    if (this.#closed) return Promise.reject(auditError(AUDIT_ERRORS.closed));
-    let items: Prepared[];
-    try {
-      items = prepareEvents(events);
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    const items = admitEvents(events, this.#closed, this.#queuedEvents, this.#settings.maxQueuedEvents);
+    if (items instanceof Error) return Promise.reject(items);
     if (items.length === 0) return Promise.resolve([]);
-    if (this.#queuedEvents + items.length > this.#settings.maxQueuedEvents) {
-      return Promise.reject(auditError(AUDIT_ERRORS.overloaded, { queued: this.#queuedEvents }));
-    }
     return new Promise((resolve, reject) => {
       this.#queue.push({ items, resolve, reject });
       this.#queuedEvents += items.length;
@@ -281,14 +273,7 @@ class PgAuditLog implements PostgresAuditLog {
   }
 
   #takeBatch(): Pending[] {
-    const batch: Pending[] = [];
-    let events = 0;
-    while (this.#queue.length > 0) {
-      const next = this.#queue[0]!;
-      if (batch.length > 0 && events + next.items.length > this.#settings.maxBatchEvents) break;
-      batch.push(this.#queue.shift()!);
-      events += next.items.length;
-    }
+    const { batch, events } = takeBatch(this.#queue, this.#settings.maxBatchEvents);
     this.#queuedEvents -= events;
     return batch;
   }
