@@ -1,11 +1,12 @@
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseEdgeNames } from '../core/edge-name.ts';
+import { MAX_EDGE_NAMES, parseEdgeNames } from '../core/edge-name.ts';
 import { RampartError } from '../core/errors.ts';
 import { type CompiledPattern, compilePattern } from '../core/path-pattern.ts';
 import { type ConfigPath, code, show } from './config-path.ts';
 import { CORS_MAX_AGE_MAX, parseCorsHeader, parseOrigin } from './cors.ts';
 import { DEFAULTS, defaultAudience, defaultIssuer, defaultRouteId } from './defaults.ts';
+import { edgeCertificateNames } from './edge-certificate-names.ts';
 import { LIMIT_KEYS, limitInRange } from './gateway-limits.ts';
 import { ISSUE } from './issue-codes.ts';
 import {
@@ -179,6 +180,21 @@ export function normalize(source: ManifestSource, dir: string, options: Normaliz
         cert: file(['gateway', 'tls', 'cert'], cert),
         key: file(['gateway', 'tls', 'key'], key),
       };
+    }
+  }
+
+  // The CA signs the manifest's names plus the listen host and localhost (edge-certificate-names.ts),
+  // and refuses the lot if that whole list is not valid: check the list it will see, not just `auto`'s.
+  if (tls?.mode === 'auto' && hostProblem === undefined) {
+    const all = parseEdgeNames(edgeCertificateNames({ tls, listen: { host, port: 0 } }));
+    if (!all.ok) {
+      report({
+        code: ISSUE.TLS,
+        path: ['gateway', 'tls'],
+        where: 'value',
+        message: `the edge certificate's names, with the listen host and localhost added: ${all.reason}`,
+        hint: `the certificate also names the listen host (and localhost on loopback or every address): at most ${MAX_EDGE_NAMES} names in all, each a DNS name or IP address`,
+      });
     }
   }
 

@@ -369,6 +369,21 @@ describe('gateway keys: workers, redirectHttp, limits, tls', () => {
     ['tls auto with a wildcard', '  tls: { auto: ["*.shop.local"] }', [[ISSUE.TLS, 3, 'gateway.tls.auto[0]']]],
     ['tls auto with a URL', '  tls: { auto: [a.test, "https://b.test"] }', [[ISSUE.TLS, 3, 'gateway.tls.auto[1]']]],
     ['tls auto with a port', '  tls: { auto: ["localhost:8443"] }', [[ISSUE.TLS, 3, 'gateway.tls.auto[0]']]],
+    [
+      'tls auto: 15 names and localhost on a wildcard address make 16, accepted',
+      '  listen: { host: 0.0.0.0 }\n  tls: { auto: [a1.test, a2.test, a3.test, a4.test, a5.test, a6.test, a7.test, a8.test, a9.test, a10.test, a11.test, a12.test, a13.test, a14.test, a15.test] }',
+      [],
+    ],
+    [
+      'tls auto: 16 names plus the listen host and localhost are more than the CA signs',
+      '  tls: { auto: [a1.test, a2.test, a3.test, a4.test, a5.test, a6.test, a7.test, a8.test, a9.test, a10.test, a11.test, a12.test, a13.test, a14.test, a15.test, a16.test] }',
+      [[ISSUE.TLS, 3, 'gateway.tls']],
+    ],
+    [
+      'tls auto: a listen host the CA would not put on a certificate',
+      '  listen: { host: box.1 }\n  tls: auto',
+      [[ISSUE.TLS, 4, 'gateway.tls']],
+    ],
     ['tls auto with an extra key', '  tls: { auto: [a.test], cert: x }', [[ISSUE.UNKNOWN_KEY, 3, 'gateway.tls.cert']]],
     [
       'tls files with an extra key',
