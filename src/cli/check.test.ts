@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -102,6 +102,41 @@ describe('rampart check', () => {
       'redis://127.0.0.1:6379',
     ]) {
       assert.ok(r.stdout.includes(expected), `summary lacks ${expected}:\n${r.stdout}`);
+    }
+  });
+
+  test('store URLs in the summary: their passwords never printed', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'rampart-check-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(join(dir, 'c.ts'), '');
+    writeFileSync(
+      join(dir, 'rampart.yaml'),
+      [
+        'version: 1',
+        'trustDomain: shop.local',
+        'gateway:',
+        '  tls: off',
+        '  rateLimit: { store: redis, url: "redis://:r3dis-pw@127.0.0.1:6379" }',
+        'identity:',
+        '  builtin: { store: { postgres: "postgres://idp:1dp-pw@127.0.0.1:5432/idp" } }',
+        'control:',
+        '  store: { postgres: "postgres://rampart:c0ntrol-pw@127.0.0.1:5432/rampart" }',
+        'services:',
+        '  catalog: { run: c.ts }',
+        '',
+      ].join('\n'),
+    );
+    const r = await check(['rampart.yaml'], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    for (const password of ['r3dis-pw', '1dp-pw', 'c0ntrol-pw']) {
+      assert.ok(!r.stdout.includes(password), `summary prints ${password}:\n${r.stdout}`);
+    }
+    for (const shown of [
+      'redis://:***@127.0.0.1:6379',
+      'postgres://idp:***@127.0.0.1:5432/idp',
+      'postgres://rampart:***@127.0.0.1:5432/rampart',
+    ]) {
+      assert.ok(r.stdout.includes(shown), `summary lacks ${shown}:\n${r.stdout}`);
     }
   });
 

@@ -1,6 +1,7 @@
 import { relative, resolve } from 'node:path';
 import { parseArgs, styleText } from 'node:util';
 import { ConfigError } from '../config/config-error.ts';
+import { redactUrlPasswords } from '../config/config-path.ts';
 import { DEFAULTS } from '../config/defaults.ts';
 import { edgeCertificateNames } from '../config/edge-certificate-names.ts';
 import { formatIssues } from '../config/format.ts';
@@ -98,11 +99,11 @@ function summarize(m: Manifest, io: CheckIo): string {
   const store =
     g.rateLimit.store === 'memory'
       ? 'memory'
-      : `redis ${redactUrl(g.rateLimit.url)} (when down: ${g.rateLimit.onStoreDown})`;
+      : `redis ${redactUrlPasswords(g.rateLimit.url)} (when down: ${g.rateLimit.onStoreDown})`;
   const id = m.identity;
   const identity =
     id.mode === 'builtin'
-      ? `builtin provider on port ${id.port}, issuer ${id.issuer}, store ${id.store.kind === 'postgres' ? `postgres ${redactUrl(id.store.url)}` : 'sqlite'}`
+      ? `builtin provider on port ${id.port}, issuer ${id.issuer}, store ${id.store.kind === 'postgres' ? `postgres ${redactUrlPasswords(id.store.url)}` : 'sqlite'}`
       : `external issuer ${id.issuer}${id.jwksUri ? `, JWKS ${id.jwksUri}` : ''}`;
   out.push(
     ...table([
@@ -121,7 +122,7 @@ function summarize(m: Manifest, io: CheckIo): string {
       ['', `audience ${id.audience}`],
       [
         'control plane',
-        `audit log and secrets in ${m.control.store.kind === 'postgres' ? `postgres ${redactUrl(m.control.store.url)}` : 'sqlite'}`,
+        `audit log and secrets in ${m.control.store.kind === 'postgres' ? `postgres ${redactUrlPasswords(m.control.store.url)}` : 'sqlite'}`,
       ],
     ]),
     '',
@@ -236,14 +237,6 @@ function describeLimits(g: GatewayConfig): string[] {
   const changed = LIMIT_KEYS.filter((key) => g.limits[key] !== DEFAULTS.gatewayLimits[key]);
   if (changed.length === 0) return ['limits: defaults'];
   return changed.map((key) => `limit ${key} ${g.limits[key]} (default ${DEFAULTS.gatewayLimits[key]})`);
-}
-
-/** A Redis URL without its password (it may carry one; a summary is no place for it). */
-function redactUrl(text: string): string {
-  const url = URL.parse(text);
-  if (url === null) return text;
-  if (url.password !== '') url.password = '***';
-  return url.toString();
 }
 
 /** Left-aligned columns separated by two spaces; trailing blanks trimmed. */
