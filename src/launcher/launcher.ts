@@ -545,7 +545,8 @@ export class Launcher {
       '',
       `  gateway   ${gateway}`,
       `  issuer    ${issuer}${manifest.identity.mode === 'external' ? ' (external)' : ''}`,
-      ...(auto ? [`  trust     ${bundle}  (the local CA: curl --cacert, or add it to your trust store)`] : []),
+      // Never system-wide: whoever holds the CA's keys could then impersonate any site (architecture.md).
+      ...(auto ? [`  trust     ${bundle}  (the local CA, for curl --cacert; not for your system's trust store)`] : []),
       '',
       '  health and metrics (loopback only):',
       ...Object.entries(admin).map(([name, url]) => `    ${name.padEnd(width)}  ${url}/readyz  ${url}/metrics`),
