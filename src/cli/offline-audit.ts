@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadManifest } from '../config/load.ts';
+import type { DatabaseStoreConfig } from '../config/model.ts';
 import { openAuditDatabase } from '../control/audit/database.ts';
 import { AUDIT_DEFAULTS } from '../control/audit/defaults.ts';
 import { type AnyAuditLog, connectAuditLog } from '../control/audit/log.ts';
@@ -29,18 +30,23 @@ function projectManifest(dataDir: string): string {
 /**
  * Where the control plane keeps its audit log and secrets when the operator did not say (`--postgres`):
  * the PostgreSQL URL of the project manifest's `control.store`, or undefined for the data directory's
- * files (no manifest there, one that does not load, or `sqlite`). The URL may hold a password: never
- * print it.
+ * files (no manifest there, or `sqlite`). A manifest that does not load is refused: it may name
+ * PostgreSQL, and writing the local files instead would put the command where the control plane never
+ * looks. The URL may hold a password: never print it.
  */
 export function manifestPostgresStore(dataDir: string): string | undefined {
   const file = projectManifest(dataDir);
   if (!existsSync(file)) return undefined;
+  let store: DatabaseStoreConfig;
   try {
-    const store = loadManifest(file).control?.store;
-    return store?.kind === 'postgres' ? store.url : undefined;
+    store = loadManifest(file).control.store;
   } catch {
-    return undefined;
+    throw new ControlPlaneFailure(
+      `${file} does not load (rampart check shows why), so where the control plane keeps its audit log and secrets is unknown:` +
+        '\n  fix it first (rampart secrets can also name the store with --postgres); nothing was changed',
+    );
   }
+  return store.kind === 'postgres' ? store.url : undefined;
 }
 
 /** Checkpoint origin of a system's log, as the control plane opens it (src/control/main.ts). */

@@ -380,6 +380,27 @@ describe('rampart secrets (in process)', () => {
     assert.equal(r.stdout, 'first', 'the value was not changed');
   });
 
+  test('a project manifest that does not load: refused, never a guess at where the store is', async (t) => {
+    const cwd = project(t);
+    assert.equal((await cli(cwd, ['set', 'db-password', '--create-dev-key'], 'first')).code, 0);
+    const before = auditEvents(cwd).length;
+    // The control plane's store moved to PostgreSQL, in a manifest with a mistake in it: the CLI cannot
+    // tell where the control plane keeps its secrets and log, so it must not write the local files.
+    writeFileSync(
+      join(cwd, 'rampart.yaml'),
+      `${MANIFEST}control:\n  store: { postgres: "postgres://rampart:pw@127.0.0.1:1/rampart" }\nmistake: true\n`,
+    );
+    const r = await cli(cwd, ['set', 'db-password'], 'second');
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /does not load/);
+    assert.ok(!r.stderr.includes(':pw@'), "the URL's password is not printed");
+    assert.equal(auditEvents(cwd).length, before, 'nothing appended to the local audit log');
+    // The manifest as it was: the local value is still the first.
+    writeFileSync(join(cwd, 'rampart.yaml'), MANIFEST);
+    const get = await cli(cwd, ['get', 'db-password', '--reveal']);
+    assert.equal(get.stdout, 'first', 'the local value was not changed');
+  });
+
   test('reading commands do not create a store where there is none', async (t) => {
     const cwd = project(t);
     const r = await cli(cwd, ['list']);
