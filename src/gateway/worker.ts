@@ -122,7 +122,24 @@ export async function serveGatewayWorker(port: MessagePort, data: WorkerData, ex
   }
   gateway.server.on('request', () => served.inc(workerLabel));
   const { host, port: listenPort } = data.manifest.gateway.listen;
-  const bound = await gateway.listen(host, listenPort, { reusePort: data.reusePort });
+  let bound: number;
+  try {
+    bound = await gateway.listen(host, listenPort, { reusePort: data.reusePort });
+  } catch (err) {
+    // The public listener may be bound already (the redirect listener failed after it). A thread's
+    // exit would release it; a worker in the main thread (in-thread) would keep serving, out of the
+    // pool's reach (no reconfigure, no drain), and its restart would find the port taken.
+    try {
+      await gateway.close(0);
+      svidChannel?.close();
+      edgeChannel?.close();
+      await upstream.close();
+      await rateLimit.close?.();
+    } catch (cleanup) {
+      logger.error({ err: cleanup }, 'gateway worker could not clean up after a failed start');
+    }
+    throw err;
+  }
   logger.info({ host, port: bound, generation: data.generation }, 'gateway worker listening');
 
   let queue: Promise<void> = Promise.resolve();
