@@ -19,6 +19,7 @@ import { AUDIT_DEFAULTS } from './audit/defaults.ts';
 import { connectAuditLog } from './audit/log.ts';
 import { openCertificateAuthority } from './ca/index.ts';
 import { createControlAudit } from './control-audit.ts';
+import { followManifest } from './manifest-reloads.ts';
 import { PolicyStore } from './policy/policy-store.ts';
 import { openServedSecrets } from './secrets/served.ts';
 
@@ -87,6 +88,7 @@ const secrets = await openServedSecrets({
   ...(store.kind === 'postgres' ? { postgres: store.url } : {}),
   audit: controlAudit,
   logger,
+  registry,
 });
 
 // The system's inbound policy (POST /v1/policy), reloaded on SIGHUP or a change of the manifest;
@@ -98,8 +100,15 @@ const policy = new PolicyStore({
   logger,
   registry,
 });
-policy.watch();
-process.on('SIGHUP', () => policy.reload('signal'));
+// One watcher and one SIGHUP handler for both: the policy, then the secrets' grants (manifest-reloads.ts).
+const manifestReloads = followManifest({
+  file: runtime.manifestFile,
+  logger,
+  followers: [
+    { name: 'policy', reload: (trigger) => policy.reload(trigger) },
+    { name: 'secret grants', reload: (trigger) => secrets.reloadGrants(trigger) },
+  ],
+});
 
 let writtenSequence = -1;
 const writeBundle = () => {
@@ -196,6 +205,7 @@ onShutdown(logger, async () => {
   serverCertificate.close();
   await api?.close();
   await admin.close();
+  manifestReloads.close();
   policy.close();
   ca.close();
   await secrets.close();

@@ -30,6 +30,10 @@ export const SECRETS_ACTIONS = {
   list: 'secret.list',
   /** Every data key re-wrapped under a new key-encryption key. */
   rotateKek: 'secret.rotate_kek',
+  /** A reloaded manifest grants a service a secret (`detail.grantee`). */
+  grant: 'secret.grant',
+  /** A reloaded manifest no longer grants a service a secret (`detail.grantee`). */
+  revoke: 'secret.revoke',
 } as const;
 /** One of {@link SECRETS_ACTIONS}. */
 export type SecretsAction = (typeof SECRETS_ACTIONS)[keyof typeof SECRETS_ACTIONS];
