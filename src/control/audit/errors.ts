@@ -18,6 +18,11 @@ export const AUDIT_ERRORS = {
    * database): at open, or when this one reconnects after losing its writer connection.
    */
   locked: 'AUDIT_ERR_LOCKED',
+  /**
+   * An audit spool directory holds something its owner cannot place (a cursor it cannot read, a
+   * `.spool` file that is not a segment): refused at open rather than skipped; `detail.file` names it.
+   */
+  spool: 'AUDIT_ERR_SPOOL',
   /** The log was closed. */
   closed: 'AUDIT_ERR_CLOSED',
   /** Options are invalid (origin, paths, intervals). */
@@ -52,6 +57,7 @@ const MESSAGES: Record<string, string> = {
   [AUDIT_ERRORS.overloaded]: 'audit log is overloaded',
   [AUDIT_ERRORS.storage]: 'audit log storage failed',
   [AUDIT_ERRORS.closed]: 'audit log is closed',
+  [AUDIT_ERRORS.spool]: 'audit spool is not usable',
   [AUDIT_ERRORS.locked]: 'audit log has another writer',
   [AUDIT_ERRORS.config]: 'invalid audit log configuration',
   [AUDIT_ERRORS.schema]: 'audit database is not usable by this version',

@@ -1,8 +1,9 @@
 import { closeSync, constants, fsyncSync, openSync } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, readFile, rename, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../core/logger.ts';
 import { AUDIT_CLIENT_DEFAULTS } from './client-defaults.ts';
+import { AUDIT_ERRORS, auditError } from './errors.ts';
 
 /**
  * The emitting component's durable spool of audit events (issue 6 "Delivery": "when it is
@@ -19,9 +20,16 @@ import { AUDIT_CLIENT_DEFAULTS } from './client-defaults.ts';
  * deleted. The cursor is replaced by rename and may lag after a crash: the events after it are sent
  * again, and the control plane deduplicates them by event id (exactly once = at least once + dedupe).
  *
- * At open, a torn last line (a crash mid-write) is cut off, the undelivered events are counted, and
- * a new segment is started. Undelivered bytes are bounded (`maxSpoolBytes`): past it, `append`
- * refuses and the caller counts the drop.
+ * At open, the cursor is trusted only when it names a segment present and the start of a line within
+ * its data; then the segments before it were delivered and are deleted. Any other cursor (unparseable,
+ * beyond the last segment, in a missing one, past its data, inside a line) deletes nothing: every
+ * segment present is delivered again, deduplicated by event id, since a wrong cursor must cost
+ * duplicates, never events. Torn lines (a crash mid-write) are cut off, missing segment numbers
+ * between present ones are reported (`onError`, AUDIT_ERR_SPOOL), the undelivered events are counted,
+ * and a new segment is started. What cannot be placed is refused with AUDIT_ERR_SPOOL naming the
+ * file, rather than skipped: a cursor that exists but cannot be read, a `.spool` file whose name is
+ * not a segment number, a segment that is not a regular file. Undelivered bytes are bounded
+ * (`maxSpoolBytes`): past it, `append` refuses and the caller counts the drop.
  */
 export interface Spool {
   /** Queues JSON lines (each ending in `\n`) holding `count` events. Never blocks; false when refused (bound). */
@@ -103,27 +111,45 @@ function syncDirectory(dir: string): void {
   }
 }
 
-async function readCursor(dir: string): Promise<SpoolPosition | null> {
-  let handle: FileHandle | null = null;
+/** AUDIT_ERR_SPOOL: something in the spool directory that cannot be placed; `file` names it. */
+const refuse = (file: string, reason: string, cause?: unknown) =>
+  auditError(AUDIT_ERRORS.spool, { file, reason }, cause);
+
+/** Runs a read of `file`; an I/O failure refuses the spool, naming the file. */
+async function reading<T>(file: string, reason: string, fn: () => Promise<T>): Promise<T> {
   try {
-    handle = await open(join(dir, CURSOR), 'r');
-    const text = await handle.readFile('utf8');
-    const value = JSON.parse(text) as { segment?: unknown; offset?: unknown };
-    if (
-      Number.isSafeInteger(value.segment) &&
-      Number.isSafeInteger(value.offset) &&
-      (value.segment as number) >= 1 &&
-      (value.offset as number) >= 0
-    ) {
-      return { segment: value.segment as number, offset: value.offset as number };
-    }
-    return null;
-  } catch {
-    // Missing or unreadable: start at the oldest segment; what was delivered is sent again and deduplicated.
-    return null;
-  } finally {
-    await handle?.close();
+    return await fn();
+  } catch (err) {
+    throw refuse(file, reason, err);
   }
+}
+
+/**
+ * The stored cursor: a position, `missing` (no file: a new spool, or one whose cursor was never
+ * written), or `unparseable`. A cursor that exists but cannot be read (permissions, a directory, an
+ * I/O error) is refused: taken as missing, it would resend everything at every start and hide the
+ * fault, and the cursor could not be replaced either.
+ */
+async function readCursor(dir: string): Promise<SpoolPosition | 'missing' | 'unparseable'> {
+  const file = join(dir, CURSOR);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
+    throw refuse(file, 'cursor_unreadable', err);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return 'unparseable';
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'unparseable';
+  const { segment, offset } = value as { segment?: unknown; offset?: unknown };
+  if (!Number.isSafeInteger(segment) || !Number.isSafeInteger(offset)) return 'unparseable';
+  if ((segment as number) < 1 || (offset as number) < 0) return 'unparseable';
+  return { segment: segment as number, offset: offset as number };
 }
 
 /** Counts newlines from `offset` and finds the last one; returns the file size too. */
@@ -180,45 +206,82 @@ export async function openSpool(dir: string, options: SpoolOptions): Promise<Spo
   await mkdir(dir, { recursive: true, mode: 0o700 });
   /** Committed size of every segment still on disk, by number. */
   const segments = new Map<number, number>();
-  for (const name of await readdir(dir)) {
-    const match = SEGMENT.exec(name);
-    if (match) segments.set(Number(match[1]), 0);
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (!entry.name.endsWith('.spool')) continue;
+    const file = join(dir, entry.name);
+    const match = SEGMENT.exec(entry.name);
+    // Skipped, such a file would never be delivered, and nothing would say so.
+    if (!match) throw refuse(file, 'segment_name');
+    if (!entry.isFile()) throw refuse(file, 'segment_not_a_file');
+    segments.set(Number(match[1]), 0);
   }
   const numbers = () => [...segments.keys()].sort((a, b) => a - b);
+  const fileOf = (n: number) => join(dir, segmentName(n));
 
-  let cursor = (await readCursor(dir)) ?? { segment: numbers()[0] ?? 1, offset: 0 };
-  // Segments wholly behind the cursor were delivered; a crash came between the cursor's move and their deletion.
+  // Nothing is deleted, cut or created before the cursor is judged: a cursor decides which segments
+  // were delivered, so one that does not fit the segments (from another spool, edited, or left
+  // behind by a crash whose directory changes were not all durable) is not trusted at all.
+  const stored = await readCursor(dir);
+  let cursor: SpoolPosition = { segment: numbers()[0] ?? 1, offset: 0 };
+  let distrust: string | null = stored === 'missing' ? null : 'unparseable';
+  if (typeof stored === 'object') {
+    const file = fileOf(stored.segment);
+    if (!segments.has(stored.segment)) {
+      distrust = (numbers().at(-1) ?? 0) < stored.segment ? 'beyond_segments' : 'missing_segment';
+    } else if (!(await reading(file, 'segment_unreadable', () => atLineStart(file, stored.offset)))) {
+      distrust = 'not_at_line_start';
+    } else {
+      distrust = null;
+      cursor = stored;
+    }
+  }
+  if (distrust !== null) {
+    logger.warn(
+      { dir, cursor: stored, reason: distrust, from: cursor },
+      'audit spool: cursor does not fit the segments; every segment present is delivered again (deduplicated by event id)',
+    );
+  }
+  // Segments wholly behind a trusted cursor were delivered; a crash came between the cursor's move
+  // and their deletion.
   for (const n of numbers()) {
     if (n < cursor.segment) {
-      await unlink(join(dir, segmentName(n))).catch(() => {});
+      await unlink(fileOf(n)).catch(() => {});
       segments.delete(n);
     }
   }
-  if (!segments.has(cursor.segment)) cursor = { segment: numbers()[0] ?? cursor.segment, offset: 0 };
 
   let spooledEvents = 0;
   let spooledBytes = 0;
   const existing = numbers();
-  for (const n of existing) {
-    const file = join(dir, segmentName(n));
-    let from = n === cursor.segment ? cursor.offset : 0;
-    if (!(await atLineStart(file, from))) {
-      // A cursor beyond the data or inside a line cannot be trusted: resend the segment (deduplicated).
-      from = 0;
-      cursor = { segment: n, offset: 0 };
+  existing.forEach((n, i) => {
+    const previous = existing[i - 1];
+    if (previous !== undefined && n > previous + 1) {
+      // Lost before this open (deleted by hand, or created just before a power loss that kept its
+      // data but not its directory entry): nothing to deliver from, but it must not pass unnoticed.
+      const err = auditError(AUDIT_ERRORS.spool, {
+        file: fileOf(previous + 1),
+        last: fileOf(n - 1),
+        reason: 'missing_segment',
+      });
+      logger.error({ dir, first: previous + 1, last: n - 1 }, 'audit spool: segments missing; their events are lost');
+      onError('segment', err);
     }
-    const counted = await scanSegment(file, from);
-    let size = counted.size;
-    if (n === existing[existing.length - 1] && counted.lastNewline + 1 < size) {
-      // A torn last line: the write that made it was never synced, so no one was told it was spooled.
-      const handle = await open(file, 'r+');
+  });
+  for (const n of existing) {
+    const file = fileOf(n);
+    const from = n === cursor.segment ? cursor.offset : 0;
+    const counted = await reading(file, 'segment_unreadable', () => scanSegment(file, from));
+    // Bytes after the last newline are a torn line: the write that made them never finished, so no
+    // one was told they were spooled. Only whole lines count; the tail is cut when it can be (a
+    // sealed segment keeps it if the cut fails: it is never read past its committed size).
+    const size = counted.lastNewline + 1;
+    if (size < counted.size) {
       try {
-        await handle.truncate(counted.lastNewline + 1);
-      } finally {
-        await handle.close();
+        await truncate(file, size);
+        logger.warn({ segment: n, cut: counted.size - size }, 'audit spool: torn last line removed');
+      } catch (err) {
+        onError('segment', err);
       }
-      logger.warn({ segment: n, cut: size - counted.lastNewline - 1 }, 'audit spool: torn last line removed');
-      size = counted.lastNewline + 1;
     }
     segments.set(n, size);
     spooledEvents += counted.lines;
@@ -226,11 +289,13 @@ export async function openSpool(dir: string, options: SpoolOptions): Promise<Spo
   }
 
   // Always a fresh segment to append to: the old ones are sealed as found.
-  let active = (existing[existing.length - 1] ?? 0) + 1;
+  let active = (existing.at(-1) ?? 0) + 1;
   if (existing.length === 0) cursor = { segment: active, offset: 0 };
-  let writer = await open(join(dir, segmentName(active)), SEGMENT_FLAGS, 0o600);
+  let writer = await open(fileOf(active), SEGMENT_FLAGS, 0o600);
   segments.set(active, 0);
   syncDirectory(dir);
+  // An untrusted cursor is replaced now, so the next open judges the position this one started from.
+  if (stored !== 'missing' && distrust !== null) await writeCursor();
 
   const chunks: { lines: string; count: number; bytes: number }[] = [];
   let queued = 0;
