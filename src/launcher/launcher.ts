@@ -7,13 +7,14 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Manifest } from '../config/model.ts';
 import { isLoopbackHost } from '../config/net.ts';
 import { COMPONENT_SERVICE_NAMES, type ControlTarget, requestJoinToken } from '../control/api/index.ts';
-import { RampartError } from '../core/errors.ts';
+import { isRampartError, RampartError } from '../core/errors.ts';
 import { createDevKek, KEK_ENV } from '../core/kek.ts';
 import type { ControlEndpoint, ControlRuntime } from '../core/runtime.ts';
 import { rampartPackageRoot, readableRoots } from './allow-list.ts';
 import { checkManifestEnv, childEnv } from './child-env.ts';
 import { childCommand, FROM_SOURCE } from './command.ts';
 import { acquireLauncherLock, prepareDataDirs } from './data-dirs.ts';
+import { waitForJoinToken } from './join-token-wait.ts';
 import { type LogFormat, LogOutput } from './log-output.ts';
 import {
   type Component,
@@ -211,7 +212,8 @@ export class Launcher {
       await this.#prepare();
       for (const proc of this.#processes.values()) {
         if (this.#shutdown) break;
-        await this.#attest(proc);
+        // Bounded like readiness: the control plane said it was ready just before.
+        await this.#attest(proc, this.#now() + (this.#options.readyTimeoutMs ?? LAUNCHER_DEFAULTS.readyTimeoutMs));
         this.#spawn(proc);
         if (!(await this.#awaitReady(proc)) && !this.#shutdown) {
           const { adminPort } = proc.plan.runtime;
@@ -339,18 +341,48 @@ export class Launcher {
   /**
    * Before a service, the gateway or the identity provider starts (and before every restart): a fresh
    * single-use join token for it alone, and the control plane's URL and bundle, go into its runtime.
-   * The token is not kept in the plan.
+   * The token is not kept in the plan. The previous token was spent by the process that exited, so a
+   * process is never started without a new one: while the control plane cannot mint (it is
+   * restarting, or refuses), this waits and retries with backoff (waitForJoinToken), logging each
+   * change of reason once. A deadline bounds the wait during `start()`; a restart waits until a token
+   * comes or the launcher stops (`LAUNCH_ERR_STOPPED`).
    */
-  async #attest(proc: Supervised): Promise<void> {
+  async #attest(proc: Supervised, deadline?: number): Promise<void> {
     const { plan } = proc;
     const runtime = plan.runtime;
     const workload = runtime.kind === 'service' || runtime.kind === 'gateway' || runtime.kind === 'identity';
     if (!this.#workloadIdentity || !workload) return;
-    const control = this.#controlEndpoint();
     const name = runtime.kind === 'gateway' ? COMPONENT_SERVICE_NAMES.gateway : plan.name;
-    const { token } = await requestJoinToken(control, this.#credential, name);
+    const { token, endpoint } = await waitForJoinToken({
+      mint: async () => {
+        // Read per attempt: a control plane that restarted meanwhile may have rewritten its bundle.
+        const target = this.#controlEndpoint();
+        const { token } = await requestJoinToken(target, this.#credential, name);
+        const endpoint: ControlEndpoint = { url: target.url, bundle: target.bundle, trustDomain: target.trustDomain };
+        return { token, endpoint };
+      },
+      signal: this.#abort.signal,
+      backoff: this.#policy,
+      deadline,
+      random: this.#options.random,
+      now: this.#now,
+      onWaiting: (reason) =>
+        this.#output.warn(
+          `${plan.name} cannot start yet: the control plane mints no join token (${reason}); retrying with backoff`,
+          { process: plan.name, reason },
+        ),
+      onMinted: (attempts, waitedMs) =>
+        this.#output.info(
+          `${plan.name}: join token minted after ${attempts} attempts (${Math.round(waitedMs / 100) / 10} s); starting it`,
+          { process: plan.name },
+        ),
+    }).catch((err: unknown) => {
+      if (isRampartError(err, 'LAUNCH_ERR_JOIN_TOKEN')) {
+        throw new RampartError('LAUNCH_ERR_JOIN_TOKEN', `${plan.name} could not start: ${err.message}`, { cause: err });
+      }
+      throw err;
+    });
     const parentEnv = this.#options.parentEnv ?? process.env;
-    const endpoint: ControlEndpoint = { url: control.url, bundle: control.bundle, trustDomain: control.trustDomain };
     proc.env = childEnv({ ...runtime, control: endpoint, joinToken: token }, plan.env, parentEnv);
   }
 
@@ -431,23 +463,35 @@ export class Launcher {
       proc.restartTimer = null;
       if (this.#shutdown) return;
       proc.restarts += 1;
-      void this.#attest(proc)
-        .catch((err: unknown) => {
-          // Started anyway: without a valid token it fails to get its SVID and exits, and the
-          // restart policy (backoff, give up) applies as for any crash.
-          this.#output.warn(`${name}: no join token (${err instanceof Error ? err.message : String(err)})`, {
-            process: name,
-          });
-        })
-        .then(() => this.#spawn(proc));
-      // During start() the start loop is already waiting for this process; afterwards, say when it is back.
-      if (this.#running) {
-        void this.#awaitReady(proc).then((ready) => {
-          if (ready) this.#output.info(`${name} is ready again`, { process: name });
-          else if (!this.#shutdown) this.#output.warn(`${name} was restarted but is not ready`, { process: name });
-        });
-      }
+      void this.#restart(proc);
     }, decision.delayMs);
+  }
+
+  /**
+   * Starts a crashed process again once it has a fresh join token. Waiting for the token is not a
+   * crash: it spends none of the restart budget, and a stop during the wait starts nothing.
+   */
+  async #restart(proc: Supervised): Promise<void> {
+    const name = proc.plan.name;
+    try {
+      await this.#attest(proc);
+    } catch (err) {
+      if (this.#shutdown || isRampartError(err, 'LAUNCH_ERR_STOPPED')) return;
+      this.#fail({
+        process: name,
+        reason: `${name} could not be restarted: ${err instanceof Error ? err.message : String(err)}`,
+        stderr: [...proc.tail],
+      });
+      return;
+    }
+    if (this.#shutdown) return;
+    this.#spawn(proc);
+    // During start() the start loop is already waiting for this process; afterwards, say when it is back.
+    if (this.#running) {
+      const ready = await this.#awaitReady(proc);
+      if (ready) this.#output.info(`${name} is ready again`, { process: name });
+      else if (!this.#shutdown) this.#output.warn(`${name} was restarted but is not ready`, { process: name });
+    }
   }
 
   /** Reports a failure (the process, why, its last stderr lines) and stops everything with exit code 1. */
