@@ -1,16 +1,30 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { inspect } from 'node:util';
 import type { CurrentSvid } from '../control/api/index.ts';
 import { OPERATOR, type SecretsTestPlane, startSecretsTestPlane } from '../control/api/secrets-testing.ts';
+import { compileSecretsAcl } from '../control/secrets/acl.ts';
 import { isRampartError } from '../core/errors.ts';
 import { createLogger } from '../core/logger.ts';
-import { createServiceSecrets, SDK_SECRETS_ERRORS, type ServiceSecrets, type ServiceSecretsInit } from './secrets.ts';
+import { Registry } from '../core/metrics.ts';
+import {
+  createServiceSecrets,
+  SDK_SECRETS_DEFAULTS,
+  SDK_SECRETS_ERRORS,
+  SECRET_READ_RESULTS,
+  type SecretReadResult,
+  type ServiceSecrets,
+  type ServiceSecretsInit,
+} from './secrets.ts';
 
 const TTL = 30_000;
+/** What the manifest of the test plane grants payments (catalog: nothing). */
+const GRANTED = ['payment-provider-key', 'db-password', 'unset-key'] as const;
 
 describe('sdk: secrets.get over mTLS', () => {
   let plane: SecretsTestPlane;
@@ -20,10 +34,7 @@ describe('sdk: secrets.get over mTLS', () => {
   const plaintext = `sk_test_${randomBytes(16).toString('hex')}`;
 
   before(async () => {
-    plane = await startSecretsTestPlane({
-      payments: ['payment-provider-key', 'db-password', 'unset-key'],
-      catalog: [],
-    });
+    plane = await startSecretsTestPlane({ payments: [...GRANTED], catalog: [] });
     await plane.secrets.set(OPERATOR, 'payment-provider-key', Buffer.from(plaintext));
     await plane.secrets.set(OPERATOR, 'db-password', Buffer.from('hunter2-hunter2'));
     paymentsSvid = await plane.svidFor('payments');
@@ -194,6 +205,219 @@ describe('sdk: secrets.get over mTLS', () => {
     } finally {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  /** How the stand-in control plane answers a read. */
+  type Behaviour = ((req: IncomingMessage, res: ServerResponse) => void) | 'connection refused';
+  const json = (status: number, body: unknown) => (_req: IncomingMessage, res: ServerResponse) => {
+    const text = typeof body === 'string' ? body : JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(text);
+  };
+  const refusal = (status: number, error: string) => json(status, { error, error_id: 'e-1' });
+  const b64 = (text: string) => Buffer.from(text).toString('base64');
+  /** What the answer does to the value cached before it (seen through an outage afterwards). */
+  type CacheAfter = 'replaced' | 'kept' | 'dropped';
+  const answers: ReadonlyArray<
+    readonly [
+      label: string,
+      behaviour: Behaviour,
+      outcome: { stale: true } | { version: number } | { code: string; status: number },
+      result: SecretReadResult,
+      cache: CacheAfter,
+    ]
+  > = [
+    [
+      '200 with a new version',
+      json(200, { name: 'k', version: 2, value: b64('v2') }),
+      { version: 2 },
+      'ok',
+      'replaced',
+    ],
+    [
+      '403 SEC_ERR_FORBIDDEN (grant revoked)',
+      refusal(403, 'SEC_ERR_FORBIDDEN'),
+      { code: 'SEC_ERR_FORBIDDEN', status: 403 },
+      'refused',
+      'dropped',
+    ],
+    [
+      '403 with a body that is not JSON',
+      json(403, '<html>no</html>'),
+      { code: SDK_SECRETS_ERRORS.refused, status: 403 },
+      'refused',
+      'dropped',
+    ],
+    [
+      '403 with an unknown code',
+      refusal(403, 'SOMETHING_ELSE'),
+      { code: SDK_SECRETS_ERRORS.refused, status: 403 },
+      'refused',
+      'dropped',
+    ],
+    [
+      '401 (the SVID refused)',
+      refusal(401, 'CA_ERR_API_NO_CLIENT_CERTIFICATE'),
+      { code: 'CA_ERR_API_NO_CLIENT_CERTIFICATE', status: 401 },
+      'refused',
+      'dropped',
+    ],
+    ['401 with an empty body', json(401, ''), { code: SDK_SECRETS_ERRORS.refused, status: 401 }, 'refused', 'dropped'],
+    [
+      '404 SEC_ERR_NOT_FOUND',
+      refusal(404, 'SEC_ERR_NOT_FOUND'),
+      { code: 'SEC_ERR_NOT_FOUND', status: 404 },
+      'not_found',
+      'dropped',
+    ],
+    [
+      '503 SEC_ERR_AUDIT_UNAVAILABLE',
+      refusal(503, 'SEC_ERR_AUDIT_UNAVAILABLE'),
+      { stale: true },
+      'unavailable',
+      'kept',
+    ],
+    ['500 with an HTML body', json(500, '<html>oops</html>'), { stale: true }, 'unavailable', 'kept'],
+    ['502 with no body', json(502, ''), { stale: true }, 'unavailable', 'kept'],
+    ['429', json(429, ''), { stale: true }, 'unavailable', 'kept'],
+    ['400 CA_ERR_API_BAD_REQUEST', refusal(400, 'CA_ERR_API_BAD_REQUEST'), { stale: true }, 'bad_answer', 'kept'],
+    ['connection refused', 'connection refused', { stale: true }, 'unreachable', 'kept'],
+    ['connection reset before an answer', (req) => req.socket.destroy(), { stale: true }, 'unreachable', 'kept'],
+    ['no answer within the timeout', () => {}, { stale: true }, 'unreachable', 'kept'],
+    ['200 with a body that is not JSON', json(200, '{"version":2,"value":'), { stale: true }, 'bad_answer', 'kept'],
+    ['200 without a version', json(200, { value: b64('v2') }), { stale: true }, 'bad_answer', 'kept'],
+    ['200 with version 0', json(200, { version: 0, value: b64('v2') }), { stale: true }, 'bad_answer', 'kept'],
+    ['200 with a JSON array', json(200, '[1,2]'), { stale: true }, 'bad_answer', 'kept'],
+    [
+      '200 larger than the limit',
+      json(200, { version: 2, value: 'A'.repeat(SDK_SECRETS_DEFAULTS.maxResponseBytes) }),
+      { stale: true },
+      'bad_answer',
+      'kept',
+    ],
+  ];
+
+  for (const [label, behaviour, outcome, result, cacheAfter] of answers) {
+    test(`answer table: ${label} → ${'code' in outcome ? outcome.code : 'stale' in outcome ? 'stale value' : `version ${outcome.version}`}, ${result}, cached value ${cacheAfter}`, async () => {
+      const control = await plane.svidFor('control');
+      let answer: Behaviour = json(200, { name: 'k', version: 1, value: b64('v1') });
+      const server = createHttpsServer(
+        { cert: control.certificatePem, key: control.keyPem, ca: control.bundlePem, requestCert: true },
+        (req, res) => {
+          req.resume();
+          req.on('end', () => (typeof answer === 'function' ? answer(req, res) : undefined));
+        },
+      );
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const stop = async () => {
+        server.closeAllConnections();
+        if (server.listening) await new Promise((resolve) => server.close(resolve));
+      };
+      try {
+        const { port } = server.address() as AddressInfo;
+        const lines: Record<string, unknown>[] = [];
+        const destination = new Writable({
+          write(chunk, _encoding, done) {
+            lines.push(JSON.parse(String(chunk)));
+            done();
+          },
+        });
+        const registry = new Registry();
+        const secrets = client(() => paymentsSvid, {
+          control: { url: `https://127.0.0.1:${port}`, bundle: '', trustDomain: plane.trustDomain },
+          maxStaleMs: 60_000,
+          timeoutMs: 300,
+          registry,
+          logger: createLogger({ name: 'payments', level: 'info', destination }),
+        });
+        const reads = async () => {
+          const values = (await registry.getSingleMetric('rampart_service_secret_reads_total')?.get())?.values ?? [];
+          return Object.fromEntries(
+            SECRET_READ_RESULTS.map((r) => [r, values.find((v) => v.labels['result'] === r)?.value]),
+          );
+        };
+        const staleServed = async () =>
+          (await registry.getSingleMetric('rampart_service_secret_stale_served_total')?.get())?.values[0]?.value;
+
+        assert.equal((await secrets.get('k')).text(), 'v1');
+        clock.t += TTL;
+        answer = behaviour;
+        if (behaviour === 'connection refused') await stop();
+        const got = await secrets.get('k').then(
+          (secret) => ({ version: secret.version, text: secret.text(), stale: secret.stale }),
+          (err: unknown) => err,
+        );
+        if ('code' in outcome) {
+          assert.ok(isRampartError(got, outcome.code), `${outcome.code}, not ${inspect(got)}`);
+          assert.equal(got.status, outcome.status);
+        } else if ('stale' in outcome) {
+          assert.deepEqual(got, { version: 1, text: 'v1', stale: true });
+        } else {
+          assert.deepEqual(got, { version: outcome.version, text: 'v2', stale: false });
+        }
+
+        // Metrics: the read is counted under its result only; a stale value is counted as such.
+        const expected = Object.fromEntries(SECRET_READ_RESULTS.map((r) => [r, 0]));
+        expected['ok'] = 1;
+        expected[result] = (expected[result] ?? 0) + 1;
+        assert.deepEqual(await reads(), expected);
+        assert.equal(await staleServed(), 'stale' in outcome ? 1 : 0);
+        // Logs: a refusal is never reported as the control plane being unavailable, nor the reverse.
+        const events = lines.map((l) => l['event']).filter((e) => e === 'secret.refused' || e === 'secret.unavailable');
+        const answered = result === 'refused' || result === 'not_found';
+        assert.deepEqual(events, result === 'ok' ? [] : [answered ? 'secret.refused' : 'secret.unavailable']);
+        assert.ok(!JSON.stringify(lines).includes(b64('v1')) && !JSON.stringify(lines).includes('v1"'));
+
+        // The cache afterwards, seen through an outage: what is left to serve stale, if anything.
+        if (server.listening) answer = refusal(503, 'SEC_ERR_STORE');
+        clock.t += TTL;
+        const after = await secrets.get('k').then(
+          (secret) => `stale v${secret.version}`,
+          (err: unknown) => (isRampartError(err) ? err.code : String(err)),
+        );
+        const left = { replaced: 'stale v2', kept: 'stale v1', dropped: 'nothing' }[cacheAfter];
+        assert.equal(after.startsWith('stale') ? after : 'nothing', left, `after: ${after}`);
+      } finally {
+        await stop();
+      }
+    });
+  }
+
+  test('a revoked grant through the real control plane: the cached value is not served after the 403', async () => {
+    const granted = compileSecretsAcl({
+      trustDomain: plane.trustDomain,
+      secrets: { 'db-password': { name: 'db-password', description: '' } },
+      services: {
+        payments: { name: 'payments', run: '/x.ts', routes: [], calls: [], secrets: ['db-password'], env: {} },
+      },
+    });
+    const secrets = client(() => paymentsSvid, { maxStaleMs: 60_000 });
+    plane.secrets.setAcl(granted);
+    try {
+      assert.equal((await secrets.get('db-password')).stale, false);
+      // The grant removed from the manifest (what a reload installs): the read is refused.
+      plane.secrets.setAcl(compileSecretsAcl({ trustDomain: plane.trustDomain, secrets: {}, services: {} }));
+      clock.t += TTL;
+      await assert.rejects(secrets.get('db-password'), (err: unknown) => isRampartError(err, 'SEC_ERR_FORBIDDEN'));
+      // Granted again but the control plane cannot serve (audit log down): nothing is left to serve stale.
+      plane.secrets.setAcl(granted);
+      plane.audit.fail = true;
+      await assert.rejects(secrets.get('db-password'), (err: unknown) =>
+        isRampartError(err, 'SEC_ERR_AUDIT_UNAVAILABLE'),
+      );
+    } finally {
+      plane.audit.fail = false;
+      plane.secrets.setAcl(
+        compileSecretsAcl({
+          trustDomain: plane.trustDomain,
+          secrets: Object.fromEntries(GRANTED.map((name) => [name, { name, description: '' }])),
+          services: {
+            payments: { name: 'payments', run: '/x.ts', routes: [], calls: [], secrets: [...GRANTED], env: {} },
+            catalog: { name: 'catalog', run: '/x.ts', routes: [], calls: [], secrets: [], env: {} },
+          },
+        }),
+      );
     }
   });
 

@@ -8,6 +8,7 @@ import { SECRET_NAME } from '../control/secrets/defaults.ts';
 import { SEC_ERRORS, secError } from '../control/secrets/errors.ts';
 import { RampartError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
+import { Counter, type Registry } from '../core/metrics.ts';
 import type { ControlEndpoint } from '../core/runtime.ts';
 import { serviceSpiffeId } from '../core/spiffe.ts';
 
@@ -24,7 +25,31 @@ export const SDK_SECRETS_ERRORS = {
   noControlPlane: 'SDK_ERR_SECRETS_NO_CONTROL_PLANE',
   /** The control plane could not be reached in time or answered something unusable, and nothing cached could stand in. */
   unavailable: 'SDK_ERR_SECRETS_UNAVAILABLE',
+  /**
+   * The control plane refused the read (401, 403 or 404) without a code this client passes on: an
+   * answer, like SEC_ERR_FORBIDDEN, so nothing cached is served in its place. `status` is the answer's.
+   */
+  refused: 'SDK_ERR_SECRETS_REFUSED',
 } as const;
+
+/**
+ * What one read sent to the control plane came to: the `result` label of
+ * `rampart_service_secret_reads_total`, and whether a cached value may stand in for it.
+ *
+ * | result | answer | a cached value |
+ * | --- | --- | --- |
+ * | `ok` | 200 with a version and a value | replaced |
+ * | `refused` | 401 (the SVID refused) or 403 (not granted, or no longer) | dropped and zeroed |
+ * | `not_found` | 404 (granted but never set) | dropped and zeroed |
+ * | `unavailable` | 5xx, 408, 429: the control plane answered that it cannot serve now | served stale, within the window |
+ * | `unreachable` | no answer: connection refused or reset, TLS failure, timeout | served stale, within the window |
+ * | `bad_answer` | another status, a body that is not JSON or too large, a 200 without a version or value | served stale, within the window |
+ *
+ * A refusal is an answer, not an outage: serving the last value after it would keep a revoked grant
+ * working for the whole stale window.
+ */
+export const SECRET_READ_RESULTS = ['ok', 'refused', 'not_found', 'unavailable', 'unreachable', 'bad_answer'] as const;
+export type SecretReadResult = (typeof SECRET_READ_RESULTS)[number];
 
 /** Client settings, each with its reason. */
 export const SDK_SECRETS_DEFAULTS = {
@@ -87,6 +112,11 @@ export interface ServiceSecretsInit extends ServiceSecretsOptions {
   logger?: Logger;
   /** The cache's clock (tests). */
   now?: () => number;
+  /**
+   * Where `rampart_service_secret_reads_total{result}` ({@link SecretReadResult}) and
+   * `rampart_service_secret_stale_served_total` are registered (the service's registry); none when absent.
+   */
+  registry?: Registry;
 }
 
 /** The codes a refusal from the control plane may carry to the caller; anything else is "unavailable". */
@@ -94,6 +124,67 @@ const PASSED_CODE = /^(SEC_ERR_[A-Z_]{1,40}|CA_ERR_API_[A-Z_]{1,40})$/;
 
 function unavailable(detail: Record<string, unknown>, cause?: unknown, status = 503): RampartError {
   return new RampartError(SDK_SECRETS_ERRORS.unavailable, 'secrets unavailable', { status, detail, cause });
+}
+
+/** Answers that are the control plane's decision about this caller and name, not an outage. */
+const REFUSAL_STATUSES: ReadonlySet<number> = new Set([401, 403, 404]);
+
+type ReadOutcome =
+  | { result: 'ok'; version: number; value: Buffer }
+  | { result: Exclude<SecretReadResult, 'ok'>; error: RampartError };
+
+/**
+ * The body of an answer, bounded by SDK_SECRETS_DEFAULTS.maxResponseBytes, or why it could not be read.
+ * The chunks are zeroed: a 200's body holds the value.
+ */
+async function readBody(res: Awaited<ReturnType<typeof request>>): Promise<Buffer | 'network' | 'too large'> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length;
+      chunks.push(chunk as Buffer);
+      if (size > SDK_SECRETS_DEFAULTS.maxResponseBytes) {
+        res.body.destroy();
+        return 'too large';
+      }
+    }
+    return Buffer.concat(chunks);
+  } catch {
+    return 'network';
+  } finally {
+    for (const chunk of chunks) chunk.fill(0);
+  }
+}
+
+/** The JSON object in `raw`, or null. No error is kept: V8's message quotes the text, which may be the value. */
+function parseBody(raw: Buffer): Record<string, unknown> | null {
+  try {
+    const parsed: unknown = JSON.parse(raw.toString('utf8'));
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)
+      ? (parsed as Record<string, unknown>)
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The client's metrics, or no-ops without a registry. */
+function secretMetrics(registry: Registry | undefined) {
+  if (registry === undefined) return { read: (_result: SecretReadResult) => {}, stale: () => {} };
+  const reads = new Counter({
+    name: 'rampart_service_secret_reads_total',
+    help: 'Secret reads sent to the control plane, by result: ok, refused, not_found (answers), unavailable, unreachable, bad_answer (outages).',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  for (const result of SECRET_READ_RESULTS) reads.inc({ result }, 0);
+  const stale = new Counter({
+    name: 'rampart_service_secret_stale_served_total',
+    help: 'Secret values served past their cache lifetime because the control plane was unavailable.',
+    registers: [registry],
+  });
+  return { read: (result: SecretReadResult) => reads.inc({ result }), stale: () => stale.inc() };
 }
 
 class SecretView implements Secret {
@@ -156,6 +247,67 @@ export function createServiceSecrets(init: ServiceSecretsInit): ServiceSecrets {
     return agent.dispatcher;
   };
 
+  const metrics = secretMetrics(init.registry);
+  /** Errors that are the control plane's refusal: the cache drops the entry instead of serving it stale. */
+  const refusals = new WeakSet<object>();
+
+  /** One `POST /v1/secrets/read`, classified; never throws. */
+  const attempt = async (name: string, svid: CurrentSvid, endpoint: ControlEndpoint): Promise<ReadOutcome> => {
+    let res: Awaited<ReturnType<typeof request>>;
+    try {
+      res = await request(new URL('/v1/secrets/read', endpoint.url), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json' },
+        body: JSON.stringify({ name }),
+        dispatcher: dispatcherFor(svid, endpoint),
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (cause) {
+      return { result: 'unreachable', error: unavailable({ reason: 'network' }, cause) };
+    }
+    const status = res.statusCode;
+    const body = await readBody(res);
+    if (status === 200) {
+      if (!Buffer.isBuffer(body)) {
+        const result = body === 'too large' ? 'bad_answer' : 'unreachable';
+        return { result, error: unavailable({ reason: body, status }) };
+      }
+      const parsed = parseBody(body);
+      body.fill(0);
+      const version = parsed?.['version'];
+      const value = parsed?.['value'];
+      if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 1 || typeof value !== 'string') {
+        return {
+          result: 'bad_answer',
+          error: unavailable({ reason: parsed === null ? 'not json' : 'answer', status }),
+        };
+      }
+      return { result: 'ok', version, value: Buffer.from(value, 'base64') };
+    }
+    // Not a value: the body is a refusal's `{error, error_id}` at most, read only for its code.
+    const parsed = Buffer.isBuffer(body) ? parseBody(body) : null;
+    const code = parsed?.['error'];
+    const errorId = typeof parsed?.['error_id'] === 'string' ? parsed['error_id'] : undefined;
+    const passed = typeof code === 'string' && PASSED_CODE.test(code);
+    if (REFUSAL_STATUSES.has(status)) {
+      // An answer whatever its body says: the control plane heard the SVID and said no.
+      const error = new RampartError(
+        passed ? code : SDK_SECRETS_ERRORS.refused,
+        'control plane refused the secret read',
+        { status, detail: { status, errorId } },
+      );
+      refusals.add(error);
+      return { result: status === 404 ? 'not_found' : 'refused', error };
+    }
+    const busy = status >= 500 || status === 408 || status === 429;
+    const error = passed
+      ? new RampartError(code, 'control plane refused the secret read', { status, detail: { status, errorId } })
+      : unavailable({ reason: 'status', status });
+    return { result: busy ? 'unavailable' : 'bad_answer', error };
+  };
+
   const fetch = async (name: string): Promise<{ version: number; value: Buffer }> => {
     const svid = init.svid();
     if (closed || control === null || svid === null) {
@@ -163,66 +315,26 @@ export function createServiceSecrets(init: ServiceSecretsInit): ServiceSecrets {
         status: 500,
       });
     }
-    let res: Awaited<ReturnType<typeof request>>;
-    try {
-      res = await request(new URL('/v1/secrets/read', control.url), {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json' },
-        body: JSON.stringify({ name }),
-        dispatcher: dispatcherFor(svid, control),
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-    } catch (cause) {
-      throw unavailable({ reason: 'network' }, cause);
+    const outcome = await attempt(name, svid, control);
+    metrics.read(outcome.result);
+    if (outcome.result === 'ok') return outcome;
+    const { error } = outcome;
+    // The answer's status (none when there was no answer), the error id to find it in the control plane's log.
+    const fields = { secret: name, result: outcome.result, code: error.code, ...error.detail };
+    if (refusals.has(error)) {
+      init.logger?.warn({ event: 'secret.refused', ...fields }, 'control plane refused the secret read');
+    } else {
+      init.logger?.warn(
+        { event: 'secret.unavailable', ...fields },
+        'control plane unavailable for the secret read: a cached value may stand in',
+      );
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    try {
-      for await (const chunk of res.body) {
-        size += (chunk as Buffer).length;
-        if (size > SDK_SECRETS_DEFAULTS.maxResponseBytes) {
-          res.body.destroy();
-          throw unavailable({ reason: 'response too large' });
-        }
-        chunks.push(chunk as Buffer);
-      }
-    } catch (cause) {
-      for (const chunk of chunks) chunk.fill(0);
-      throw cause instanceof RampartError ? cause : unavailable({ reason: 'network' }, cause);
-    }
-    const raw = Buffer.concat(chunks);
-    for (const chunk of chunks) chunk.fill(0);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(raw.toString('utf8'));
-    } catch {
-      // No cause: V8's JSON.parse message quotes the text around the bad token, which may be the value.
-      throw unavailable({ reason: 'not json', status: res.statusCode });
-    } finally {
-      raw.fill(0);
-    }
-    const body = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as Record<string, unknown>;
-    if (res.statusCode !== 200) {
-      const code = body['error'];
-      if (typeof code === 'string' && PASSED_CODE.test(code)) {
-        throw new RampartError(code, 'control plane refused the secret read', {
-          status: res.statusCode,
-          detail: { errorId: typeof body['error_id'] === 'string' ? body['error_id'] : undefined },
-        });
-      }
-      throw unavailable({ reason: 'status', status: res.statusCode });
-    }
-    const { version, value } = body;
-    if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 1 || typeof value !== 'string') {
-      throw unavailable({ reason: 'answer' });
-    }
-    return { version, value: Buffer.from(value, 'base64') };
+    throw error;
   };
 
   const cache = createSecretCache({
     fetch,
+    isAuthoritative: (err) => typeof err === 'object' && err !== null && refusals.has(err),
     ...(init.ttlMs === undefined ? {} : { ttlMs: init.ttlMs }),
     ...(init.maxStaleMs === undefined ? {} : { maxStaleMs: init.maxStaleMs }),
     ...(init.now === undefined ? {} : { now: init.now }),
@@ -241,7 +353,9 @@ export function createServiceSecrets(init: ServiceSecretsInit): ServiceSecrets {
   return {
     async get(name) {
       if (typeof name !== 'string' || !SECRET_NAME.test(name)) throw secError(SEC_ERRORS.name);
-      return new SecretView(await cache.get(name));
+      const cached = await cache.get(name);
+      if (cached.stale) metrics.stale();
+      return new SecretView(cached);
     },
     onRotate(listener) {
       listeners.push(listener);
