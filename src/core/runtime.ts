@@ -50,9 +50,10 @@ export interface CallerRule {
 export interface InboundPolicy {
   /**
    * The control plane's policy version (control/policy/policy-store.ts): one number for the system,
-   * increased by every change of the policy's content, never decreasing. The launcher's snapshot is
-   * version 0 (control/policy/compile.ts `LAUNCH_POLICY_VERSION`); a service replaces its policy live
-   * with any higher version the control plane serves (sdk/policy-source.ts).
+   * increased by every change of the policy's content, never decreasing within one epoch of the
+   * control plane's policy history. The launcher's snapshot is version 0 of no epoch
+   * (control/policy/compile.ts `LAUNCH_POLICY_VERSION`); a service replaces its policy live with what
+   * the control plane serves: a higher version, or any version of another epoch (sdk/policy-source.ts).
    */
   version: number;
   callers: Record<string, CallerRule[]>;

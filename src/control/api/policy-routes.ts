@@ -1,8 +1,9 @@
 import { RESERVED_SERVICE_NAMES } from '../../config/reserved.ts';
 import { POLICY_DEFAULTS } from '../policy/defaults.ts';
+import { POLICY_DIGEST_PATTERN, POLICY_EPOCH_PATTERN } from '../policy/digest.ts';
 import { POLICY_ERRORS, policyError } from '../policy/errors.ts';
 import type { ServicePolicy } from '../policy/policy-store.ts';
-import { POLICY_ROUTE, type PolicyResponse } from '../policy/wire.ts';
+import { POLICY_ROUTE, type PolicyRequest, type PolicyResponse } from '../policy/wire.ts';
 import { apiError, CONTROL_API_ERRORS } from './errors.ts';
 import { type ApiRoutes, apiCaller, integerField, parseJson } from './request.ts';
 
@@ -13,15 +14,17 @@ export interface PolicyRoutesOptions {
   trustDomain: string;
 }
 
+const REQUEST_FIELDS: readonly string[] = ['epoch', 'version', 'digest'] satisfies (keyof PolicyRequest)[];
+
 /**
- * `POST /v1/policy` `{knownVersion}` over mutual TLS: the calling service's own inbound policy and the
- * system's policy version (issue 4, live policy updates). The caller is the verified client
- * certificate's SPIFFE ID and nothing in the request: no body field can name another service, so a
- * workload never sees who may call anyone else. Refusals: no valid SVID 401 (before the body is parsed),
- * a component or non-service identity 403 POLICY_ERR_FORBIDDEN, a malformed body or any field but
- * `knownVersion` 400, no policy
- * loaded yet 503 POLICY_ERR_UNAVAILABLE. When `knownVersion` is the current version the answer carries
- * no rules.
+ * `POST /v1/policy` `{epoch, version, digest}` (what the service holds, wire.ts) over mutual TLS: the
+ * calling service's own inbound policy with the epoch, version and digest it has now (issue 4, live
+ * policy updates). The caller is the verified client certificate's SPIFFE ID and nothing in the
+ * request: no body field can name another service, so a workload never sees who may call anyone else.
+ * Refusals: no valid SVID 401 (before the body is parsed), a component or non-service identity 403
+ * POLICY_ERR_FORBIDDEN, a malformed body, a missing field or any other field 400, no policy loaded yet
+ * 503 POLICY_ERR_UNAVAILABLE. The answer carries no rules only when the service holds exactly what is
+ * served: same epoch, same version and same digest.
  */
 export function policyRoutes(options: PolicyRoutesOptions): ApiRoutes {
   const { policy, trustDomain } = options;
@@ -36,15 +39,41 @@ export function policyRoutes(options: PolicyRoutesOptions): ApiRoutes {
         }
         const json = parseJson(body);
         // Unknown fields are refused, not ignored: nothing in the body may look like it selects a service.
-        if (Object.keys(json).some((key) => key !== 'knownVersion')) {
+        if (Object.keys(json).some((key) => !REQUEST_FIELDS.includes(key))) {
           throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'unknown field' });
         }
-        const knownVersion = integerField(json, 'knownVersion');
+        const held: PolicyRequest = {
+          epoch: epochField(json),
+          version: integerField(json, 'version'),
+          digest: digestField(json),
+        };
         const current = policy.policyOf(caller.service);
         if (!current) throw policyError(POLICY_ERRORS.unavailable);
-        if (knownVersion === current.version) return { version: current.version };
-        return { version: current.version, callers: current.callers };
+        const served = { epoch: current.epoch, version: current.version, digest: current.digest };
+        if (held.epoch === served.epoch && held.version === served.version && held.digest === served.digest) {
+          return served;
+        }
+        return { ...served, callers: current.callers };
       },
     },
   };
+}
+
+/** `epoch`: null (the launcher's snapshot) or an epoch's shape, or 400 naming the field. */
+function epochField(json: Record<string, unknown>): string | null {
+  const value = json['epoch'];
+  if (value === null) return null;
+  if (typeof value !== 'string' || !POLICY_EPOCH_PATTERN.test(value)) {
+    throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'field', field: 'epoch' });
+  }
+  return value;
+}
+
+/** `digest`: 64 lowercase hex digits, or 400 naming the field. */
+function digestField(json: Record<string, unknown>): string {
+  const value = json['digest'];
+  if (typeof value !== 'string' || !POLICY_DIGEST_PATTERN.test(value)) {
+    throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'field', field: 'digest' });
+  }
+  return value;
 }

@@ -2,16 +2,17 @@ import { createHash } from 'node:crypto';
 import type { Manifest } from '../../config/model.ts';
 import type { CallerRule, InboundPolicy } from '../../core/runtime.ts';
 import { serviceSpiffeId } from '../../core/spiffe.ts';
+import { type CallerRules, canonicalCallers } from './digest.ts';
 
 /**
  * The version of the policy the launcher puts in a service's runtime: a snapshot of the manifest it
- * started with. Every version the control plane serves is at least 1, so the first answer a service
- * gets supersedes the snapshot (the manifest may have changed since the launcher read it).
+ * started with. It belongs to no epoch of the control plane's policy history (policy-store.ts), so
+ * the first answer a service gets supersedes it, whatever its version (the manifest may have changed
+ * since the launcher read it). Every version the control plane serves is at least 1.
  */
 export const LAUNCH_POLICY_VERSION = 0;
 
-/** Who may call one service: caller SPIFFE ID → rules (deny by default). */
-export type CallerRules = Record<string, CallerRule[]>;
+export type { CallerRules } from './digest.ts';
 
 /** The inbound policy of every service in the manifest, by service name, in canonical form. */
 export interface SystemPolicy {
@@ -19,25 +20,6 @@ export interface SystemPolicy {
 }
 
 const byText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
-
-/**
- * Puts rules in one canonical form: methods and paths sorted and deduplicated, identical rules merged,
- * rules and callers sorted. The rules are alternatives (any match allows), so this changes no
- * decision; it makes equal policies equal byte for byte, so reordering a manifest is no new version.
- */
-function canonical(callers: Map<string, CallerRule[]>): CallerRules {
-  const out: CallerRules = {};
-  for (const id of [...callers.keys()].sort(byText)) {
-    const rules = new Map<string, CallerRule>();
-    for (const rule of callers.get(id) ?? []) {
-      const methods = [...new Set(rule.methods)].sort(byText);
-      const paths = [...new Set(rule.paths)].sort(byText);
-      rules.set(JSON.stringify([methods, paths]), { methods, paths });
-    }
-    out[id] = [...rules.keys()].sort(byText).map((key) => rules.get(key) as CallerRule);
-  }
-  return out;
-}
 
 /**
  * Who may call `service` (deny by default): the gateway for the service's routes (methods and
@@ -64,7 +46,7 @@ export function inboundCallers(manifest: Manifest, service: string): CallerRules
       }
     }
   }
-  return canonical(callers);
+  return canonicalCallers(callers);
 }
 
 /** `service`'s inbound policy at `version` (default: the launcher's snapshot, {@link LAUNCH_POLICY_VERSION}). */

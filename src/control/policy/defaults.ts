@@ -33,7 +33,7 @@ export const POLICY_DEFAULTS = {
   reloadDebounceMs: 200,
   /** After the watched file disappears (an editor's rename), watch the path again after this long. */
   rewatchMs: 500,
-  /** Largest `POST /v1/policy` body: `{"knownVersion": <integer>}` is a few dozen bytes. */
+  /** Largest `POST /v1/policy` body: an epoch (22 characters), a version and a digest (64) take ~130 bytes. */
   maxRequestBytes: 1_024,
   /**
    * Largest policy a service accepts, counted in rules (caller × rule) and patterns: far above any

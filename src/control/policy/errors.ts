@@ -21,7 +21,7 @@ const STATUS: Readonly<Record<string, number>> = {
 const MESSAGE: Readonly<Record<string, string>> = {
   // Read by an operator when the control plane refuses to start; `detail` names the file and the reason.
   [POLICY_ERRORS.state]:
-    'the persisted policy state (policy.json in the control plane data directory) is unreadable or malformed: restore it, or remove it to start versions again at 1 with every process restarted',
+    'the persisted policy state (policy.json in the control plane data directory) is unreadable or malformed: restore it, or remove it to start a new policy history at version 1 (running services take it)',
 };
 
 /** A RampartError with a policy code and a fixed message. */

@@ -3,7 +3,8 @@
  * flow, in order:
  *
  * 1. compile   compile.ts        manifest → every service's inbound policy, canonical (the launcher's too)
- * 2. version   state-file.ts     the version and last good policy, persisted before they are served
+ * 2. version   state-file.ts     the version and last good policy, persisted before they are served;
+ *              digest.ts         canonical rules, digests, and the epoch that names each run's history
  * 3. keep      policy-store.ts   reloads on SIGHUP or a file change; a bad manifest keeps the last good
  * 4. serve     ../api/policy-routes.ts   `POST /v1/policy`: a service gets its own policy, by its SVID
  * 5. enforce   ../../sdk/policy-source.ts  each service polls and swaps its decision function
@@ -18,6 +19,13 @@ export {
   type SystemPolicy,
 } from './compile.ts';
 export { POLICY_DEFAULTS } from './defaults.ts';
+export {
+  callersDigest,
+  canonicalCallers,
+  newPolicyEpoch,
+  POLICY_DIGEST_PATTERN,
+  POLICY_EPOCH_PATTERN,
+} from './digest.ts';
 export { POLICY_ERRORS, policyError } from './errors.ts';
 export { type PolicyReloadResult, PolicyStore, type PolicyStoreOptions, type ServicePolicy } from './policy-store.ts';
 export { POLICY_STATE_FILE, type PolicyState, readPolicyState, writePolicyState } from './state-file.ts';

@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createLogger } from '../../core/logger.ts';
 import { Registry } from '../../core/metrics.ts';
+import { callersDigest, POLICY_EPOCH_PATTERN } from './digest.ts';
 import { POLICY_ERRORS } from './errors.ts';
 import { PolicyStore, type PolicyStoreOptions } from './policy-store.ts';
 import { POLICY_STATE_FILE } from './state-file.ts';
@@ -80,9 +81,12 @@ test('versions: 1 at first, +1 per policy change, none for unrelated edits, neve
   p.write();
   const { store, registry } = p.open();
   assert.equal(store.current?.version, 1);
+  const charges = { [ORDERS]: [{ methods: ['POST'], paths: ['/charges'] }] };
   assert.deepEqual(store.policyOf('payments'), {
+    epoch: store.epoch,
     version: 1,
-    callers: { [ORDERS]: [{ methods: ['POST'], paths: ['/charges'] }] },
+    digest: callersDigest(charges),
+    callers: charges,
   });
   assert.equal(statSync(join(p.dataDir, POLICY_STATE_FILE)).mode & 0o777, 0o600);
 
@@ -96,6 +100,8 @@ test('versions: 1 at first, +1 per policy change, none for unrelated edits, neve
   assert.deepEqual(store.policyOf('payments')?.callers[ORDERS], [
     { methods: ['POST'], paths: ['/charges', '/refunds'] },
   ]);
+  assert.equal(store.policyOf('payments')?.digest, callersDigest(store.policyOf('payments')?.callers ?? {}));
+  assert.notEqual(store.policyOf('payments')?.digest, callersDigest(charges), 'a new version of its rules');
   assert.equal(await metric(registry, 'rampart_control_policy_version'), 2);
   store.close();
 
@@ -108,6 +114,44 @@ test('versions: 1 at first, +1 per policy change, none for unrelated edits, neve
   const back = p.open().store;
   assert.equal(back.current?.version, 4);
   assert.deepEqual(back.policyOf('payments')?.callers[ORDERS], [{ methods: ['POST'], paths: ['/charges'] }]);
+});
+
+test('epochs: a new one at every start, never persisted; a lost or restored policy.json restarts versions in a new epoch', (t) => {
+  const p = project(t);
+  const file = join(p.dataDir, POLICY_STATE_FILE);
+  p.write({ charges: ['/charges'] });
+  const first = p.open().store;
+  assert.match(first.epoch, POLICY_EPOCH_PATTERN);
+  assert.equal(first.policyOf('payments')?.epoch, first.epoch);
+  const backup = readFileSync(file, 'utf8');
+  assert.ok(!('epoch' in JSON.parse(backup)), 'policy.json holds no epoch');
+  p.write({ charges: ['/charges', '/refunds'] });
+  assert.equal(first.reload(), 'updated');
+  assert.equal(first.policyOf('payments')?.epoch, first.epoch, 'a reload stays in the epoch');
+  first.close();
+
+  // An ordinary restart: same version, same rules, another epoch.
+  const restarted = p.open().store;
+  assert.equal(restarted.current?.version, 2);
+  assert.notEqual(restarted.epoch, first.epoch);
+  restarted.close();
+
+  // policy.json lost, the manifest narrowed meanwhile: version 1 again, for other rules, in a new epoch.
+  rmSync(file);
+  p.write({ charges: ['/charges'] });
+  const lost = p.open().store;
+  assert.equal(lost.current?.version, 1);
+  assert.ok(![first.epoch, restarted.epoch].includes(lost.epoch));
+  lost.close();
+
+  // Restored from the backup taken at version 1: the same version, and still a new epoch.
+  p.write({ charges: ['/charges', '/refunds'] });
+  p.open().store.close();
+  writeFileSync(file, backup);
+  p.write({ charges: ['/charges'] });
+  const restored = p.open().store;
+  assert.equal(restored.current?.version, 1);
+  assert.ok(![first.epoch, restarted.epoch, lost.epoch].includes(restored.epoch));
 });
 
 test('a manifest that does not load or changes the trust domain is refused; the last good policy stays', async (t) => {
@@ -157,8 +201,14 @@ test('a service the manifest does not name is called by nobody', (t) => {
   p.write();
   const { store } = p.open();
   for (const name of ['ghost', 'constructor', '__proto__', 'toString']) {
-    assert.deepEqual(store.policyOf(name), { version: 1, callers: {} }, name);
+    assert.deepEqual(
+      store.policyOf(name),
+      { epoch: store.epoch, version: 1, digest: callersDigest({}), callers: {} },
+      name,
+    );
   }
+  // orders has a route: the gateway may call it, so its digest is not the empty policy's.
+  assert.notEqual(store.policyOf('orders')?.digest, callersDigest({}));
 });
 
 test('corrupt persisted state: the control plane refuses to start rather than guess a version', (t) => {

@@ -6,6 +6,7 @@ import type { Logger } from '../../core/logger.ts';
 import { Counter, Gauge, type Registry } from '../../core/metrics.ts';
 import { type CallerRules, compileSystemPolicy, policyDigest } from './compile.ts';
 import { POLICY_DEFAULTS } from './defaults.ts';
+import { callersDigest, newPolicyEpoch } from './digest.ts';
 import { POLICY_STATE_FILE, type PolicyState, readPolicyState, writePolicyState } from './state-file.ts';
 
 export interface PolicyStoreOptions {
@@ -23,12 +24,19 @@ export interface PolicyStoreOptions {
   rewatchMs?: number;
 }
 
+/** Digest of the empty policy (nobody may call), served for a service the manifest does not name. */
+const NOBODY_DIGEST = callersDigest({});
+
 /** Outcome of one reload. */
 export type PolicyReloadResult = 'updated' | 'unchanged' | 'error';
 
-/** One service's inbound policy at the system's policy version. */
+/** One service's inbound policy at the system's policy version, in this run's epoch. */
 export interface ServicePolicy {
+  /** The epoch of the policy history this version belongs to (see {@link PolicyStore}). */
+  epoch: string;
   version: number;
+  /** `callersDigest(callers)`: what a service holding exactly these rules reports. */
+  digest: string;
   callers: CallerRules;
 }
 
@@ -46,6 +54,17 @@ export interface ServicePolicy {
  * a different one gets the next: versions never go backwards and never name two policies. The
  * persisted policy is also the last good one when the manifest is invalid at start.
  *
+ * **Epochs.** A version number alone cannot tell a service that the history it came from was lost:
+ * with `policy.json` wiped, restored from an old backup, or a new control plane for the same system,
+ * versions start again (at 1, or at the backup's number) for possibly narrower rules, and a service
+ * holding a higher or equal version would keep its wider rules forever. So each run of the store
+ * names its history with a random epoch (digest.ts `newPolicyEpoch`), new at every start and served
+ * with every answer; a service that holds another epoch takes the answer whatever its version, and
+ * only within one epoch do versions never go back. The epoch is deliberately not persisted: the
+ * store cannot know that the `policy.json` it reads is the last one it wrote (a restored backup is a
+ * valid file with its old epoch and an older version), and a restart with an intact file costs each
+ * service one reinstall of identical rules. State files carry no epoch, so none is ever read back.
+ *
  * Metrics: `rampart_control_policy_version`, `rampart_control_policy_reloads_total{result}`,
  * `rampart_control_policy_last_reload_successful`.
  */
@@ -53,7 +72,10 @@ export class PolicyStore {
   readonly #options: PolicyStoreOptions;
   readonly #load: (file: string) => Manifest;
   readonly #stateFile: string;
+  readonly #epoch = newPolicyEpoch();
   #state: PolicyState | null;
+  /** Per-service digests of `#state`, computed on first use; cleared when the state changes. */
+  #digests = new Map<string, string>();
   readonly #watcher: ManifestWatcher;
   readonly #reloads: Counter<'result'>;
   readonly #version: Gauge;
@@ -97,6 +119,15 @@ export class PolicyStore {
     this.#version.set(this.#state?.version ?? 0);
     this.#lastSuccessful.set(1);
     this.#reloadOnce('start', true);
+    options.logger.info(
+      { epoch: this.#epoch, version: this.#state?.version ?? null },
+      'policy epoch started: services take this policy whatever version they hold',
+    );
+  }
+
+  /** This run's epoch: new at every start, never persisted (see the class comment). */
+  get epoch(): string {
+    return this.#epoch;
   }
 
   /** The policy served now with its version, or null before any manifest was valid. */
@@ -112,7 +143,14 @@ export class PolicyStore {
     const state = this.#state;
     if (!state) return null;
     const callers = Object.hasOwn(state.services, service) ? state.services[service] : undefined;
-    return { version: state.version, callers: callers ?? {} };
+    if (!callers) return { epoch: this.#epoch, version: state.version, digest: NOBODY_DIGEST, callers: {} };
+    // Cached per state: the map holds at most the manifest's services.
+    let digest = this.#digests.get(service);
+    if (digest === undefined) {
+      digest = callersDigest(callers);
+      this.#digests.set(service, digest);
+    }
+    return { epoch: this.#epoch, version: state.version, digest, callers };
   }
 
   /** Loads the manifest now. Synchronous: reloads never interleave. */
@@ -177,11 +215,18 @@ export class PolicyStore {
       return 'error';
     }
     this.#state = next;
+    this.#digests = new Map();
     this.#version.set(next.version);
     this.#reloads.inc({ result: 'updated' });
     this.#lastSuccessful.set(1);
     logger.info(
-      { trigger, version: next.version, previousVersion: previous?.version ?? null, digest: digest.slice(0, 16) },
+      {
+        trigger,
+        epoch: this.#epoch,
+        version: next.version,
+        previousVersion: previous?.version ?? null,
+        digest: digest.slice(0, 16),
+      },
       'policy updated',
     );
     return 'updated';

@@ -19,8 +19,8 @@ const FORMAT = 1;
 /**
  * Reads the persisted state, or null when there is none yet. A file that exists but is unreadable,
  * malformed, or whose digest does not match its content throws POLICY_ERR_STATE: the control plane
- * cannot know which versions it has served, so it must not guess (a guess could reuse a version for
- * different rules, and services would never take them).
+ * cannot know which policy it last served, so it must not guess (the operator restores the file or
+ * removes it). The file holds no epoch: each start is a new one (policy-store.ts explains why).
  */
 export function readPolicyState(file: string): PolicyState | null {
   let text: string;
@@ -63,8 +63,8 @@ export function readPolicyState(file: string): PolicyState | null {
  * returns once on disk; Node 24's permission model, which the control plane runs under, refuses fsync
  * on descriptors), renamed over the old one, then the directory synced where allowed. A crash leaves
  * the old state or the new one, never a mix. Without the directory sync a power loss can bring back
- * the previous state; every process restarts then, and services start again from the launcher's
- * snapshot (version 0), so no running service holds a version the control plane no longer knows.
+ * the previous state, with a lower version than services may hold; the start after it is a new epoch
+ * (policy-store.ts), so services take what it serves instead of refusing it as stale.
  */
 export function writePolicyState(file: string, state: PolicyState): void {
   const tmp = `${file}.tmp`;
