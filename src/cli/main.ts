@@ -28,6 +28,10 @@ const COMMANDS: Record<string, { summary: string; run: Command }> = {
     summary: 'set, read, rotate and roll back secrets (local data directory)',
     run: async (args) => (await import('./secrets.ts')).runSecrets(args, io()),
   },
+  kek: {
+    summary: 'rotate the key-encryption key of the whole control plane (offline)',
+    run: async (args) => (await import('./kek.ts')).runKek(args, io()),
+  },
   users: {
     summary: 'manage accounts of the built-in identity provider (add, list, disable, reset-mfa)',
     run: async (args) => (await import('./identity-commands.ts')).runUsers(args),

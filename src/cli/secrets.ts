@@ -78,7 +78,6 @@ Commands:
   get <name>       show a version's metadata; with --reveal, print its value
   list             every secret's labels and rotation dates
   history <name>   every version of a secret: label, author, date, size, key id
-  rotate-kek       re-wrap every data key under a new key-encryption key (--new-key-file)
 
 Options:
   --data-dir <dir>       the control plane's data directory (default ${DEFAULT_DATA_DIR})
@@ -95,14 +94,13 @@ Options:
   --label <label>        get: current (default), previous or pending
   --version <n>          get: a version number instead of a label
   --reveal               get: print the value (nothing else) to stdout
-  --new-key-file <path>  rotate-kek: the new key; afterwards, install it where --key-file points
   --json                 list, history, get: JSON output
 
 Every command is recorded in the system's audit log (rampart audit query --action 'secret.*').
 While a control plane runs on <data-dir>, commands go through its API with the operator credential
-(<data-dir>/operator.token) and it records them; --key-file, --create-dev-key, --postgres and
-rotate-kek are then refused (it holds the key and the store). Without one, the CLI opens the store
-and the audit log itself.
+(<data-dir>/operator.token) and it records them; --key-file, --create-dev-key and --postgres are
+then refused (it holds the key and the store). Without one, the CLI opens the store and the audit
+log itself. The key-encryption key is rotated for the whole control plane by rampart kek rotate.
 
 Exit codes: 0 done, 1 refused or failed (the code is printed), 2 usage.
 `;
@@ -120,7 +118,6 @@ const OPTIONS = {
   label: { type: 'string' },
   version: { type: 'string' },
   reveal: { type: 'boolean' },
-  'new-key-file': { type: 'string' },
   json: { type: 'boolean' },
 } as const;
 
@@ -139,7 +136,6 @@ const COMMANDS: Record<string, { name: boolean; writes: boolean; options: readon
   get: { name: true, writes: false, options: ['label', 'version', 'reveal', 'json'] },
   list: { name: false, writes: false, options: ['json'] },
   history: { name: true, writes: false, options: ['json'] },
-  'rotate-kek': { name: false, writes: true, options: ['new-key-file'] },
 };
 const COMMON = ['help', 'data-dir', 'key-file', 'postgres'];
 
@@ -163,7 +159,11 @@ export async function runSecrets(args: string[], io: SecretsIo): Promise<number>
   try {
     const spec = command === undefined ? undefined : COMMANDS[command];
     if (command === undefined || spec === undefined) {
-      throw new UsageError(command === undefined ? 'a command is required' : `unknown command "${clean(command)}"`);
+      // The KEK wraps more than the secrets: it is rotated for the whole control plane, by one command.
+      const moved = command === 'rotate-kek' ? ' (the key-encryption key is rotated by rampart kek rotate)' : '';
+      throw new UsageError(
+        command === undefined ? 'a command is required' : `unknown command "${clean(command)}"${moved}`,
+      );
     }
     if (spec.name && name === undefined) throw new UsageError(`${command} needs a secret name`);
     if ((spec.name ? extra.length : positionals.length - 1) > 0) throw new UsageError('too many arguments');
@@ -193,9 +193,6 @@ async function execute(command: string, name: string, values: Values, io: Secret
   // Parse everything the command needs before touching the store or reading a value.
   const rotationIntervalMs = values['rotate-every'] === undefined ? undefined : duration(values['rotate-every']);
   const selector = command === 'get' ? getSelector(values) : undefined;
-  if (command === 'rotate-kek' && values['new-key-file'] === undefined) {
-    throw new UsageError('rotate-kek needs --new-key-file');
-  }
   const control = findControlPlane(dataDir);
   if (control !== null) {
     for (const option of ['key-file', 'create-dev-key', 'postgres'] as const) {
@@ -204,11 +201,6 @@ async function execute(command: string, name: string, values: Values, io: Secret
           `--${option} is for working without a running control plane (it holds the key and the store)`,
         );
       }
-    }
-    if (command === 'rotate-kek') {
-      throw new CliFailure(
-        `the control plane (pid ${control.pid}) holds the store open under its key: stop it before rotate-kek`,
-      );
     }
     let value: Buffer | null = null;
     try {
@@ -255,10 +247,8 @@ async function executeOffline(
   }
   let value: Buffer | null = null;
   if (command === 'set' || command === 'rotate') value = await readValue(values, io);
-  let newKek: Kek | null = null;
   let kek: Kek | null = null;
   try {
-    if (command === 'rotate-kek') newKek = loadKek({ file: resolve(io.cwd, values['new-key-file']!) });
     // A piped value can take any time to arrive: a control plane started meanwhile now holds the store
     // and the audit log, and a second writer would fork the log. Checked again just before opening them.
     if (findControlPlane(dataDir) !== null) {
@@ -291,7 +281,6 @@ async function executeOffline(
     try {
       log = await openOfflineAuditLog(dataDir, origin, kek, postgres);
       try {
-        if (command === 'rotate-kek') return await rotateKek(service, newKek!, keySource, io);
         return await run(command, name, {
           ops: localOperations(service),
           values,
@@ -308,7 +297,6 @@ async function executeOffline(
     }
   } finally {
     if (value) sodium.sodium_memzero(value);
-    newKek?.destroy();
     kek?.destroy();
   }
 }
@@ -471,18 +459,6 @@ async function run(command: string, name: string, c: RunContext): Promise<number
     }
   }
   throw new UsageError(`unknown command "${command}"`);
-}
-
-async function rotateKek(service: SecretsService, newKek: Kek, keySource: KekSource, io: SecretsIo): Promise<number> {
-  const out = (line: string) => io.stdout.write(`${line}\n`);
-  const result = await service.rotateKek(localOperator(), newKek);
-  out(`re-wrapped ${result.versions} data keys: key ${result.previousKekId} → ${result.kekId}`);
-  out(
-    'file' in keySource
-      ? `install the new key at ${keySource.file} now: the store no longer opens with the old one`
-      : `set ${keySource.env} to the new key now: the store no longer opens with the old one`,
-  );
-  return 0;
 }
 
 /** A failure the CLI explains itself (exit 1). */

@@ -4,7 +4,8 @@ import { RampartError } from './errors.ts';
 
 /**
  * The key-encryption key (KEK): 32 random bytes that wrap (encrypt) other keys at rest — the CA's
- * signing keys today, secrets' data keys later (DESIGN.md "Secrets"). Wrapping is libsodium's
+ * signing keys, the secrets' data keys and the audit log's signing key (DESIGN.md "Secrets"); one
+ * command re-wraps all of them under a new KEK (src/control/kek-rotation.ts). Wrapping is libsodium's
  * XChaCha20-Poly1305 (IETF AEAD, 192-bit random nonces: no nonce bookkeeping, no birthday worry), with
  * associated data that names what is wrapped (`rampart/ca-key/v1/<slot>`), so a wrapped value copied
  * into another row does not unwrap there.
@@ -258,6 +259,30 @@ function readKeyFile(path: string): Kek {
     sodium.sodium_memzero(raw);
     closeSync(fd);
   }
+}
+
+/**
+ * One step of a KEK rotation: `sealed` re-wrapped from `from` to `to` under the same context, or null
+ * when `to` already opens it (a rotation run again after an interruption leaves finished values as
+ * they are). Every value is authenticated under the key that sealed it; the plaintext lives only
+ * inside this call and is zeroed. Throws what `from.unwrap` throws: KEK_ERR_WRONG_KEY when neither
+ * key sealed it, KEK_ERR_UNWRAP when it was altered.
+ */
+export function rewrapSealed(from: Kek, to: Kek, sealed: Uint8Array, context: string): Buffer | null {
+  let opened: Buffer;
+  try {
+    opened = to.unwrap(sealed, context);
+  } catch (err) {
+    if (!(err instanceof RampartError) || err.code !== KEK_ERRORS.wrongKey) throw err;
+    const plaintext = from.unwrap(sealed, context);
+    try {
+      return to.wrap(plaintext, context);
+    } finally {
+      sodium.sodium_memzero(plaintext);
+    }
+  }
+  sodium.sodium_memzero(opened);
+  return null;
 }
 
 /** Where to load the KEK from. */

@@ -8,6 +8,7 @@ import { Readable, Writable } from 'node:stream';
 import { describe, test } from 'node:test';
 import pg from 'pg';
 import { runAudit } from '../../src/cli/audit.ts';
+import { runKek } from '../../src/cli/kek.ts';
 import { runSecrets, SECRETS_FILES } from '../../src/cli/secrets.ts';
 import { openAuditDatabase } from '../../src/control/audit/database.ts';
 import { openAuditLog } from '../../src/control/audit/log.ts';
@@ -204,28 +205,28 @@ describe('rampart secrets (in process)', () => {
     assert.match(other.stderr, /wrong_key/);
   });
 
-  test('rotate-kek: every version re-wrapped and recorded; the old key refused afterwards', async (t) => {
+  test('after rampart kek rotate, the CLI works with the new key (store and audit log) and not with the old', async (t) => {
     const cwd = project(t);
     assert.equal((await cli(cwd, ['set', 'db-password', '--create-dev-key'], 'one')).code, 0);
     assert.equal((await cli(cwd, ['set', 'db-password'], 'two')).code, 0);
     createDevKek(join(cwd, 'new.key')).kek.destroy();
-    const r = await cli(cwd, ['rotate-kek', '--new-key-file', 'new.key']);
-    assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /re-wrapped 2 data keys/);
+    const out = new Capture();
+    const err = new Capture();
+    const code = await runKek(['rotate', '--new-key-file', 'new.key'], { stdout: out, stderr: err, cwd, env: {} });
+    assert.equal(code, 0, err.text());
+    assert.match(out.text(), /secrets\s+2 data keys re-wrapped/);
     const old = await cli(cwd, ['list']);
     assert.equal(old.code, 1, 'the old key no longer opens the store');
     assert.match(old.stderr, /\[SEC_ERR_SEALED\]/);
+    // The audit log's signing key moved with the data keys: commands are recorded under the new key.
+    const revealed = await cli(cwd, ['get', 'db-password', '--reveal', '--version', '1', '--key-file', 'new.key']);
+    assert.equal(revealed.code, 0, revealed.stderr);
+    assert.equal(revealed.stdout, 'one');
     assert.deepEqual(
       auditEvents(cwd).map((e) => e.action),
-      ['secret.write', 'secret.write', 'secret.rotate_kek'],
-      'the rotation recorded in the log, under the old key',
+      ['secret.write', 'secret.write', 'kek.rotate', 'secret.rotate_kek', 'kek.rotated', 'secret.reveal'],
     );
-    // The audit log's signing key stays wrapped by the old key (rotate-kek re-wraps data keys only):
-    // with the new key alone a command cannot be recorded, so it is refused and nothing is read.
-    const unrecorded = await cli(cwd, ['get', 'db-password', '--reveal', '--version', '1', '--key-file', 'new.key']);
-    assert.equal(unrecorded.code, 1);
-    assert.equal(unrecorded.stdout, '');
-    assert.match(unrecorded.stderr, /\[AUDIT_ERR_SEALED\]/);
+    assert.equal(await verifyAudit(cwd), 0);
   });
 
   test('--postgres: the store and the audit log both in that database (control.store), the log verifies', async (t) => {
@@ -323,7 +324,7 @@ describe('rampart secrets (in process)', () => {
     ['bad label', ['get', 'a', '--label', 'latest'], undefined, 2, /--label/],
     ['label and version', ['get', 'a', '--label', 'current', '--version', '1'], undefined, 2, /not both/],
     ['bad version', ['get', 'a', '--version', '0'], undefined, 2, /--version/],
-    ['rotate-kek without a key', ['rotate-kek'], undefined, 2, /--new-key-file/],
+    ['rotate-kek moved to rampart kek rotate', ['rotate-kek'], undefined, 2, /rampart kek rotate/],
   ];
   for (const [label, args, stdin, code, pattern] of usage) {
     test(`usage: ${label}`, async (t) => {

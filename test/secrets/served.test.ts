@@ -15,12 +15,13 @@ import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, w
 import { request } from 'node:https';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { runAudit } from '../../src/cli/audit.ts';
 import { runCa } from '../../src/cli/ca.ts';
+import { runKek } from '../../src/cli/kek.ts';
 import { CONTROL_API_ERRORS, controlRequest } from '../../src/control/api/index.ts';
 import { readControlEndpoint, readOperatorCredential } from '../../src/control/api/operator-access.ts';
 import { OPERATOR_SECRETS_ROUTES, operatorSecretsPath } from '../../src/control/api/operator-secrets-routes.ts';
@@ -290,10 +291,24 @@ describe('secrets served over mTLS under rampart start', { timeout: 120_000 }, (
     assert.equal(revealed.stderr(), '');
     const refused = await secretsCli(['list', '--key-file', join(controlDir(), 'kek.key')], undefined, { code: 2 });
     assert.match(refused.stderr(), /--key-file is for working without a running control plane/);
-    const kek = await secretsCli(['rotate-kek', '--new-key-file', join(controlDir(), 'kek.key')], undefined, {
-      code: 1,
-    });
-    assert.match(kek.stderr(), /stop it before rotate-kek/);
+    // The KEK is rotated offline only (rampart kek rotate): the running control plane holds every store.
+    let kekStderr = '';
+    const kekCode = await runKek(
+      ['rotate', '--new-key-file', join(controlDir(), 'kek.key'), '--data-dir', controlDir()],
+      {
+        stdout: new Writable({ write: (_chunk, _encoding, done) => done() }),
+        stderr: new Writable({
+          write: (chunk, _encoding, done) => {
+            kekStderr += String(chunk);
+            done();
+          },
+        }),
+        cwd: root,
+        env: {},
+      },
+    );
+    assert.equal(kekCode, 1);
+    assert.match(kekStderr, /the control plane \(pid \d+\) holds the stores open under the key in use: stop it/);
     const actions = auditTrail().map((e) => e.action);
     for (const action of ['secret.list', 'secret.history', 'secret.reveal']) assert.ok(actions.includes(action));
   });

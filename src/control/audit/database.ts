@@ -297,6 +297,14 @@ export class AuditStore {
     ).run(row.name, row.keyId, row.publicKey, row.wrappedKey, row.state, row.createdAt);
   }
 
+  /** KEK rotation: replaces one signing key's wrapped private key (inside the caller's transaction). */
+  replaceWrappedSigningKey(name: string, keyId: string, wrappedKey: Uint8Array): void {
+    const result = this.#stmt(
+      'UPDATE signing_keys SET wrapped_key = ? WHERE name = ? AND key_id = ? AND wrapped_key IS NOT NULL',
+    ).run(wrappedKey, name, keyId);
+    if (Number(result.changes) !== 1) throw auditError(AUDIT_ERRORS.schema, { reason: 'rewrap', keyId });
+  }
+
   /** Runs `fn` in one IMMEDIATE transaction; rolls back and rethrows on error. */
   transaction<T>(fn: () => T): T {
     this.db.exec('BEGIN IMMEDIATE');

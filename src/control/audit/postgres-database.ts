@@ -316,6 +316,15 @@ export class PostgresAuditQueries {
     }));
   }
 
+  /** KEK rotation: replaces one signing key's wrapped private key (inside the caller's transaction). */
+  async replaceWrappedSigningKey(name: string, keyId: string, wrappedKey: Uint8Array): Promise<void> {
+    const result = await this.#db.query(
+      'UPDATE signing_keys SET wrapped_key = $1 WHERE name = $2 AND key_id = $3 AND wrapped_key IS NOT NULL',
+      [Buffer.from(wrappedKey), name, keyId],
+    );
+    if (result.rowCount !== 1) throw auditError(AUDIT_ERRORS.schema, { reason: 'rewrap', keyId });
+  }
+
   async insertSigningKey(row: SigningKeyRow): Promise<void> {
     await this.#rows(
       'INSERT INTO signing_keys (name, key_id, public_key, wrapped_key, state, created_at) VALUES ($1, $2, $3, $4, $5, $6)',

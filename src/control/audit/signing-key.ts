@@ -1,6 +1,7 @@
 import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import sodium from 'sodium-native';
-import type { Kek } from '../../core/kek.ts';
+import { isRampartError } from '../../core/errors.ts';
+import { KEK_ERRORS, type Kek, rewrapSealed } from '../../core/kek.ts';
 import type { AuditStore, SigningKeyRow } from './database.ts';
 import { AUDIT_ERRORS, auditError } from './errors.ts';
 import { ed25519KeyId, ed25519Signer, formatVerifierKey, type NoteSigner, rawEd25519PublicKey } from './note.ts';
@@ -71,7 +72,7 @@ export function unwrapSigningKey(row: SigningKeyRow, name: string, kek: Kek): Lo
   try {
     pkcs8 = kek.unwrap(row.wrappedKey, signingKeyContext(row.name, row.keyId));
   } catch (cause) {
-    throw auditError(AUDIT_ERRORS.sealed, { keyId: row.keyId }, cause);
+    throw auditError(AUDIT_ERRORS.sealed, { keyId: row.keyId, ...sealedDetail(cause) }, cause);
   }
   let privateKey: KeyObject;
   try {
@@ -86,4 +87,47 @@ export function unwrapSigningKey(row: SigningKeyRow, name: string, kek: Kek): Lo
     throw auditError(AUDIT_ERRORS.sealed, { keyId: row.keyId, reason: 'public_key_mismatch' });
   }
   return loaded(name, privateKey, raw);
+}
+
+/**
+ * What a KEK failure says about the stored key: when another KEK sealed it, that KEK's id and the one
+ * in use (an unfinished `rampart kek rotate` leaves stores under two KEKs; the ids say which is where).
+ */
+function sealedDetail(cause: unknown): Record<string, unknown> {
+  if (!isRampartError(cause, KEK_ERRORS.wrongKey)) return {};
+  return { reason: 'wrong_key', kekId: cause.detail?.['kekId'], sealedBy: cause.detail?.['sealedBy'] };
+}
+
+/** A signing key row's new wrapped key (KEK rotation). */
+export interface RewrappedSigningKey {
+  name: string;
+  keyId: string;
+  wrappedKey: Buffer;
+}
+
+/**
+ * KEK rotation of the log's signing keys (src/control/kek-rotation.ts): the rows whose wrapped key
+ * must change, re-wrapped from `from` to `to`; keys `to` already opens are left out (a rotation run
+ * again after an interruption finishes the job). The caller writes them in one transaction. Throws
+ * AUDIT_ERR_SEALED, before anything is written, when a key opens under neither KEK or was altered.
+ */
+export function rewrapSigningKeys(
+  rows: readonly SigningKeyRow[],
+  from: Kek,
+  to: Kek,
+): { rewrapped: RewrappedSigningKey[]; kept: number } {
+  const rewrapped: RewrappedSigningKey[] = [];
+  let kept = 0;
+  for (const row of rows) {
+    if (row.wrappedKey === null) continue;
+    let next: Buffer | null;
+    try {
+      next = rewrapSealed(from, to, row.wrappedKey, signingKeyContext(row.name, row.keyId));
+    } catch (cause) {
+      throw auditError(AUDIT_ERRORS.sealed, { keyId: row.keyId, ...sealedDetail(cause) }, cause);
+    }
+    if (next === null) kept++;
+    else rewrapped.push({ name: row.name, keyId: row.keyId, wrappedKey: next });
+  }
+  return { rewrapped, kept };
 }

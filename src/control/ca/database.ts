@@ -308,6 +308,37 @@ export class CaStore {
     ).run(now, generation);
   }
 
+  /**
+   * KEK rotation (src/control/kek-rotation.ts): in one IMMEDIATE transaction, replaces the wrapped key
+   * of every CA that has one (prepared, active, retiring) with `rewrap(row)`, or keeps it when that
+   * returns null. Certificates and states are not touched. If `rewrap` throws, nothing changes.
+   * Returns how many keys were replaced and how many kept.
+   */
+  rewrapKeys(rewrap: (row: { slot: SlotName; generation: number; wrappedKey: Uint8Array }) => Uint8Array | null): {
+    rewrapped: number;
+    kept: number;
+  } {
+    return this.transaction(() => {
+      let rewrapped = 0;
+      let kept = 0;
+      for (const row of this.liveAuthorities()) {
+        if (row.wrappedKey === null) continue;
+        const next = rewrap({ slot: row.slot, generation: row.generation, wrappedKey: row.wrappedKey });
+        if (next === null) {
+          kept++;
+          continue;
+        }
+        const result = this.#sql(
+          "UPDATE authorities SET wrapped_key = ? WHERE generation = ? AND state <> 'retired'",
+        ).run(next, row.generation);
+        if (Number(result.changes) !== 1)
+          throw caError(CA_ERRORS.schema, { reason: 'rewrap', generation: row.generation });
+        rewrapped++;
+      }
+      return { rewrapped, kept };
+    });
+  }
+
   /** Marks the prepared CA for a forced activation no later than `activateAt`. */
   forcePrepared(generation: number, activateAt: number): void {
     this.#sql("UPDATE authorities SET forced = 1, activate_at = ? WHERE generation = ? AND state = 'prepared'").run(

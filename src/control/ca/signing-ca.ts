@@ -10,8 +10,8 @@ import {
 import type { X509Certificate } from '@peculiar/x509';
 import sodium from 'sodium-native';
 import { RampartError } from '../../core/errors.ts';
-import type { Kek } from '../../core/kek.ts';
-import type { SlotName } from './database.ts';
+import { KEK_ERRORS, type Kek, rewrapSealed } from '../../core/kek.ts';
+import type { CaStore, SlotName } from './database.ts';
 import { CA_ERRORS, caError } from './errors.ts';
 import { newSerial } from './serial.ts';
 import { crypto, x509 } from './x509.ts';
@@ -156,11 +156,7 @@ export async function loadSigningCa(params: {
   try {
     pkcs8 = kek.unwrap(params.wrappedKey, caKeyContext(slot, generation));
   } catch (cause) {
-    throw caError(
-      CA_ERRORS.sealed,
-      { generation, slot, kekError: cause instanceof RampartError ? cause.code : undefined },
-      cause,
-    );
+    throw caError(CA_ERRORS.sealed, { generation, slot, ...sealedDetail(cause) }, cause);
   }
   let privateKey: webcrypto.CryptoKey;
   try {
@@ -177,4 +173,31 @@ export async function loadSigningCa(params: {
     sodium.sodium_memzero(pkcs8);
   }
   return { generation, slot, certificate, privateKey, keyId: keyIdOf(certificate) };
+}
+
+/**
+ * What a KEK failure says about the stored key, for the operator: the KEK error code and, when another
+ * KEK sealed the key, that KEK's id and the one in use (an unfinished `rampart kek rotate` leaves
+ * stores under two KEKs; the ids say which is where).
+ */
+function sealedDetail(cause: unknown): Record<string, unknown> {
+  if (!(cause instanceof RampartError)) return { kekError: undefined };
+  if (cause.code !== KEK_ERRORS.wrongKey) return { kekError: cause.code };
+  return { kekError: cause.code, kekId: cause.detail?.['kekId'], sealedBy: cause.detail?.['sealedBy'] };
+}
+
+/**
+ * KEK rotation of the CA (src/control/kek-rotation.ts): every wrapped CA key re-wrapped from `from` to
+ * `to` in one transaction; keys `to` already opens are kept, so a rotation run again after an
+ * interruption finishes the job. Certificates are not touched. CA_ERR_SEALED (nothing changed) when a
+ * key opens under neither KEK or fails authentication.
+ */
+export function rewrapCaKeys(store: CaStore, from: Kek, to: Kek): { rewrapped: number; kept: number } {
+  return store.rewrapKeys(({ slot, generation, wrappedKey }) => {
+    try {
+      return rewrapSealed(from, to, wrappedKey, caKeyContext(slot, generation));
+    } catch (cause) {
+      throw caError(CA_ERRORS.sealed, { generation, slot, ...sealedDetail(cause) }, cause);
+    }
+  });
 }
