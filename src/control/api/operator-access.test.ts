@@ -1,10 +1,18 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
+import { isRampartError } from '../../core/errors.ts';
+import { openTestCa, type TestCa } from '../ca/testing.ts';
+import { compileSecretsAcl } from '../secrets/acl.ts';
+import { openSecretsService, type SecretsService } from '../secrets/service.ts';
+import { openSqliteSecretsStore } from '../secrets/sqlite-store.ts';
+import { CONTROL_API_ERRORS } from './errors.ts';
 import {
+  createOperatorAuthorization,
   OPERATOR_FILES,
   processAlive,
   readControlEndpoint,
@@ -13,6 +21,10 @@ import {
   writeControlEndpoint,
   writeOperatorCredential,
 } from './operator-access.ts';
+import { createOperatorRoutes } from './operator-routes.ts';
+import { createOperatorSecretsRoutes, OPERATOR_SECRETS_ROUTES } from './operator-secrets-routes.ts';
+import { TestAuditSink } from './secrets-testing.ts';
+import { rawJsonRequest, startTestControlPlane, TEST_LAUNCHER_CREDENTIAL, type TestControlPlane } from './testing.ts';
 
 function dataDir(t: import('node:test').TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'rampart-operator-'));
@@ -98,4 +110,175 @@ describe('operator access files', () => {
     assert.equal(child.status, 0);
     assert.equal(processAlive(child.pid!), false);
   });
+});
+
+/**
+ * Every operator route, the CA's and the secrets', behind the one check (createOperatorAuthorization),
+ * each with a body it would act on: a request the check let through would change something.
+ */
+const OPERATOR_ROUTES: ReadonlyArray<readonly [path: string, body: string]> = [
+  ['/v1/ca/status', '{}'],
+  ['/v1/ca/rotate', '{"immediate":true}'],
+  ...Object.entries({
+    set: { name: 'intruder', value: Buffer.from('x').toString('base64') },
+    promote: { name: 'db-password' },
+    rollback: { name: 'db-password' },
+    reveal: { name: 'db-password' },
+    history: { name: 'db-password' },
+    list: {},
+  } satisfies Record<keyof typeof OPERATOR_SECRETS_ROUTES, unknown>).map(
+    ([route, body]) =>
+      [
+        OPERATOR_SECRETS_ROUTES[route as keyof typeof OPERATOR_SECRETS_ROUTES].slice('POST '.length),
+        JSON.stringify(body),
+      ] as const,
+  ),
+];
+
+describe('the operator credential check, on every operator route (one table for both route sets)', () => {
+  const dirs: string[] = [];
+  const tempDir = () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rampart-operator-'));
+    dirs.push(dir);
+    return dir;
+  };
+  let testCa: TestCa;
+  let plane: TestControlPlane;
+  let secrets: SecretsService;
+  let rotations = 0;
+  let credential: string;
+  let otherDataDir: string;
+  const audit = new TestAuditSink();
+  const ACTOR = { subject: 'alice' };
+
+  before(async () => {
+    // The credential as the control plane makes it, in its data directory; another control plane's too.
+    credential = writeOperatorCredential(tempDir());
+    otherDataDir = tempDir();
+    writeOperatorCredential(otherDataDir);
+    testCa = await openTestCa();
+    secrets = await openSecretsService({
+      store: openSqliteSecretsStore({ path: ':memory:' }),
+      kek: testCa.kek,
+      audit,
+      acl: compileSecretsAcl({ trustDomain: 'shop.local', services: {}, secrets: {} }),
+      auditTimeoutMs: 1_000,
+    });
+    await secrets.set(ACTOR, 'db-password', Buffer.from('first'));
+    await secrets.set(ACTOR, 'db-password', Buffer.from('second'), { stage: true });
+    plane = await startTestControlPlane({
+      testCa,
+      routes: () => [
+        createOperatorRoutes({ ca: testCa.ca, credential, onRotated: () => rotations++ }),
+        createOperatorSecretsRoutes({ secrets, credential, actor: ACTOR }),
+      ],
+    });
+  });
+  after(async () => {
+    await plane.close();
+    await secrets.close();
+    testCa.cleanup();
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** What any operator route could change or record (this function's own reads are audited, and left out). */
+  let ownEvents = 0;
+  const state = async () => {
+    const events = audit.events.length - ownEvents;
+    const history = await secrets.history(ACTOR, 'db-password');
+    const names = (await secrets.list(ACTOR)).map((s) => s.name);
+    ownEvents += 2;
+    return {
+      generations: testCa.ca
+        .status()
+        .authorities.map((a) => `${a.generation}:${a.state}`)
+        .join(),
+      bundle: testCa.ca.bundle().sequence,
+      rotations,
+      labels: history.secret.labels,
+      names,
+      events,
+    };
+  };
+
+  test('a malformed credential is refused at start', () => {
+    for (const bad of ['', 'short', 'o'.repeat(42), 'o'.repeat(44), `${'o'.repeat(42)}!`, `${'o'.repeat(42)}\n`]) {
+      assert.throws(() => createOperatorAuthorization(bad), RangeError, JSON.stringify(bad));
+    }
+  });
+
+  test('header values the HTTP parser would trim or refuse are refused by the check itself', () => {
+    const authorize = createOperatorAuthorization(credential);
+    const request = (authorization: unknown) => ({ headers: { authorization } }) as unknown as IncomingMessage;
+    assert.doesNotThrow(() => authorize(request(`Bearer ${credential}`)));
+    for (const value of [
+      `Bearer ${credential} `,
+      ` Bearer ${credential}`,
+      `Bearer ${credential}\t`,
+      `Bearer ${credential}\n`,
+      `Bearer\t${credential}`,
+      `Bearer ${credential}\u0000`,
+      [`Bearer ${credential}`],
+      undefined,
+    ]) {
+      assert.throws(
+        () => authorize(request(value)),
+        (err: unknown) => isRampartError(err, CONTROL_API_ERRORS.unauthorized) && err.status === 401,
+        JSON.stringify(value),
+      );
+    }
+  });
+
+  test('the credential passes on every route (the table below can fail)', async () => {
+    for (const [path, body] of OPERATOR_ROUTES.filter(([p]) => !p.endsWith('/rotate') && !p.endsWith('/set'))) {
+      const res = await rawJsonRequest(plane.target, 'POST', path, body, { authorization: `Bearer ${credential}` });
+      assert.equal(res.status, 200, `${path}: ${JSON.stringify(res.body)}`);
+    }
+  });
+
+  const rows: ReadonlyArray<readonly [label: string, authorization: () => string | null, body?: string]> = [
+    ['no Authorization header', () => null],
+    ['no credential, and a body that is not JSON (checked before the body)', () => null, '{"name":'],
+    ['an empty header', () => ''],
+    ['"Bearer " and nothing', () => 'Bearer '],
+    ['a wrong credential of the same length', () => `Bearer ${'x'.repeat(43)}`],
+    [
+      'the credential with its last character changed',
+      () => `Bearer ${credential.slice(0, -1)}${credential.endsWith('A') ? 'B' : 'A'}`,
+    ],
+    ['the credential one character short', () => `Bearer ${credential.slice(1)}`],
+    ['the credential one character long', () => `Bearer ${credential}A`],
+    ['the credential twice', () => `Bearer ${credential}${credential}`],
+    ['an over-long credential', () => `Bearer ${'o'.repeat(600)}`],
+    ['the scheme in lower case', () => `bearer ${credential}`],
+    ['the Basic scheme', () => `Basic ${credential}`],
+    [
+      'the Basic scheme with user:credential',
+      () => `Basic ${Buffer.from(`operator:${credential}`).toString('base64')}`,
+    ],
+    ['no scheme', () => credential],
+    ['two spaces after the scheme', () => `Bearer  ${credential}`],
+    ['a credential with a space inside', () => `Bearer ${credential.slice(0, 20)} ${credential.slice(20)}`],
+    ['the launcher credential', () => `Bearer ${TEST_LAUNCHER_CREDENTIAL}`],
+    ['the credential of another data directory', () => `Bearer ${readOperatorCredential(otherDataDir)}`],
+  ];
+  for (const [label, authorization, body] of rows) {
+    test(`${label}: 401 CA_ERR_API_UNAUTHORIZED on every operator route, nothing changed or recorded`, async () => {
+      const header = authorization();
+      const before = await state();
+      for (const [path, valid] of OPERATOR_ROUTES) {
+        const res = await rawJsonRequest(
+          plane.target,
+          'POST',
+          path,
+          body ?? valid,
+          header === null ? {} : { authorization: header },
+        );
+        assert.equal(res.status, 401, path);
+        assert.equal(res.body['error'], CONTROL_API_ERRORS.unauthorized, path);
+        assert.deepEqual(Object.keys(res.body).sort(), ['error', 'error_id'], path);
+      }
+      assert.deepEqual(await state(), before);
+    });
+  }
 });

@@ -1,13 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { parseTrustDomain } from '../../core/spiffe.ts';
+import { apiError, CONTROL_API_ERRORS } from './errors.ts';
+import { createCredentialCheck } from './launcher-credential.ts';
 
 /**
  * How an operator on this machine reaches a running control plane (`rampart ca …`). At start the
  * control plane writes two files into its own data directory:
  *
- * - `operator.token` (0600): a random bearer credential for the operator routes (operator-routes.ts).
+ * - `operator.token` (0600): a random bearer credential for the operator routes (operator-routes.ts,
+ *   operator-secrets-routes.ts), checked by {@link createOperatorAuthorization}.
  *   Being able to read it is the authority to operate this local system, as with a Docker socket: the
  *   data directory already holds the CA database and the development KEK, so the credential grants
  *   nothing its reader could not take from the files.
@@ -61,6 +65,23 @@ export function writeOperatorCredential(dataDir: string): string {
   const credential = randomBytes(32).toString('base64url');
   writeAtomically(join(dataDir, OPERATOR_FILES.credential), `${credential}\n`, 0o600);
   return credential;
+}
+
+/**
+ * Control plane: the one check of the operator credential, for every operator route (the CA's in
+ * operator-routes.ts, the secrets' in operator-secrets-routes.ts), run before the body is parsed. A
+ * request passes only with `Authorization: Bearer <credential>`, compared in constant time (SHA-256
+ * digests of both sides, so equal lengths, then `timingSafeEqual`: launcher-credential.ts); anything
+ * else (no header, another scheme, another token, one of another length) throws 401
+ * CA_ERR_API_UNAUTHORIZED. Throws a RangeError at once for a credential that is not one
+ * {@link writeOperatorCredential} makes.
+ */
+export function createOperatorAuthorization(credential: string): (req: IncomingMessage) => void {
+  if (!CREDENTIAL_PATTERN.test(credential)) throw new RangeError(`${OPERATOR_FILES.credential} is malformed`);
+  const check = createCredentialCheck(credential);
+  return (req) => {
+    if (!check(req.headers.authorization)) throw apiError(CONTROL_API_ERRORS.unauthorized, { route: 'operator' });
+  };
 }
 
 /** Control plane: records where its API listens. */

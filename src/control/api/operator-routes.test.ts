@@ -57,36 +57,11 @@ describe('operator routes', () => {
     assert.equal(status.trustDomain, 'shop.local');
   });
 
-  test('hostile requests are refused with a code, and rotate nothing', async () => {
+  test('hostile bodies, methods and paths are refused with a code, and rotate nothing', async () => {
     const before = { generations: generations(), sequence: ca.ca.bundle().sequence };
     const auth = { authorization: `Bearer ${OPERATOR}` };
     const rows: [string, string, string | Buffer | undefined, Record<string, string>, number, string][] = [
-      ['POST', '/v1/ca/rotate', '{}', {}, 401, CONTROL_API_ERRORS.unauthorized],
-      ['POST', '/v1/ca/status', '{}', {}, 401, CONTROL_API_ERRORS.unauthorized],
-      [
-        'POST',
-        '/v1/ca/rotate',
-        '{}',
-        { authorization: `Bearer ${'x'.repeat(43)}` },
-        401,
-        CONTROL_API_ERRORS.unauthorized,
-      ],
-      ['POST', '/v1/ca/rotate', '{}', { authorization: `Bearer ${LAUNCHER}` }, 401, CONTROL_API_ERRORS.unauthorized],
-      ['POST', '/v1/ca/rotate', '{}', { authorization: `Bearer ${OPERATOR}x` }, 401, CONTROL_API_ERRORS.unauthorized],
-      [
-        'POST',
-        '/v1/ca/rotate',
-        '{}',
-        { authorization: `Bearer ${OPERATOR.slice(1)}` },
-        401,
-        CONTROL_API_ERRORS.unauthorized,
-      ],
-      ['POST', '/v1/ca/rotate', '{}', { authorization: `bearer ${OPERATOR}` }, 401, CONTROL_API_ERRORS.unauthorized],
-      ['POST', '/v1/ca/rotate', '{}', { authorization: `Basic ${OPERATOR}` }, 401, CONTROL_API_ERRORS.unauthorized],
-      ['POST', '/v1/ca/rotate', '{}', { authorization: `Bearer  ${OPERATOR}` }, 401, CONTROL_API_ERRORS.unauthorized],
-      ['POST', '/v1/ca/rotate', '{}', { authorization: 'Bearer ' }, 401, CONTROL_API_ERRORS.unauthorized],
-      // The credential is checked before the body is parsed: a bad body without it is still 401.
-      ['POST', '/v1/ca/rotate', 'not json', {}, 401, CONTROL_API_ERRORS.unauthorized],
+      // Credentials: one table for every operator route in operator-access.test.ts.
       ['POST', '/v1/ca/rotate', 'not json', auth, 400, CONTROL_API_ERRORS.badRequest],
       ['POST', '/v1/ca/rotate', '[]', auth, 400, CONTROL_API_ERRORS.badRequest],
       ['POST', '/v1/ca/rotate', 'null', auth, 400, CONTROL_API_ERRORS.badRequest],

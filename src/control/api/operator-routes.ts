@@ -1,8 +1,7 @@
-import type { IncomingMessage } from 'node:http';
 import type { CaStatus, CertificateAuthority, RotationResult } from '../ca/index.ts';
 import { CONTROL_API_DEFAULTS } from './defaults.ts';
 import { apiError, CONTROL_API_ERRORS } from './errors.ts';
-import { createCredentialCheck } from './launcher-credential.ts';
+import { createOperatorAuthorization } from './operator-access.ts';
 import { type ApiRoutes, parseJson } from './request.ts';
 
 /** Options of {@link createOperatorRoutes}. */
@@ -45,15 +44,13 @@ function operatorBody(body: Buffer | null, allowed: readonly string[]): Record<s
  * | `POST /v1/ca/status` `{}` | operator credential (bearer) | the CA's {@link CaStatus} |
  * | `POST /v1/ca/rotate` `{immediate?}` | operator credential (bearer) | forces a rotation; {@link RotationResult} |
  *
- * The credential is checked (in constant time) before the body is parsed. They go through the
+ * The credential is checked (operator-access.ts `createOperatorAuthorization`, in constant time) before
+ * the body is parsed. They go through the
  * running control plane because it alone owns the CA's state while it runs: a second writer on the
  * database would leave its caches (bundle, unwrapped keys) stale.
  */
 export function createOperatorRoutes(options: OperatorRoutesOptions): ApiRoutes {
-  const check = createCredentialCheck(options.credential);
-  const authorize = (req: IncomingMessage) => {
-    if (!check(req.headers.authorization)) throw apiError(CONTROL_API_ERRORS.unauthorized, { route: 'operator' });
-  };
+  const authorize = createOperatorAuthorization(options.credential);
   const maxBodyBytes = CONTROL_API_DEFAULTS.maxOperatorBodyBytes;
   return {
     'POST /v1/ca/status': {

@@ -1,4 +1,3 @@
-import type { IncomingMessage } from 'node:http';
 import { userInfo } from 'node:os';
 import sodium from 'sodium-native';
 import type { SecretsActor } from '../secrets/audit.ts';
@@ -14,7 +13,7 @@ import {
 } from '../secrets/service.ts';
 import type { SecretRecord } from '../secrets/store.ts';
 import { apiError, CONTROL_API_ERRORS } from './errors.ts';
-import { createCredentialCheck } from './launcher-credential.ts';
+import { createOperatorAuthorization } from './operator-access.ts';
 import { type ApiRoutes, parseJson, stringField } from './request.ts';
 
 /**
@@ -143,8 +142,8 @@ function selector(json: Record<string, unknown>): VersionSelector {
 
 /**
  * The operator's secrets routes of the control plane API, authenticated like the CA's
- * (operator-routes.ts: the operator credential as a bearer, compared in constant time, checked before
- * the body is parsed):
+ * (operator-access.ts `createOperatorAuthorization`: the operator credential as a bearer, compared in
+ * constant time, checked before the body is parsed):
  *
  * | route | body | answer |
  * | --- | --- | --- |
@@ -163,10 +162,7 @@ function selector(json: Record<string, unknown>): VersionSelector {
 export function createOperatorSecretsRoutes(options: OperatorSecretsRoutesOptions): ApiRoutes {
   const { secrets } = options;
   const actor = options.actor ?? localOperator();
-  const check = createCredentialCheck(options.credential);
-  const authorize = (req: IncomingMessage) => {
-    if (!check(req.headers.authorization)) throw apiError(CONTROL_API_ERRORS.unauthorized, { route: 'operator' });
-  };
+  const authorize = createOperatorAuthorization(options.credential);
   const small = SECRETS_API_DEFAULTS.maxBodyBytes;
   return {
     [OPERATOR_SECRETS_ROUTES.set]: {
