@@ -15,7 +15,9 @@ export const AUDIT_ERRORS = {
   storage: 'AUDIT_ERR_STORAGE',
   /**
    * Another audit log process holds this PostgreSQL log's writer lock (two control planes on one
-   * database): at open, or when this one reconnects after losing its writer connection.
+   * database): at open, or when this one reconnects after losing its writer connection. For SQLite:
+   * another log holds the file's writer lock (writer-lock.ts) at open, or the stored tree grew under
+   * this writer (`detail.reason` `tree_moved`), which then refuses to write.
    */
   locked: 'AUDIT_ERR_LOCKED',
   /**

@@ -9,6 +9,7 @@ import { consistencyProof, Frontier, inclusionProof, leafHash, rootAt } from './
 import { ed25519Verifier } from './note.ts';
 import type { PostgresAuditTarget } from './postgres-database.ts';
 import { type LogSigningKey, loadOrCreateSigningKey } from './signing-key.ts';
+import { type AuditWriterLock, currentWriterHolder, lockAuditWriter, WRITER_META_KEY } from './writer-lock.ts';
 
 /** Options of {@link openAuditLog}. */
 export interface AuditLogOptions {
@@ -86,7 +87,8 @@ export interface AuditLogStats {
 
 /**
  * The audit log: an append-only, durable RFC 9162 Merkle tree of audit events with signed checkpoints.
- * One instance per database file and process (it is the only writer).
+ * One instance per database file, in one process: it holds the file's writer lock (writer-lock.ts)
+ * from open to close, and a second writer is refused at open with AUDIT_ERR_LOCKED.
  *
  * A network front end (mTLS, authorized by SPIFFE ID) plugs in by calling `append` with the events a
  * component sent and answering with the receipts once the promise resolves: the receipt is the
@@ -308,8 +310,9 @@ export function toSigned(row: CheckpointRow): SignedCheckpoint {
 }
 
 /**
- * Opens (creating on first start) the audit log. Checks at open, before anything can be appended or
- * signed: the schema and origin, the signing key (unwrapped with the KEK: AUDIT_ERR_SEALED when it
+ * Opens (creating on first start) the audit log. First takes the file's writer lock, without waiting
+ * (AUDIT_ERR_LOCKED, naming the holder, while another log has the file open for writing). Checks at
+ * open, before anything can be appended or signed: the schema and origin, the signing key (unwrapped with the KEK: AUDIT_ERR_SEALED when it
  * does not), the stored tree against the latest signed checkpoint (AUDIT_ERR_TAMPERED when the root
  * at that size differs or the log is shorter: a log must never sign a checkpoint inconsistent with
  * one it signed before, tlog-checkpoint "Signatures"). The full check is `verifyLog`.
@@ -322,11 +325,21 @@ export function openAuditLog(options: AuditLogOptions): AuditLog {
     throw auditError(AUDIT_ERRORS.config, { option: 'path' });
   }
   const settings = auditLogSettings(options);
-  const db = openAuditDatabase(options.path);
+  // The lock first: nothing is read to append from (the tree's frontier) before this process is the
+  // only one that can append.
+  const lock = options.path === ':memory:' ? null : lockAuditWriter(options.path);
+  let db: ReturnType<typeof openAuditDatabase>;
   try {
-    return new SqliteAuditLog(new AuditStore(db), options, settings);
+    db = openAuditDatabase(options.path);
+  } catch (err) {
+    lock?.release();
+    throw err;
+  }
+  try {
+    return new SqliteAuditLog(new AuditStore(db), options, settings, lock);
   } catch (err) {
     db.close();
+    lock?.release();
     throw err;
   }
 }
@@ -346,10 +359,12 @@ class SqliteAuditLog implements AuditLog {
   #timer: NodeJS.Timeout | null = null;
   #closed = false;
   readonly #onError: (err: Error) => void;
+  readonly #lock: AuditWriterLock | null;
   #stats = { commits: 0, committedEvents: 0, duplicates: 0, lastBatchEvents: 0, checkpoints: 0, checkpointFailures: 0 };
 
-  constructor(store: AuditStore, options: AuditLogOptions, settings: Settings) {
+  constructor(store: AuditStore, options: AuditLogOptions, settings: Settings, lock: AuditWriterLock | null) {
     this.#store = store;
+    this.#lock = lock;
     this.origin = options.origin;
     this.#now = options.now ?? Date.now;
     this.#onError = options.onError ?? (() => {});
@@ -372,6 +387,8 @@ class SqliteAuditLog implements AuditLog {
     this.#frontier = Frontier.fromSource(store.source(), size);
     this.#latest = store.latestCheckpoint();
     if (this.#latest !== null) this.#checkLatest(this.#latest, size);
+    // Recorded once every check passed, so that a writer refused by the lock can name this one.
+    if (lock !== null) store.transaction(() => store.setMeta(WRITER_META_KEY, JSON.stringify(currentWriterHolder())));
 
     if (settings.checkpointIntervalMs > 0) {
       this.#timer = setInterval(() => {
@@ -388,6 +405,21 @@ class SqliteAuditLog implements AuditLog {
 
   size(): number {
     return this.#frontier.size;
+  }
+
+  /**
+   * Inside a write transaction (BEGIN IMMEDIATE: no other connection writes until it ends): the stored
+   * tree must still end where the frontier does. The writer lock keeps other processes from appending,
+   * but one that takes no lock (a hand-run sqlite3, a lock file removed under a running writer) could
+   * have; a tree extended from a stale frontier would store nodes over the wrong leaves, so the log
+   * refuses to write (AUDIT_ERR_LOCKED) rather than trust its memory. Two index lookups per commit.
+   */
+  #checkStoredTree(): void {
+    const leaves = this.#store.leafCount();
+    const entries = this.#store.entryCount();
+    if (leaves !== this.#frontier.size || entries !== this.#frontier.size) {
+      throw auditError(AUDIT_ERRORS.locked, { reason: 'tree_moved', size: this.#frontier.size, leaves, entries });
+    }
   }
 
   append(events: readonly unknown[]): Promise<AppendReceipt[]> {
@@ -424,6 +456,7 @@ class SqliteAuditLog implements AuditLog {
     let duplicates = 0;
     try {
       store.transaction(() => {
+        this.#checkStoredTree();
         const inBatch = new Map<string, { index: number; bytes: Buffer }>();
         for (const request of batch) {
           const before = this.#frontier.clone();
@@ -488,7 +521,10 @@ class SqliteAuditLog implements AuditLog {
     const root = this.#frontier.root();
     const note = signCheckpoint({ origin: this.origin, size, root }, this.#key.signer);
     const row: CheckpointRow = { size, root, note, createdAt: now };
-    this.#store.transaction(() => this.#store.insertCheckpoint(row));
+    this.#store.transaction(() => {
+      this.#checkStoredTree();
+      this.#store.insertCheckpoint(row);
+    });
     this.#latest = row;
     this.#stats.checkpoints++;
     return row;
@@ -578,7 +614,12 @@ class SqliteAuditLog implements AuditLog {
     try {
       if (this.#latest === null || this.#latest.size !== this.#frontier.size) this.#sign(this.#now());
     } finally {
-      this.#store.db.close();
+      try {
+        this.#store.db.close();
+      } finally {
+        // Only once nothing more can be written through this connection.
+        this.#lock?.release();
+      }
     }
   }
 }
