@@ -12,8 +12,15 @@
  * `orders` workload, with an SVID from the same control plane, in a worker thread (bench/mtls/
  * load-worker.ts): the SDK's undici dispatcher, pipelining 1, N connections, one request in flight per
  * connection. Lines are interleaved (plain, mTLS, plain, mTLS, …) and the table shows medians.
+ *
+ * The floor, measured in the same run with the same client: a bare `node:http` server and a bare
+ * `node:https` server (requestCert, rejectUnauthorized, payments' SVID and bundle), both answering the
+ * same `{"ok":true}` once the request body has been read — no fastify, no SDK. Its loss is what Node's
+ * TLS costs this client and handler; the SDK's loss beyond it is ours.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -21,6 +28,7 @@ import { Agent, request } from 'undici';
 import {
   CONTROL_API_ERRORS,
   type ControlApi,
+  type CurrentSvid,
   createControlApi,
   createServerCertificate,
   createWorkloadKey,
@@ -35,12 +43,16 @@ import { createLogger } from '../src/core/logger.ts';
 import { serviceSpiffeId } from '../src/core/spiffe.ts';
 import { freePort } from '../src/launcher/ports.ts';
 import { type RampartService, service } from '../src/sdk/index.ts';
+import { SDK_TLS_DEFAULTS } from '../src/sdk/service.ts';
 import type { ClientTls, LoadJob, LoadReply } from './mtls/load-worker.ts';
 
 const seconds = Number(process.argv[2] ?? 5);
 const connections = Number(process.argv[3] ?? 16);
 const rounds = Number(process.argv[4] ?? 3);
-/** Measure only these line ids (comma-separated: http, mtls, tcp, handshake, resumed, sdk-handshake). */
+/**
+ * Measure only these line ids (comma-separated: http, mtls, floor-http, floor-https, tcp, handshake, resumed,
+ * sdk-handshake).
+ */
 const only = process.argv[5]?.split(',') ?? null;
 const WARMUP_MS = 1_000;
 const TRUST_DOMAIN = 'shop.local';
@@ -95,6 +107,52 @@ async function startPayments(controlUrl: string | null): Promise<{ svc: RampartS
   svc.app.post('/charges', async () => ({ ok: true }));
   await svc.start();
   return { svc, port };
+}
+
+/**
+ * The floor's handler: read the request body, answer what the SDK's route answers (fastify sends the
+ * same body, type and length), nothing else.
+ */
+const FLOOR_BODY = '{"ok":true}';
+const FLOOR_HEADERS = {
+  'content-type': 'application/json; charset=utf-8',
+  'content-length': String(Buffer.byteLength(FLOOR_BODY)),
+};
+function floorHandler(req: IncomingMessage, res: ServerResponse): void {
+  req.on('end', () => {
+    res.writeHead(200, FLOOR_HEADERS);
+    res.end(FLOOR_BODY);
+  });
+  req.resume();
+}
+const floors: Server[] = [];
+
+/**
+ * The floor servers: bare `node:http`, and bare `node:https` with the TLS settings of the SDK's server
+ * (client certificate required, chained to the bundle; TLS 1.2 floor) and payments' SVID, so the client's
+ * SPIFFE check of the server passes as it does against the SDK.
+ */
+async function startFloor(svid: CurrentSvid | null): Promise<number> {
+  const server = svid
+    ? createHttpsServer(
+        {
+          key: svid.keyPem,
+          cert: svid.certificatePem,
+          ca: svid.bundlePem,
+          requestCert: true,
+          rejectUnauthorized: true,
+          minVersion: SDK_TLS_DEFAULTS.minVersion,
+        },
+        floorHandler,
+      )
+    : createHttpServer(floorHandler);
+  floors.push(server);
+  const port = await freePort();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
+  return port;
 }
 
 /** `orders`' SVID, the way a workload gets its first one: its own key, a join token, `POST /v1/svids`. */
@@ -222,9 +280,9 @@ function table(lines: Line[]): string {
       `${fmt(Math.min(...rates))}–${fmt(Math.max(...rates))}`,
       fmt(median(r.map((m) => m.p50Ms)), 2),
       fmt(median(r.map((m) => m.p99Ms)), 2),
-      fmt(median(r.map((m) => m.serverCpuUs))),
+      fmt(median(r.map((m) => m.serverCpuUs)), line.unit === 'req' ? 1 : 0),
       `${fmt(median(r.map((m) => m.serverBusy)) * 100)} %`,
-      fmt(median(r.map((m) => m.clientCpuUs))),
+      fmt(median(r.map((m) => m.clientCpuUs)), line.unit === 'req' ? 1 : 0),
     ];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] as string).length)));
@@ -258,9 +316,16 @@ try {
   const tls = await ordersSvid(controlUrl);
   const plainUrl = `http://127.0.0.1:${plain.port}/charges`;
   const securedUrl = `https://127.0.0.1:${secured.port}/charges`;
+  const paymentsSvid = secured.svc.svid();
+  if (!paymentsSvid) throw new Error('payments has no SVID');
+  const floorHttpUrl = `http://127.0.0.1:${await startFloor(null)}/charges`;
+  const floorHttpsUrl = `https://127.0.0.1:${await startFloor(paymentsSvid)}/charges`;
   await probe(plainUrl, null, 'ok');
   await probe(securedUrl, tls, 'ok');
   await probe(securedUrl, tls, 'refused');
+  await probe(floorHttpUrl, null, 'ok');
+  await probe(floorHttpsUrl, tls, 'ok');
+  await probe(floorHttpsUrl, tls, 'refused');
 
   const window = { connections, warmupMs: WARMUP_MS, durationMs: seconds * 1_000 };
   const lines: Line[] = [
@@ -276,6 +341,20 @@ try {
       what: 'keep-alive: mTLS',
       unit: 'req',
       job: { type: 'requests', url: securedUrl, tls, ...window },
+      results: [],
+    },
+    {
+      id: 'floor-http',
+      what: 'floor: bare node:http',
+      unit: 'req',
+      job: { type: 'requests', url: floorHttpUrl, tls: null, ...window },
+      results: [],
+    },
+    {
+      id: 'floor-https',
+      what: 'floor: bare node:https, client cert',
+      unit: 'req',
+      job: { type: 'requests', url: floorHttpsUrl, tls, ...window },
       results: [],
     },
     {
@@ -315,14 +394,33 @@ try {
       line.results.push(m);
       process.stderr.write(
         `round ${round + 1}/${rounds} ${line.what}: ${fmt(m.rate)}/s, p99 ${fmt(m.p99Ms, 2)} ms, ` +
-          `server ${fmt(m.serverCpuUs)} µs CPU per ${line.unit}\n`,
+          `server ${fmt(m.serverCpuUs, 1)} µs, client ${fmt(m.clientCpuUs, 1)} µs CPU per ${line.unit}\n`,
       );
     }
   }
-  const [http, mtls, tcp, handshake, resumed, sdkHandshake] = lines as [Line, Line, Line, Line, Line, Line];
+  const byId = (id: string): Line => {
+    const found = lines.find((line) => line.id === id);
+    if (!found) throw new Error(`no line ${id}`);
+    return found;
+  };
+  const [http, mtls, floorHttp, floorHttps, tcp, handshake, resumed, sdkHandshake] = [
+    'http',
+    'mtls',
+    'floor-http',
+    'floor-https',
+    'tcp',
+    'handshake',
+    'resumed',
+    'sdk-handshake',
+  ].map(byId) as [Line, Line, Line, Line, Line, Line, Line, Line];
   const rps = ratio(mtls, http, (m) => m.rate);
+  const floorRps = ratio(floorHttps, floorHttp, (m) => m.rate);
   const perCpu = ratio(mtls, http, (m) => 1 / m.serverCpuUs);
+  const floorPerCpu = ratio(floorHttps, floorHttp, (m) => 1 / m.serverCpuUs);
   const pct = (x: number) => `${fmt((1 - x) * 100, 1)} %`;
+  const rounds_ = (r: { perRound: number[] }) => `per round ${r.perRound.map(pct).join(', ')}`;
+  const added = (tlsLine: Line, plainLine: Line, side: 'server' | 'client') =>
+    `${fmt(cpu(tlsLine, side) - cpu(plainLine, side), 1)} µs`;
   const out = [
     '',
     `mTLS benchmark: ${seconds} s per line after ${WARMUP_MS / 1_000} s of warm-up, ${connections} connections, ` +
@@ -331,13 +429,17 @@ try {
     '',
     table(lines.filter((line) => line.results.length > 0)),
     '',
-    `rps lost to mTLS on the keep-alive pool: ${pct(rps.median)} (per round ${rps.perRound.map(pct).join(', ')}; goal ≤ 10 %)`,
-    `server requests per CPU-second lost to mTLS: ${pct(perCpu.median)} (per round ${perCpu.perRound.map(pct).join(', ')})`,
+    `rps lost to mTLS on the keep-alive pool: ${pct(rps.median)} (${rounds_(rps)}; goal ≤ 10 %)`,
+    `  floor, bare node:http → node:https with a client certificate: ${pct(floorRps.median)} (${rounds_(floorRps)})`,
+    `server requests per CPU-second lost to mTLS: ${pct(perCpu.median)} (${rounds_(perCpu)}); ` +
+      `floor ${pct(floorPerCpu.median)} (${rounds_(floorPerCpu)})`,
+    `CPU per request added by TLS: server ${added(mtls, http, 'server')} (floor ${added(floorHttps, floorHttp, 'server')}), ` +
+      `client ${added(mtls, http, 'client')} (floor ${added(floorHttps, floorHttp, 'client')})`,
     `server CPU per mTLS handshake beyond a TCP connect: full ${fmt(cpu(handshake, 'server') - cpu(tcp, 'server'))} µs, ` +
       `resumed ${fmt(cpu(resumed, 'server') - cpu(tcp, 'server'))} µs ` +
       `(${fmt(median(resumed.results.map((m) => m.resumedShare)) * 100)} % of the resumed line's handshakes resumed)`,
-    `client CPU per full handshake: ${fmt(cpu(handshake, 'client'))} µs with one TLS context, ` +
-      `${fmt(cpu(sdkHandshake, 'client'))} µs building it per connection from the PEM (what undici does with the SDK's options)`,
+    `client CPU per full handshake: ${fmt(cpu(handshake, 'client'))} µs with one TLS context (what the SDK does: ` +
+      `one per SVID), ${fmt(cpu(sdkHandshake, 'client'))} µs building it per connection from the PEM (the SDK before 33e445d)`,
     '',
     'What each line is (the server is the SDK service in the main thread; the client a worker thread):',
     '- keep-alive: plain HTTP — POST /charges over reused connections to the service started without a control plane',
@@ -346,14 +448,19 @@ try {
     '  client SVID, caller SPIFFE ID checked once per connection, inbound policy per request; the client checks',
     "  the server's SPIFFE ID. Connections are reused: after the first handshakes, this is record encryption and",
     '  the policy check.',
+    '- floor: bare node:http, floor: bare node:https, client cert — the same client and requests against a bare Node',
+    '  server in the same thread answering the same {"ok":true} after reading the body: no fastify, no SDK; the https',
+    "  one requires a client certificate chained to the bundle and presents payments' SVID. Its loss is Node's TLS;",
+    "  the SDK's loss beyond it is the SDK's.",
     '- new connection: TCP — connect, close, wait for the close: no request. per s = connections per second.',
     '- new connection: mTLS full handshake — the same with a TLS 1.3 handshake, both certificates verified (P-256',
     '  SVIDs, ECDHE), no session reuse: what every new pooled connection to a peer costs. The client builds its',
     "  TLS context once. The server's SPIFFE check of the caller runs at the first request, so not here.",
     '- new connection: mTLS resumed — the same resuming a session ticket from an earlier connection (no certificate',
     '  exchange; still an ECDHE key exchange).',
-    "- new connection: mTLS full, context per connection — the full handshake with the SDK's connect options as",
-    '  undici uses them: a new TLS context (bundle, certificate and key parsed from PEM) for every connection.',
+    '- new connection: mTLS full, context per connection — the full handshake with a new TLS context (bundle,',
+    "  certificate and key parsed from PEM) for every connection: what PEM connect options cost undici (the SDK's",
+    '  before 33e445d; it now builds one context per SVID).',
     '- server µs CPU = CPU time of the server thread in the window ÷ requests (or connections); server busy = that',
     "  thread's CPU as a share of one core (below 100 %: it waited for the client or for a core); client µs CPU =",
     '  the same for the load generator. On a shared machine compare CPU µs, not rates, across runs.',
@@ -361,6 +468,10 @@ try {
   process.stdout.write(`${out.join('\n')}\n`);
 } finally {
   await worker.terminate();
+  for (const server of floors) {
+    server.closeAllConnections();
+    server.close();
+  }
   for (const svc of services.reverse()) await svc.close();
   cert?.close();
   await api?.close();
