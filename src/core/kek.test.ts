@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { inspect } from 'node:util';
 import { RampartError } from './errors.ts';
-import { createDevKek, KEK_ERRORS, type Kek, loadKek } from './kek.ts';
+import { createDevKek, KEK_ERRORS, type Kek, loadKek, rewrapSealed } from './kek.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'rampart-kek-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -240,4 +240,70 @@ describe('createDevKek', () => {
       KEK_ERRORS.missing,
     );
   });
+});
+
+describe('rewrapSealed (KEK rotation of one value)', () => {
+  const from = loadKek({ file: keyFile(key32()) });
+  const to = loadKek({ file: keyFile(key32()) });
+  const third = loadKek({ file: keyFile(key32()) });
+  after(() => {
+    for (const k of [from, to, third]) k.destroy();
+  });
+  const plaintext = Buffer.from('a data key, 32 bytes of it......');
+  const context = 'rampart/secrets/v1/dek/db-password/1';
+
+  test('a value under `from` comes back under `to`, same plaintext, same context only', () => {
+    const sealed = from.wrap(plaintext, context);
+    const rewrapped = rewrapSealed(from, to, sealed, context);
+    assert.ok(rewrapped !== null);
+    assert.deepEqual(to.unwrap(rewrapped, context), plaintext);
+    assert.equal(
+      codeOf(() => from.unwrap(rewrapped, context)),
+      KEK_ERRORS.wrongKey,
+    );
+    assert.equal(
+      codeOf(() => to.unwrap(rewrapped, 'rampart/secrets/v1/dek/db-password/2')),
+      KEK_ERRORS.unwrap,
+    );
+  });
+
+  test('a value already under `to` is kept (null): a rerun changes nothing', () => {
+    assert.equal(rewrapSealed(from, to, to.wrap(plaintext, context), context), null);
+  });
+
+  const refused: readonly (readonly [string, () => Buffer, string, string])[] = [
+    ['sealed by a third key', () => third.wrap(plaintext, context), context, KEK_ERRORS.wrongKey],
+    ['under `from`, another context', () => from.wrap(plaintext, context), `${context}0`, KEK_ERRORS.unwrap],
+    ['under `to`, another context', () => to.wrap(plaintext, context), `${context}0`, KEK_ERRORS.unwrap],
+    [
+      'under `from`, a ciphertext byte flipped',
+      () => {
+        const sealed = from.wrap(plaintext, context);
+        sealed[sealed.length - 1]! ^= 1;
+        return sealed;
+      },
+      context,
+      KEK_ERRORS.unwrap,
+    ],
+    [
+      'under `to`, a ciphertext byte flipped',
+      () => {
+        const sealed = to.wrap(plaintext, context);
+        sealed[sealed.length - 1]! ^= 1;
+        return sealed;
+      },
+      context,
+      KEK_ERRORS.unwrap,
+    ],
+    ['truncated', () => from.wrap(plaintext, context).subarray(0, 20), context, KEK_ERRORS.malformed],
+    ['empty', () => Buffer.alloc(0), context, KEK_ERRORS.malformed],
+  ];
+  for (const [name, make, ctx, code] of refused) {
+    test(`refused: ${name} (${code})`, () => {
+      assert.equal(
+        codeOf(() => rewrapSealed(from, to, make(), ctx)),
+        code,
+      );
+    });
+  }
 });
