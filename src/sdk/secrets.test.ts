@@ -8,6 +8,8 @@ import { after, before, describe, test } from 'node:test';
 import { inspect } from 'node:util';
 import type { CurrentSvid } from '../control/api/index.ts';
 import { OPERATOR, type SecretsTestPlane, startSecretsTestPlane } from '../control/api/secrets-testing.ts';
+import { issueTestSvid } from '../control/api/testing.ts';
+import { openTestCa } from '../control/ca/testing.ts';
 import { compileSecretsAcl } from '../control/secrets/acl.ts';
 import { isRampartError } from '../core/errors.ts';
 import { createLogger } from '../core/logger.ts';
@@ -383,6 +385,33 @@ describe('sdk: secrets.get over mTLS', () => {
       }
     });
   }
+
+  test('an SVID the real control plane refuses (401): the cached value is not served after it', async () => {
+    const other = await openTestCa({ trustDomain: 'other.local' });
+    try {
+      // A certificate of another trust domain under the right name: TLS completes, the API says 401.
+      const foreign = await issueTestSvid(other, 'payments');
+      let current = paymentsSvid;
+      const secrets = client(() => current, { maxStaleMs: 60_000 });
+      assert.equal((await secrets.get('payment-provider-key')).stale, false);
+      current = { ...paymentsSvid, certificatePem: foreign.cert, keyPem: foreign.key };
+      clock.t += TTL;
+      await assert.rejects(secrets.get('payment-provider-key'), (err: unknown) => {
+        assert.ok(isRampartError(err, 'CA_ERR_API_NO_CLIENT_CERTIFICATE'), inspect(err));
+        assert.equal(err.status, 401);
+        return true;
+      });
+      // The SVID fine again, the control plane unable to serve: nothing is left to serve stale.
+      current = paymentsSvid;
+      plane.audit.fail = true;
+      await assert.rejects(secrets.get('payment-provider-key'), (err: unknown) =>
+        isRampartError(err, 'SEC_ERR_AUDIT_UNAVAILABLE'),
+      );
+    } finally {
+      plane.audit.fail = false;
+      other.cleanup();
+    }
+  });
 
   test('a revoked grant through the real control plane: the cached value is not served after the 403', async () => {
     const granted = compileSecretsAcl({
