@@ -33,9 +33,18 @@ function get(
   port: number,
   ca: string,
   agent: Agent | false = false,
+  host = `localhost:${port}`,
 ): Promise<{ status: number; hsts: string | undefined; fingerprint: string; localPort: number; reused: boolean }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: '/public/x', ca, servername: 'localhost', agent });
+    const req = request({
+      host: '127.0.0.1',
+      port,
+      path: '/public/x',
+      ca,
+      servername: 'localhost',
+      agent,
+      headers: { host },
+    });
     req.on('error', reject);
     req.on('response', (res) => {
       const socket = res.socket as TLSSocket;
@@ -85,11 +94,42 @@ describe('gateway with tls: auto (in process)', () => {
     );
   });
 
-  test('serves the given certificate over HTTPS with HSTS', async () => {
+  test('serves the given certificate over HTTPS; HSTS per host: localhost is released, never pinned', async () => {
     const res = await get(port, first.cert);
     assert.equal(res.status, 200);
     assert.equal(res.fingerprint, first.fingerprint);
-    assert.match(res.hsts ?? '', /^max-age=\d+/);
+    assert.equal(res.hsts, 'max-age=0');
+  });
+
+  test('HSTS per host: includeSubDomains only for the DNS names of the edge certificate, nothing for IP literals', async () => {
+    const named = createGateway(
+      testDeps(
+        testManifest(MANIFEST.replace('tls: auto', 'tls: { auto: [shop.example.test] }\n  hsts: { maxAge: 86400 }')),
+        { echo: upstream.url },
+      ),
+      undefined,
+      { edgeCertificate: { certPem: first.cert, keyPem: first.key } },
+    );
+    const namedPort = await named.listen('127.0.0.1', 0);
+    try {
+      const cases: [string, string | undefined][] = [
+        ['shop.example.test', 'max-age=86400; includeSubDomains'],
+        [`SHOP.example.test:${namedPort}`, 'max-age=86400; includeSubDomains'],
+        ['www.shop.example.test', 'max-age=86400'],
+        ['other.example', 'max-age=86400'],
+        [`localhost:${namedPort}`, 'max-age=0'],
+        ['app.localhost', 'max-age=0'],
+        [`127.0.0.1:${namedPort}`, undefined],
+        [`[::1]:${namedPort}`, undefined],
+      ];
+      for (const [host, expected] of cases) {
+        const res = await get(namedPort, first.cert, false, host);
+        assert.equal(res.status, 200, host);
+        assert.equal(res.hsts, expected, host);
+      }
+    } finally {
+      await named.close(100);
+    }
   });
 
   test('a renewed certificate serves new connections; the open keep-alive connection keeps going', async () => {

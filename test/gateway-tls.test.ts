@@ -71,10 +71,22 @@ function exchange(socket: TLSSocket, path: string): Promise<string> {
   });
 }
 
-function httpsGet(port: number, path: string): Promise<{ status: number; headers: Record<string, unknown> }> {
+function httpsGet(
+  port: number,
+  path: string,
+  host = `127.0.0.1:${port}`,
+): Promise<{ status: number; headers: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
-      { host: '127.0.0.1', port, path, servername: 'localhost', rejectUnauthorized: false, agent: false },
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        servername: 'localhost',
+        rejectUnauthorized: false,
+        agent: false,
+        headers: { host },
+      },
       (res) => {
         res.resume();
         res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
@@ -136,14 +148,25 @@ describe('gateway TLS', () => {
     socket.destroy();
   });
 
-  test('HSTS on every response over TLS, denials included', async () => {
-    const ok = await httpsGet(gw.port, '/public/a');
+  test('HSTS on every response over TLS to a DNS name, denials included; never to IP literals or localhost', async () => {
+    const ok = await httpsGet(gw.port, '/public/a', 'api.example.com');
     assert.equal(ok.status, 200);
+    // Certificate files: a browser reads the header only after accepting the certificate for that host.
     assert.equal(ok.headers['strict-transport-security'], 'max-age=31536000; includeSubDomains');
-    const missing = await httpsGet(gw.port, '/nowhere');
+    assert.equal(upstream.seen.at(-1)!.headers['x-forwarded-proto'], 'https');
+    const missing = await httpsGet(gw.port, '/nowhere', `api.example.com:${gw.port}`);
     assert.equal(missing.status, 404);
     assert.equal(missing.headers['strict-transport-security'], 'max-age=31536000; includeSubDomains');
-    assert.equal(upstream.seen.at(-1)!.headers['x-forwarded-proto'], 'https');
+    for (const [host, expected] of [
+      [`127.0.0.1:${gw.port}`, undefined],
+      ['[::1]', undefined],
+      [`localhost:${gw.port}`, 'max-age=0'],
+      ['dev.localhost', 'max-age=0'],
+    ] as const) {
+      const res = await httpsGet(gw.port, '/public/a', host);
+      assert.equal(res.status, 200, host);
+      assert.equal(res.headers['strict-transport-security'], expected, host);
+    }
   });
 
   test('TLS 1.2 works with an ECDHE AEAD suite', async () => {

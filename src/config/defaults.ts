@@ -57,6 +57,13 @@ export const DEFAULTS = Object.freeze({
   /** 0: one gateway worker thread per available core; the listener is shared with SO_REUSEPORT. */
   gatewayWorkers: 0,
   /**
+   * HSTS `max-age`: one year, the least that browsers' preload lists accept and what RFC 6797 §11.2's
+   * "long" means in practice; localhost and IP literals are never pinned whatever it is (core/hsts.ts).
+   */
+  hstsMaxAgeSeconds: 31_536_000,
+  /** Longest HSTS `max-age` accepted: two years; a typo of extra digits would pin browsers for decades. */
+  hstsMaxAgeLimitSeconds: 63_072_000,
+  /**
    * Limits of the public listener. Node's own defaults are not safe for an edge (headersTimeout 60 s,
    * requestTimeout 300 s, no connection cap, 120 s TLS handshake: DESIGN.md).
    */

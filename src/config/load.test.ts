@@ -76,6 +76,10 @@ const BROKEN: Record<string, [string, number, string][]> = {
   'redirect-tls-off.yaml': [[ISSUE.REDIRECT, 5, 'gateway.redirectHttp']],
   'redirect-port-conflict.yaml': [[ISSUE.PORT_CONFLICT, 7, 'gateway.redirectHttp.port']],
   'limits-unknown-key.yaml': [[ISSUE.UNKNOWN_KEY, 7, 'gateway.limits.headerTimeoutMs']],
+  'hsts-range.yaml': [[ISSUE.VALUE, 5, 'gateway.hsts.maxAge']],
+  'hsts-negative.yaml': [[ISSUE.VALUE, 6, 'gateway.hsts.maxAge']],
+  'hsts-type.yaml': [[ISSUE.TYPE, 6, 'gateway.hsts.maxAge']],
+  'hsts-unknown-key.yaml': [[ISSUE.UNKNOWN_KEY, 7, 'gateway.hsts.includeSubdomains']],
   'limits-range.yaml': [
     [ISSUE.VALUE, 6, 'gateway.limits.maxBodyBytes'],
     [ISSUE.VALUE, 7, 'gateway.limits.keepAliveTimeoutMs'],
@@ -216,6 +220,7 @@ describe('the valid manifest', () => {
     assert.equal(m.gateway.workers, DEFAULTS.gatewayWorkers);
     assert.equal(m.gateway.redirectHttp, null);
     assert.deepEqual(m.gateway.limits, DEFAULTS.gatewayLimits);
+    assert.deepEqual(m.gateway.hsts, { maxAgeSeconds: DEFAULTS.hstsMaxAgeSeconds });
     assert.notEqual(m.gateway.limits, DEFAULTS.gatewayLimits, 'a copy, not the shared defaults');
     assert.deepEqual(
       m.routes.map((r) => r.cors),
@@ -241,6 +246,7 @@ describe('the valid manifest', () => {
     const g = loadManifest(fixture('valid-gateway.yaml'));
     assert.equal(g.gateway.workers, 4);
     assert.deepEqual(g.gateway.redirectHttp, { port: 8080 });
+    assert.deepEqual(g.gateway.hsts, { maxAgeSeconds: 86_400 });
     assert.deepEqual(g.gateway.limits, {
       ...DEFAULTS.gatewayLimits,
       maxBodyBytes: 10_485_760,

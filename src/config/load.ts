@@ -160,6 +160,7 @@ function build(draft: Draft): Manifest {
       limits: Object.fromEntries(
         LIMIT_KEYS.map((key) => [key, must(draft.limits[key], `gateway limit ${key}`)]),
       ) as unknown as GatewayLimits,
+      hsts: { maxAgeSeconds: must(draft.hstsMaxAgeSeconds, 'HSTS max-age') },
     },
     identity: must(draft.identity, 'identity'),
     control: must(draft.control, 'control plane settings'),

@@ -122,6 +122,12 @@ export interface GatewayConfig {
   /** A plain-HTTP listener that only redirects to HTTPS; null for none. Only with TLS on. */
   redirectHttp: { port: number } | null;
   limits: GatewayLimits;
+  /**
+   * Strict-Transport-Security of the system's HTTPS origins (gateway, and the identity provider when
+   * its issuer is https); which hosts get it: core/hsts.ts. Absent in hand-built configurations (tests):
+   * `DEFAULTS.hstsMaxAgeSeconds` then.
+   */
+  hsts?: { maxAgeSeconds: number };
 }
 
 /** A module's durable store: SQLite files in the process's own data directory, or a PostgreSQL database. */

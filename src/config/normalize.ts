@@ -52,6 +52,8 @@ export interface Draft {
   redirectHttp: { port: number } | null | undefined;
   /** Each limit as written, or its default; undefined when malformed or out of range (already reported). */
   limits: { [K in keyof GatewayLimits]: number | undefined };
+  /** `max-age` as written, or its default; undefined when malformed (already reported). */
+  hstsMaxAgeSeconds: number | undefined;
   identity: IdentityConfig | undefined;
   /** undefined when malformed (already reported). */
   control: ControlConfig | undefined;
@@ -233,6 +235,13 @@ export function normalize(source: ManifestSource, dir: string, options: Normaliz
       redirectPort !== undefined && redirectPort >= 1 && redirectPort <= 65535 ? { port: redirectPort } : undefined;
   }
 
+  const writtenMaxAge = record(gateway['hsts'])?.['maxAge'];
+  const hstsMaxAge = writtenMaxAge === undefined ? DEFAULTS.hstsMaxAgeSeconds : integer(writtenMaxAge);
+  const hstsMaxAgeSeconds =
+    hstsMaxAge !== undefined && hstsMaxAge >= 0 && hstsMaxAge <= DEFAULTS.hstsMaxAgeLimitSeconds
+      ? hstsMaxAge
+      : undefined;
+
   const writtenLimits = record(gateway['limits']) ?? {};
   const limits = Object.fromEntries(
     LIMIT_KEYS.map((key) => {
@@ -295,6 +304,7 @@ export function normalize(source: ManifestSource, dir: string, options: Normaliz
     workers,
     redirectHttp,
     limits,
+    hstsMaxAgeSeconds,
     identity,
     control,
     secrets,

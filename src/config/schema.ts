@@ -450,6 +450,30 @@ const gateway: Json = {
         },
       },
     },
+    hsts: {
+      title: 'HSTS',
+      description:
+        'Strict-Transport-Security on HTTPS responses of the gateway (and of the identity provider when its ' +
+        'issuer is https). Sent to DNS names only: never to IP literals, and `localhost` names get `max-age=0` ' +
+        '(HSTS ignores ports: a pin would force HTTPS on every local development server). `includeSubDomains` ' +
+        'is added for the names of a `tls: auto` certificate, and for every name with certificate files.',
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        maxAge: {
+          title: 'max-age',
+          description:
+            `Seconds browsers keep using HTTPS only. 0 to ${DEFAULTS.hstsMaxAgeLimitSeconds} (two years); ` +
+            `0 tells them to forget. Default ${DEFAULTS.hstsMaxAgeSeconds} (one year).`,
+          type: 'integer',
+          minimum: 0,
+          maximum: DEFAULTS.hstsMaxAgeLimitSeconds,
+          default: DEFAULTS.hstsMaxAgeSeconds,
+          examples: [86_400, 31_536_000],
+        },
+      },
+      default: {},
+    },
     limits: {
       title: 'Listener limits',
       description:

@@ -1,4 +1,18 @@
 import type { ServerResponse } from 'node:http';
+import { DEFAULTS } from '../config/defaults.ts';
+import { hstsHeader, hstsPolicy } from '../core/hsts.ts';
+
+/**
+ * The provider's `Strict-Transport-Security`, decided once: it serves its issuer's host only (other
+ * Host headers are refused with 421), so the issuer decides, by the same rules as the gateway
+ * (core/hsts.ts): none over http or for an IP literal, `max-age=0` for `localhost` names, else the
+ * manifest's `max-age` (`gateway.hsts.maxAge`) with `includeSubDomains` (the issuer's name is the one
+ * the manifest gives it).
+ */
+export function issuerHsts(issuer: URL, maxAgeSeconds: number = DEFAULTS.hstsMaxAgeSeconds): string | null {
+  if (issuer.protocol !== 'https:') return null;
+  return hstsHeader(issuer.host, hstsPolicy(maxAgeSeconds, [issuer.hostname]));
+}
 
 /**
  * Response headers of every answer of the provider, and the Content-Security-Policy of its pages.
@@ -9,7 +23,7 @@ import type { ServerResponse } from 'node:http';
  * itself and to the redirect target of the request being served (browsers apply `form-action` to the
  * redirects that follow a form submission, and a login ends in a redirect to the client).
  */
-export function setBaseHeaders(res: ServerResponse, https: boolean): void {
+export function setBaseHeaders(res: ServerResponse, hsts: string | null): void {
   res.setHeader('x-content-type-options', 'nosniff');
   // same-origin, not no-referrer: with no-referrer browsers send `Origin: null` on the pages' own form
   // posts, and the CSRF check needs the real origin. Nothing leaks to other sites either way.
@@ -17,7 +31,7 @@ export function setBaseHeaders(res: ServerResponse, https: boolean): void {
   res.setHeader('x-frame-options', 'DENY');
   res.setHeader('cross-origin-opener-policy', 'same-origin');
   res.setHeader('content-security-policy', pageCsp([]));
-  if (https) res.setHeader('strict-transport-security', 'max-age=31536000; includeSubDomains');
+  if (hsts !== null) res.setHeader('strict-transport-security', hsts);
 }
 
 /** CSP of a page that may submit forms to `formTargets` (origins) besides itself. */

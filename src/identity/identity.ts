@@ -10,7 +10,7 @@ import { AUDIT_EVENTS, type AuditEmitter, tokenRef } from './audit.ts';
 import { type ClientRegistry, createClientRegistry } from './clients.ts';
 import { IDENTITY_DEFAULTS, IDENTITY_NAMES, THROTTLE_DEFAULTS } from './defaults.ts';
 import { IDP_ERRORS, idpError } from './errors.ts';
-import { formTargetsOf, pageCsp, scriptHashesOf, setBaseHeaders } from './http-security.ts';
+import { formTargetsOf, issuerHsts, pageCsp, scriptHashesOf, setBaseHeaders } from './http-security.ts';
 import { createInteractions } from './interactions.ts';
 import { STYLESHEET, STYLESHEET_PATH } from './pages/html.ts';
 import { errorPage, PAGE_ERRORS } from './pages/interaction-pages.ts';
@@ -26,6 +26,8 @@ import { createFailureLimiter, createThrottle, type ThrottlePolicy } from './thr
 export interface IdentityOptions {
   /** Exact issuer (manifest `identity.builtin.issuer`, default `http://127.0.0.1:<port>`). */
   issuer: string;
+  /** HSTS `max-age` when the issuer is https (manifest `gateway.hsts.maxAge`; default one year). */
+  hstsMaxAgeSeconds?: number;
   /** The API audience (manifest `identity.audience`). */
   audience: string;
   /** Every scope the manifest's routes require: what API tokens may carry. */
@@ -104,6 +106,7 @@ export async function createIdentity(options: IdentityOptions): Promise<Identity
     throw idpError(IDP_ERRORS.config, 'the issuer must not end with / or carry a query or fragment', { status: 500 });
   }
   const https = issuerUrl.protocol === 'https:';
+  const hsts = issuerHsts(issuerUrl, options.hstsMaxAgeSeconds);
   const prefix = issuerUrl.pathname === '/' ? '' : issuerUrl.pathname;
   const expectedHost = issuerUrl.host.toLowerCase();
   const adminAudience = `${options.issuer}/admin`;
@@ -247,7 +250,7 @@ export async function createIdentity(options: IdentityOptions): Promise<Identity
   });
 
   const handler: RequestListener = (req: IncomingMessage, res: ServerResponse) => {
-    setBaseHeaders(res, https);
+    setBaseHeaders(res, hsts);
     const host = (req.headers.host ?? '').toLowerCase();
     if (host !== expectedHost) {
       // RFC 9110 §15.5.20: this server is not the one for that authority.

@@ -96,6 +96,7 @@ const audit = auditClient
   : createFileAudit(join(runtime.dataDir, 'audit.jsonl'));
 const identity = await createIdentity({
   issuer: config.issuer,
+  hstsMaxAgeSeconds: manifest.gateway.hsts?.maxAgeSeconds,
   audience: config.audience,
   apiScopes,
   store,

@@ -1,7 +1,8 @@
-import type { Stage } from '../stage.ts';
-
-/** HSTS for one year with subdomains (RFC 6797; the value browsers' preload lists require). */
-const HSTS = 'max-age=31536000; includeSubDomains';
+import { DEFAULTS } from '../../config/defaults.ts';
+import { edgeCertificateNames } from '../../config/edge-certificate-names.ts';
+import type { GatewayConfig } from '../../config/model.ts';
+import { type HstsPolicy, hstsHeader, hstsPolicy } from '../../core/hsts.ts';
+import type { GatewayDeps, Stage } from '../stage.ts';
 
 /** Upstream headers that disclose the software behind the gateway. */
 const LEAKY = [
@@ -14,11 +15,22 @@ const LEAKY = [
 ] as const;
 
 /**
+ * The gateway's HSTS policy: the manifest's `max-age`; `includeSubDomains` for the names of a `tls: auto`
+ * certificate, or for any DNS name with certificate files (their names are the certificate's).
+ */
+export function gatewayHstsPolicy(gateway: Pick<GatewayConfig, 'tls' | 'listen' | 'hsts'>): HstsPolicy {
+  const maxAge = gateway.hsts?.maxAgeSeconds ?? DEFAULTS.hstsMaxAgeSeconds;
+  return hstsPolicy(maxAge, gateway.tls.mode === 'auto' ? edgeCertificateNames(gateway) : null);
+}
+
+/**
  * Response hardening. It is the first stage so that its response side runs last and applies to every
  * response, denials included: no server banner, no MIME sniffing, no referrer leak, no framing unless
- * the service says otherwise (OWASP REST Security: APIs are not meant to be framed), and HSTS on TLS.
+ * the service says otherwise (OWASP REST Security: APIs are not meant to be framed), and HSTS on TLS
+ * for the host asked (core/hsts.ts: DNS names only; `localhost` gets `max-age=0`, IP literals nothing).
  */
-export function createHardening(): Stage {
+export function createHardening(deps: Pick<GatewayDeps, 'manifest'>): Stage {
+  const policy = gatewayHstsPolicy(deps.manifest.gateway);
   return {
     name: 'hardening',
     request: () => {},
@@ -29,7 +41,9 @@ export function createHardening(): Stage {
       headers['x-frame-options'] ??= 'DENY';
       // RFC 6797 §7.2: HSTS is only meaningful (and only sent) over a secure transport; a plain-HTTP
       // response must never carry it (a network attacker could inject one to pin a host).
-      if (ctx.secure) headers['strict-transport-security'] = HSTS;
+      // A service's own value is never passed on: HSTS is the edge's, per host.
+      const hsts = ctx.secure ? hstsHeader(ctx.req.headers.host, policy) : null;
+      if (hsts !== null) headers['strict-transport-security'] = hsts;
       else delete headers['strict-transport-security'];
     },
   };
