@@ -8,6 +8,7 @@ import { AUDIT_DEFAULTS } from './audit/defaults.ts';
 import { AUDIT_ERRORS } from './audit/errors.ts';
 import { type AnyAuditLog, connectAuditLog } from './audit/log.ts';
 import { rewrapSigningKeys, signingKeyContext } from './audit/signing-key.ts';
+import { lockAuditWriter } from './audit/writer-lock.ts';
 import { CaStore, openCaDatabase } from './ca/database.ts';
 import { caKeyContext, rewrapCaKeys } from './ca/signing-ca.ts';
 import { compileSecretsAcl } from './secrets/acl.ts';
@@ -419,21 +420,27 @@ async function rewrapSecrets(options: KekRotationOptions, log: AnyAuditLog): Pro
   }
 }
 
-/** The log's signing keys re-wrapped in one transaction, under the log's writer lock in PostgreSQL. */
+/** The log's signing keys re-wrapped in one transaction, under the log's writer lock (file or PostgreSQL). */
 async function rewrapAudit(options: KekRotationOptions): Promise<number> {
   const { current, next } = options;
   if (options.postgres === undefined) {
     const path = join(options.dataDir, FILES.audit);
     if (!existsSync(path)) return 0;
-    const store = new AuditStore(openAuditDatabase(path));
+    // The log's one-writer lock, as the log itself takes it: AUDIT_ERR_LOCKED if a writer started meanwhile.
+    const lock = lockAuditWriter(path);
     try {
-      return store.transaction(() => {
-        const { rewrapped } = rewrapSigningKeys(store.signingKeys(), current, next);
-        for (const r of rewrapped) store.replaceWrappedSigningKey(r.name, r.keyId, r.wrappedKey);
-        return rewrapped.length;
-      });
+      const store = new AuditStore(openAuditDatabase(path));
+      try {
+        return store.transaction(() => {
+          const { rewrapped } = rewrapSigningKeys(store.signingKeys(), current, next);
+          for (const r of rewrapped) store.replaceWrappedSigningKey(r.name, r.keyId, r.wrappedKey);
+          return rewrapped.length;
+        });
+      } finally {
+        store.db.close();
+      }
     } finally {
-      store.db.close();
+      lock.release();
     }
   }
   if ((await readSigningKeys(options)).length === 0) return 0;

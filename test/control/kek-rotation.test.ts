@@ -632,6 +632,24 @@ describe('rampart kek rotate: refusals (SQLite)', () => {
     assert.deepEqual(await snapshot(system), before);
   });
 
+  test('refused while another process writes the audit log (its writer lock); nothing changes', async (t) => {
+    const system = await seed(t);
+    const kek = loadFile(system.oldKeyFile);
+    const holder = await openLog(system, kek);
+    try {
+      const before = await snapshot(system);
+      const r = await kekCli(system, rotateArgs(system));
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, coded(AUDIT_ERRORS.locked));
+      assert.deepEqual(await snapshot(system), before);
+      const { auditActive: _, ...found } = await states(system);
+      assert.deepEqual(found, { secrets: 'current', ca: 'current', audit: 'current' });
+    } finally {
+      await holder.close();
+      kek.destroy();
+    }
+  });
+
   test('rampart secrets rotate-kek is gone and says where the command went', async (t) => {
     const system = await seed(t);
     const stdout = new Capture();
