@@ -2,6 +2,7 @@ import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadManifest } from '../config/load.ts';
 import { startAdminServer } from '../core/admin-server.ts';
+import { tryLockFile } from '../core/file-lock.ts';
 import { KEK_ENV, loadKek } from '../core/kek.ts';
 import { onShutdown } from '../core/lifecycle.ts';
 import { createLogger } from '../core/logger.ts';
@@ -10,7 +11,12 @@ import { readRuntime } from '../core/runtime.ts';
 import { createAuditRoutes } from './api/audit-routes.ts';
 import { createEdgeRoutes } from './api/edge-routes.ts';
 import { CONTROL_API_DEFAULTS, createControlApi, createServerCertificate } from './api/index.ts';
-import { removeOperatorFiles, writeControlEndpoint, writeOperatorCredential } from './api/operator-access.ts';
+import {
+  readControlEndpoint,
+  removeOperatorFiles,
+  writeControlEndpoint,
+  writeOperatorCredential,
+} from './api/operator-access.ts';
 import { createOperatorRoutes } from './api/operator-routes.ts';
 import { createOperatorSecretsRoutes, localOperator } from './api/operator-secrets-routes.ts';
 import { policyRoutes } from './api/policy-routes.ts';
@@ -34,6 +40,8 @@ export const CONTROL_FILES = {
    * bootstraps trust in the API's server certificate before it mints join tokens.
    */
   bundle: 'bundle.pem',
+  /** Held (core/file-lock.ts) by the one control plane running on this data directory. */
+  lock: 'control.lock',
 } as const;
 
 /**
@@ -44,6 +52,18 @@ export const CONTROL_FILES = {
 const runtime = readRuntime('control');
 const logger = createLogger({ name: runtime.name });
 const registry = createMetrics('control');
+// One control plane per data directory, decided before anything is written there: a second one would
+// overwrite the first's endpoint file and operator credential (the CLI would lose the running one) and
+// race it for the stores.
+const instanceLock = tryLockFile(join(runtime.dataDir, CONTROL_FILES.lock));
+if (instanceLock === null) {
+  const running = readControlEndpoint(runtime.dataDir);
+  logger.fatal(
+    { code: 'CONTROL_ERR_RUNNING', dataDir: runtime.dataDir, pid: running?.pid ?? null },
+    'another control plane runs on this data directory',
+  );
+  process.exit(1);
+}
 // `rampart ca` finds the API here; written before the CA opens, so while this process lives the CLI
 // never opens ca.db itself (api/operator-access.ts).
 const endpoint = { pid: process.pid, port: runtime.port, trustDomain: runtime.trustDomain };
@@ -212,4 +232,5 @@ onShutdown(logger, async () => {
   await auditLog.close();
   removeOperatorFiles(runtime.dataDir);
   kek.destroy();
+  instanceLock.release();
 });

@@ -41,7 +41,7 @@ import { rampartPackageRoot, readableRoots } from '../../src/launcher/allow-list
 import { childEnv } from '../../src/launcher/child-env.ts';
 import { childCommand } from '../../src/launcher/command.ts';
 import type { PlannedProcess } from '../../src/launcher/plan.ts';
-import { freePort, spawnTracked, type Tracked, waitForHttp } from '../helpers/processes.ts';
+import { freePort, httpGet, spawnTracked, type Tracked, waitForHttp } from '../helpers/processes.ts';
 
 const ROUNDS = 10;
 const MIN_ACKS_PER_ROUND = 500;
@@ -275,4 +275,38 @@ test('SIGKILL of the control plane process at random moments during acknowledged
   t.diagnostic(
     `${acknowledged.size} acknowledged (${resentStored} of them stored before their answer was cut off, recognized when sent again), ${final.entries} in the log, ${final.checkpoints} checkpoints`,
   );
+});
+
+test('one control plane per data directory: a second is refused before it writes anything there, and starts once the first is gone (even after kill -9)', {
+  timeout: 90_000,
+}, async (t) => {
+  const { dataDir, runtime, args, env } = await project(t);
+  const first = spawnTracked(t, process.execPath, args, { cwd: dataDir, env });
+  await waitForHttp(`http://127.0.0.1:${runtime.adminPort}/readyz`, undefined, 30_000);
+  const endpointBefore = readFileSync(join(dataDir, 'control-api.json'), 'utf8');
+  const credentialBefore = readFileSync(join(dataDir, 'operator.token'), 'utf8');
+
+  // The second gets its own ports, as a second `rampart start` of the same project would.
+  const secondRuntime: ControlRuntime = { ...runtime, port: await freePort(), adminPort: await freePort() };
+  const secondEnv = childEnv(secondRuntime, {}, process.env, { RAMPART_KEK: env['RAMPART_KEK']! });
+  const second = spawnTracked(t, process.execPath, args, { cwd: dataDir, env: secondEnv });
+  const status = await second.exited;
+  assert.equal(status.code, 1, second.stderr());
+  assert.match(second.stdout() + second.stderr(), /CONTROL_ERR_RUNNING/);
+  assert.match(second.stdout() + second.stderr(), new RegExp(`"pid":${first.pid}\\b`), 'names the running one');
+  assert.equal(readFileSync(join(dataDir, 'control-api.json'), 'utf8'), endpointBefore, 'endpoint file untouched');
+  assert.equal(readFileSync(join(dataDir, 'operator.token'), 'utf8'), credentialBefore, 'credential untouched');
+  assert.equal((await httpGet(`http://127.0.0.1:${runtime.adminPort}/readyz`)).status, 200, 'the first still serves');
+
+  first.signal('SIGKILL');
+  await first.exited;
+  const third = spawnTracked(t, process.execPath, args, { cwd: dataDir, env: secondEnv });
+  try {
+    await waitForHttp(`http://127.0.0.1:${secondRuntime.adminPort}/readyz`, undefined, 30_000);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n--- stderr ---\n${third.stderr()}\n${third.stdout()}`);
+  }
+  const endpoint = JSON.parse(readFileSync(join(dataDir, 'control-api.json'), 'utf8')) as { pid: number };
+  assert.equal(endpoint.pid, third.pid);
+  await third.stop();
 });

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
-import { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync } from 'node:sqlite';
 import { isRampartError } from '../../core/errors.ts';
+import { type FileLock, tryLockFile } from '../../core/file-lock.ts';
 import { AuditStore, openAuditDatabase } from './database.ts';
 import { AUDIT_ERRORS, auditError } from './errors.ts';
 
@@ -9,14 +10,10 @@ import { AUDIT_ERRORS, auditError } from './errors.ts';
  * processes appending to one `audit.db` would each extend the tree from their own in-memory
  * frontier; the control plane's endpoint file is a check the CLI makes, not a lock.
  *
- * The lock is an operating-system lock on a sibling file, `<audit.db>.lock`, taken through SQLite
- * because Node has no flock: that file is opened as a database with `locking_mode = EXCLUSIVE` and
- * one empty `BEGIN EXCLUSIVE`/`COMMIT`, after which SQLite keeps its exclusive lock until the
- * connection closes (sqlite.org/pragma.html#pragma_locking_mode). It is a POSIX record lock, which
- * the kernel drops when the process dies, so a holder killed with SIGKILL never blocks the next
- * start; SQLite tracks its locks per file within a process too, so a second open in the same
- * process is refused as well. The log's own file is not locked: `rampart audit verify|tail|query`
- * and the verifier read it (WAL) while the writer runs.
+ * The lock is an exclusive operating-system lock on a sibling file, `<audit.db>.lock`
+ * (core/file-lock.ts: dropped by the kernel when the holder dies, refused to a second holder in this
+ * process or another). The log's own file is not locked: `rampart audit verify|tail|query` and the
+ * verifier read it (WAL) while the writer runs.
  *
  * The holder records itself in the log's `meta` (`writer`: pid, host, since) once it holds the lock,
  * so that a refused writer can name it. The lock file holds no data; removing it while a writer runs
@@ -41,9 +38,6 @@ export interface AuditWriterHolder {
 /** The `meta` key of {@link AuditWriterHolder}. */
 export const WRITER_META_KEY = 'writer';
 
-/** SQLITE_BUSY and SQLITE_LOCKED: another connection holds the file. */
-const BUSY = new Set([5, 6]);
-
 /** The lock file of the audit database at `path`. */
 export const writerLockFile = (path: string): string => `${path}.lock`;
 
@@ -54,34 +48,14 @@ export const writerLockFile = (path: string): string => `${path}.lock`;
  */
 export function lockAuditWriter(path: string): AuditWriterLock {
   const file = writerLockFile(path);
-  let db: DatabaseSync;
+  let lock: FileLock | null;
   try {
-    db = new DatabaseSync(file, { timeout: 0 });
+    lock = tryLockFile(file);
   } catch (cause) {
     throw auditError(AUDIT_ERRORS.storage, { reason: 'writer_lock', file }, cause);
   }
-  try {
-    db.exec('PRAGMA locking_mode = EXCLUSIVE');
-    // No journal file beside the lock file: nothing is ever written to it.
-    db.exec('PRAGMA journal_mode = MEMORY');
-    db.exec('BEGIN EXCLUSIVE');
-    db.exec('COMMIT');
-  } catch (cause) {
-    db.close();
-    if (BUSY.has(Number((cause as { errcode?: unknown }).errcode))) {
-      throw auditError(AUDIT_ERRORS.locked, { path, lock: file, holder: readWriterHolder(path) }, cause);
-    }
-    throw auditError(AUDIT_ERRORS.storage, { reason: 'writer_lock', file }, cause);
-  }
-  let held = true;
-  return {
-    file,
-    release() {
-      if (!held) return;
-      held = false;
-      db.close();
-    },
-  };
+  if (lock === null) throw auditError(AUDIT_ERRORS.locked, { path, lock: file, holder: readWriterHolder(path) });
+  return lock;
 }
 
 /** This process, as the holder to record. */
