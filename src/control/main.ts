@@ -226,7 +226,6 @@ onShutdown(logger, async () => {
   await api?.close();
   await admin.close();
   manifestReloads.close();
-  policy.close();
   ca.close();
   await secrets.close();
   await auditLog.close();

@@ -310,7 +310,6 @@ describe('a control plane whose policy history restarted: services take its poli
     payments = await issueTestSvid(plane.testCa, 'payments');
   });
   after(async () => {
-    store?.close();
     await plane.close();
   });
 
@@ -324,7 +323,6 @@ describe('a control plane whose policy history restarted: services take its poli
       stateFile: join(dir, POLICY_STATE_FILE),
       write: (charges: string[]) => writeFileSync(manifestFile, shopManifest(charges)),
       start: () => {
-        store?.close();
         store = new PolicyStore({
           manifestFile,
           dataDir: dir,
@@ -434,8 +432,6 @@ describe('a control plane whose policy history restarted: services take its poli
       assert.equal(oldEpoch, store?.epoch);
       assert.equal(refunds().allowed, true, 'granted before');
       assert.equal(await source.refresh(), 'unchanged');
-
-      store?.close();
       c.meanwhile(p);
       const restarted = p.start();
       assert.equal(restarted.current?.version, c.version);

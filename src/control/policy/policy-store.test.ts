@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createLogger } from '../../core/logger.ts';
 import { Registry } from '../../core/metrics.ts';
+import { followManifest } from '../manifest-reloads.ts';
 import { callersDigest, POLICY_EPOCH_PATTERN } from './digest.ts';
 import { POLICY_ERRORS } from './errors.ts';
 import { PolicyStore, type PolicyStoreOptions } from './policy-store.ts';
@@ -63,7 +64,6 @@ function project(t: { after: (fn: () => void) => void }) {
       registry,
       ...overrides,
     });
-    t.after(() => store.close());
     return { store, registry };
   };
   return { dir, dataDir, manifestFile, open, write: (s: Sketch = {}) => writeFileSync(manifestFile, yaml(s)) };
@@ -103,7 +103,6 @@ test('versions: 1 at first, +1 per policy change, none for unrelated edits, neve
   assert.equal(store.policyOf('payments')?.digest, callersDigest(store.policyOf('payments')?.callers ?? {}));
   assert.notEqual(store.policyOf('payments')?.digest, callersDigest(charges), 'a new version of its rules');
   assert.equal(await metric(registry, 'rampart_control_policy_version'), 2);
-  store.close();
 
   // A restart with the same policy keeps its version; a different one gets the next.
   assert.equal(p.open().store.current?.version, 2);
@@ -128,13 +127,11 @@ test('epochs: a new one at every start, never persisted; a lost or restored poli
   p.write({ charges: ['/charges', '/refunds'] });
   assert.equal(first.reload(), 'updated');
   assert.equal(first.policyOf('payments')?.epoch, first.epoch, 'a reload stays in the epoch');
-  first.close();
 
   // An ordinary restart: same version, same rules, another epoch.
   const restarted = p.open().store;
   assert.equal(restarted.current?.version, 2);
   assert.notEqual(restarted.epoch, first.epoch);
-  restarted.close();
 
   // policy.json lost, the manifest narrowed meanwhile: version 1 again, for other rules, in a new epoch.
   rmSync(file);
@@ -142,11 +139,10 @@ test('epochs: a new one at every start, never persisted; a lost or restored poli
   const lost = p.open().store;
   assert.equal(lost.current?.version, 1);
   assert.ok(![first.epoch, restarted.epoch].includes(lost.epoch));
-  lost.close();
 
   // Restored from the backup taken at version 1: the same version, and still a new epoch.
   p.write({ charges: ['/charges', '/refunds'] });
-  p.open().store.close();
+  p.open();
   writeFileSync(file, backup);
   p.write({ charges: ['/charges'] });
   const restored = p.open().store;
@@ -214,7 +210,7 @@ test('a service the manifest does not name is called by nobody', (t) => {
 test('corrupt persisted state: the control plane refuses to start rather than guess a version', (t) => {
   const p = project(t);
   p.write();
-  p.open().store.close();
+  p.open();
   const file = join(p.dataDir, POLICY_STATE_FILE);
   const good = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
   const cases: [string, string][] = [
@@ -258,11 +254,19 @@ async function until(check: () => boolean, timeoutMs: number): Promise<void> {
   }
 }
 
-test('watch: an edit in place and an editor-style rename over the file both reload', async (t) => {
+test('followed by the control plane manifest watcher: an edit in place and an editor-style rename both reload', async (t) => {
   const p = project(t);
   p.write();
-  const { store } = p.open({ debounceMs: 20, rewatchMs: 50 });
-  store.watch();
+  const { store } = p.open();
+  const reloads = followManifest({
+    file: p.manifestFile,
+    followers: [{ name: 'policy', reload: (trigger) => store.reload(trigger) }],
+    logger: createLogger({ name: 'control', level: 'silent' }),
+    debounceMs: 20,
+    rewatchMs: 50,
+    signals: { on: () => process, off: () => process },
+  });
+  t.after(() => reloads.close());
   p.write({ charges: ['/refunds'] });
   await until(() => store.current?.version === 2, 5_000);
   const tmp = join(p.dir, 'rampart.yaml.swp');

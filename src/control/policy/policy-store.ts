@@ -1,11 +1,10 @@
 import { join } from 'node:path';
 import { loadManifest } from '../../config/load.ts';
 import type { Manifest } from '../../config/model.ts';
-import { ManifestWatcher, manifestIssueFields } from '../../config/watch-manifest.ts';
+import { manifestIssueFields } from '../../config/watch-manifest.ts';
 import type { Logger } from '../../core/logger.ts';
 import { Counter, Gauge, type Registry } from '../../core/metrics.ts';
 import { type CallerRules, compileSystemPolicy, policyDigest } from './compile.ts';
-import { POLICY_DEFAULTS } from './defaults.ts';
 import { callersDigest, newPolicyEpoch } from './digest.ts';
 import { POLICY_STATE_FILE, type PolicyState, readPolicyState, writePolicyState } from './state-file.ts';
 
@@ -20,8 +19,6 @@ export interface PolicyStoreOptions {
   registry: Registry;
   /** Default: `loadManifest` (full validation, every issue reported). */
   load?: (file: string) => Manifest;
-  debounceMs?: number;
-  rewatchMs?: number;
 }
 
 /** Digest of the empty policy (nobody may call), served for a service the manifest does not name. */
@@ -76,7 +73,6 @@ export class PolicyStore {
   #state: PolicyState | null;
   /** Per-service digests of `#state`, computed on first use; cleared when the state changes. */
   #digests = new Map<string, string>();
-  readonly #watcher: ManifestWatcher;
   readonly #reloads: Counter<'result'>;
   readonly #version: Gauge;
   readonly #lastSuccessful: Gauge;
@@ -91,13 +87,6 @@ export class PolicyStore {
     this.#load = options.load ?? ((file) => loadManifest(file));
     this.#stateFile = join(options.dataDir, POLICY_STATE_FILE);
     this.#state = readPolicyState(this.#stateFile);
-    this.#watcher = new ManifestWatcher({
-      file: options.manifestFile,
-      onChange: () => this.reload('file'),
-      debounceMs: options.debounceMs ?? POLICY_DEFAULTS.reloadDebounceMs,
-      rewatchMs: options.rewatchMs ?? POLICY_DEFAULTS.rewatchMs,
-      logger: options.logger,
-    });
     const registers = [options.registry];
     this.#reloads = new Counter({
       name: 'rampart_control_policy_reloads_total',
@@ -156,16 +145,6 @@ export class PolicyStore {
   /** Loads the manifest now. Synchronous: reloads never interleave. */
   reload(trigger: 'signal' | 'file' | 'manual' = 'manual'): PolicyReloadResult {
     return this.#reloadOnce(trigger, false);
-  }
-
-  /** Watches the manifest file: a change reloads after the debounce. */
-  watch(): void {
-    this.#watcher.watch();
-  }
-
-  /** Stops watching. */
-  close(): void {
-    this.#watcher.close();
   }
 
   #reloadOnce(trigger: string, starting: boolean): PolicyReloadResult {
