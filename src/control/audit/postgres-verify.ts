@@ -5,6 +5,7 @@ import { fetchedSource, nodesNeeded } from './fetched-source.ts';
 import { consistencyProof } from './merkle.ts';
 import { openPostgresAuditReader, PostgresAuditQueries, type PostgresAuditTarget } from './postgres-database.ts';
 import { type ExtraNode, Verification, type VerifyOptions, type VerifyReport } from './verify.ts';
+import { ONE_BLOCK } from './verify-range.ts';
 
 /**
  * `rampart audit verify` over PostgreSQL: the checks of verify.ts, reading the entries in pages of
@@ -71,7 +72,8 @@ async function verifyInSnapshot(
     if (node !== undefined) read[level] = at + 1;
     return node;
   };
-  const run = new Verification({ origin, signingKeys: () => keys, checkpoints }, options, nextNode);
+  const run = new Verification({ origin, signingKeys: () => keys, checkpoints }, options);
+  const range = run.range(0, nextNode);
 
   let after = -1;
   // Leaves [0, done) were covered by earlier pages: their nodes were fetched then.
@@ -89,7 +91,7 @@ async function verifyInSnapshot(
     done = end;
     for (const row of rows as Row[]) {
       if (
-        !run.entry(
+        !range.entry(
           Number(row.idx),
           String(row.event_id),
           row.entry as Buffer,
@@ -100,9 +102,11 @@ async function verifyInSnapshot(
         break;
       }
     }
-    if (run.stopped || rows.length < pageSize) break;
+    if (range.stopped || rows.length < pageSize) break;
     after = end - 1;
   }
+  // One range, one block: every node is compared as the entries complete it.
+  run.combine([range.end(null)], ONE_BLOCK, () => undefined);
 
   if (!run.stopped) {
     const extra = await firstNodeBeyond(client, run.entries);

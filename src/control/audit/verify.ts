@@ -1,10 +1,26 @@
-import { hash } from 'node:crypto';
+import { extname } from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
-import { parseAuditEntry } from '../../core/audit-event.ts';
+import { fileURLToPath } from 'node:url';
+import { MessageChannel, receiveMessageOnPort, Worker } from 'node:worker_threads';
 import { openCheckpoint } from './checkpoint.ts';
 import { AuditStore, type CheckpointRow, openAuditDatabase, type SigningKeyRow } from './database.ts';
-import { consistencyProof, EMPTY_ROOT, Frontier, type SubtreeSource, verifyConsistency } from './merkle.ts';
+import { consistencyProof, EMPTY_ROOT, nodeHash, type SubtreeSource, verifyConsistency } from './merkle.ts';
 import { ed25519Verifier, formatVerifierKey, type NoteVerifier, parseVerifierKey } from './note.ts';
+import {
+  CHECKPOINT_STEP,
+  earlier,
+  type Finding,
+  LeafRange,
+  type NextNode,
+  ONE_BLOCK,
+  type RangeResult,
+  VERIFY_PROBLEMS,
+  type VerifyProblem,
+  verifySqliteRange,
+  WORKER_STATE,
+  type WorkerPlan,
+  type WorkerReply,
+} from './verify-range.ts';
 
 /**
  * The verifier behind `rampart audit verify` (issue 6 "Audit log" §4). It trusts nothing stored but
@@ -26,44 +42,7 @@ import { ed25519Verifier, formatVerifierKey, type NoteVerifier, parseVerifierKey
  * range that checkpoint added. Entries after the last checkpoint are unsigned: the report counts them.
  */
 
-/** What went wrong, by kind. */
-export const VERIFY_PROBLEMS = {
-  /** The database has no origin or is not an audit log. */
-  meta: 'meta',
-  /** A checkpoint's signature does not verify with a trusted key, or its text is malformed. */
-  checkpointSignature: 'checkpoint_signature',
-  /** A checkpoint row's size/root columns differ from its signed text. */
-  checkpointRow: 'checkpoint_row',
-  /** A checkpoint given by the caller does not verify or names another origin. */
-  trustedCheckpoint: 'trusted_checkpoint',
-  /** An index is missing from the entries (deleted row). */
-  missingEntry: 'missing_entry',
-  /** The leaf hash of the stored bytes differs from the row's leaf hash (modified bytes). */
-  leafHash: 'leaf_hash',
-  /** The bytes are not a canonical event, or the event id in them differs from the row's. */
-  event: 'event',
-  /** A stored tree node differs from the tree recomputed from the entries, or is missing. */
-  treeNode: 'tree_node',
-  /** Stored tree nodes beyond the entries (entry rows deleted from the tail). */
-  extraNode: 'extra_node',
-  /** The recomputed root at a checkpoint's size differs from the signed root. */
-  checkpointRoot: 'checkpoint_root',
-  /** A checkpoint is larger than the log: entries it signed are gone. */
-  truncated: 'truncated',
-  /** A consistency proof between two checkpoints does not verify. */
-  inconsistent: 'inconsistent',
-} as const;
-export type VerifyProblemKind = (typeof VERIFY_PROBLEMS)[keyof typeof VERIFY_PROBLEMS];
-
-/** One finding. `index` is the first leaf index it concerns (null for checkpoint-only problems). */
-export interface VerifyProblem {
-  kind: VerifyProblemKind;
-  index: number | null;
-  checkpointSize?: number;
-  /** For root mismatches: the entries the failing checkpoint added, [from, to). */
-  range?: [number, number];
-  level?: number;
-}
+export { VERIFY_PROBLEMS, type VerifyProblem, type VerifyProblemKind } from './verify-range.ts';
 
 /** Options of {@link verifyLog}. */
 export interface VerifyOptions {
@@ -77,10 +56,26 @@ export interface VerifyOptions {
   trustedCheckpoints?: readonly string[];
   /** `id` (default): the event id inside each entry must equal the row's; `full`: full event validation. */
   checkEvents?: 'id' | 'full';
-  /** Called every `progressEvery` entries (CLI progress). */
+  /** Called every `progressEvery` entries (CLI progress); with two threads, about as often. */
   onProgress?: (verified: number) => void;
   progressEvery?: number;
+  /**
+   * SQLite: verify on two threads (a worker thread takes the first half of the leaves) from this many
+   * entries on (default {@link PARALLEL_FROM}); `Infinity` keeps to one thread.
+   */
+  parallelFrom?: number;
 }
+
+/**
+ * Below this many entries one thread verifies alone: starting the worker (a thread, its module graph,
+ * its connection) costs about as much as verifying some ten thousand entries.
+ */
+export const PARALLEL_FROM = 65_536;
+
+/** A worker that has not opened the log by then is given up (the verifier then works alone). */
+const WORKER_START_MS = 10_000;
+/** A worker whose progress has not moved for this long is given up and its range verified here. */
+const WORKER_STALL_MS = 60_000;
 
 /** The verdict. */
 export interface VerifyReport {
@@ -99,6 +94,8 @@ export interface VerifyReport {
   problems: VerifyProblem[];
   keySource: 'trusted' | 'log';
   verifierKeys: string[];
+  /** Threads that verified the entries: 2 when a worker thread took a range (SQLite, large logs). */
+  threads: number;
 }
 
 /** Opens the database read-only and verifies it. */
@@ -111,54 +108,207 @@ export function verifyLogFile(path: string, options: VerifyOptions = {}): Verify
   }
 }
 
-/** Verifies an open audit database (read-only use: nothing is written). */
+/**
+ * How a log of `entries` leaves is cut between two threads: blocks of 2^top leaves (about 64 of them
+ * in the log, at least 4 leaves), the worker taking the whole blocks of the first half, [0, split),
+ * the verifier the rest. split is 0 when there is nothing to cut.
+ */
+export function verifySplit(entries: number): { top: number; split: number } {
+  let bits = 0;
+  while (2 ** bits <= entries) bits++;
+  const top = Math.max(2, bits - 6);
+  const width = 2 ** top;
+  return { top, split: Math.floor(entries / 2 / width) * width };
+}
+
+/**
+ * Verifies an open audit database (read-only use: nothing is written). Everything is read in one read
+ * transaction; a large log is verified on two threads (the worker's snapshot is checked to be the
+ * same one), with the same findings, and the same first bad index, as one pass in index order.
+ */
 export function verifyLog(db: DatabaseSync, options: VerifyOptions = {}): VerifyReport {
   const store = new AuditStore(db);
-  // Rows as arrays: node:sqlite builds no object per row (the verifier reads a million of them).
-  const cursors: Iterator<[number, Uint8Array]>[] = [];
-  const nextNode = (level: number): [number, Uint8Array] | undefined => {
-    let iterator = cursors[level];
-    if (iterator === undefined) {
-      const statement = db.prepare('SELECT idx, hash FROM tree_nodes WHERE level = ? ORDER BY idx');
-      statement.setReturnArrays(true);
-      iterator = statement.iterate(level) as unknown as Iterator<[number, Uint8Array]>;
-      cursors[level] = iterator;
+  const path = db.location();
+  const parallelFrom = options.parallelFrom ?? PARALLEL_FROM;
+  // A first look, outside the snapshot, only decides whether a worker is worth starting.
+  const helper = path !== null && store.entryCount() >= parallelFrom ? startWorker(path) : null;
+  const ownTransaction = !db.isTransaction;
+  try {
+    // The worker's snapshot must be the verifier's: no commit between the two read transactions'
+    // first reads, which PRAGMA data_version (on a third connection) shows.
+    const probe = helper?.ready() === true ? openAuditDatabase(path!, { readOnly: true }) : null;
+    const dataVersion = () =>
+      Number((probe!.prepare('PRAGMA data_version').get() as { data_version: number }).data_version);
+    const before = probe === null ? 0 : dataVersion();
+    if (ownTransaction) db.exec('BEGIN');
+    const run = new Verification(
+      { origin: store.meta('origin'), signingKeys: () => store.signingKeys(), checkpoints: [...store.checkpoints()] },
+      options,
+    );
+    const entries = store.entryCount();
+    const plan = probe === null ? { top: ONE_BLOCK, split: 0 } : verifySplit(entries);
+    let worker: WorkerRun | null = null;
+    if (helper !== null && probe !== null && plan.split > 0) {
+      const begun = helper.go({
+        lo: 0,
+        end: plan.split,
+        top: plan.top,
+        checkpointSizes: run.checkpointSizes(0, plan.split),
+        fullEvents: options.checkEvents === 'full',
+      });
+      const same = begun && dataVersion() === before;
+      if (same) worker = helper;
+      else helper.cancel();
+    } else {
+      helper?.cancel();
     }
-    const step = iterator.next();
-    return step.done ? undefined : step.value;
+    probe?.close();
+    const top = worker === null ? ONE_BLOCK : plan.top;
+    const split = worker === null ? 0 : plan.split;
+
+    const progressEvery = options.progressEvery ?? 100_000;
+    const onProgress = options.onProgress;
+    const mine = verifySqliteRange(db, {
+      lo: split,
+      end: entries,
+      top,
+      checkpointSizes: run.checkpointSizes(split, entries),
+      fullEvents: options.checkEvents === 'full',
+      progressEvery,
+      ...(onProgress === undefined
+        ? {}
+        : { onProgress: (verified: number) => onProgress(verified + (worker?.progress() ?? 0)) }),
+    });
+    const results = [mine];
+    if (worker !== null) {
+      // The worker's range, from the worker or, if it failed, verified here in the same snapshot.
+      const theirs =
+        worker.result() ??
+        verifySqliteRange(db, {
+          lo: 0,
+          end: split,
+          top,
+          checkpointSizes: run.checkpointSizes(0, split),
+          fullEvents: options.checkEvents === 'full',
+        });
+      results.unshift(theirs);
+    }
+    const node = db.prepare('SELECT hash FROM tree_nodes WHERE level = ? AND idx = ?');
+    node.setReturnArrays(true);
+    run.combine(
+      results,
+      top,
+      (level, index) => (node.get(level, index) as [Uint8Array] | undefined)?.[0],
+      worker === null ? 1 : 2,
+    );
+
+    if (!run.stopped) {
+      // 3. Nothing stored beyond the entries: at each level, no node past those the entries complete.
+      const beyond = db.prepare('SELECT idx FROM tree_nodes WHERE level = ? AND idx >= ? ORDER BY idx LIMIT 1');
+      beyond.setReturnArrays(true);
+      let extra: ExtraNode | null = null;
+      for (let level = 0; extra === null && level <= ONE_BLOCK; level++) {
+        const row = beyond.get(level, Math.floor(run.entries / 2 ** level)) as [number] | undefined;
+        if (row !== undefined) extra = { level, index: Number(row[0]) };
+      }
+      run.finish(extra, store.source());
+    }
+    return run.report();
+  } finally {
+    if (ownTransaction && db.isTransaction) db.exec('COMMIT');
+    helper?.cancel();
+  }
+}
+
+/** The worker thread as the verifier drives it (synchronously: it waits on the shared state). */
+interface WorkerRun {
+  /** Waits until the worker opened the log; false when it failed or did not in time. */
+  ready(): boolean;
+  /** Posts the plan and waits until the worker's snapshot is taken; false when it failed. */
+  go(plan: WorkerPlan): boolean;
+  /** Leaves verified so far. */
+  progress(): number;
+  /** Waits for the result; null when the worker failed or stalled. */
+  result(): RangeResult | null;
+  /** Stops the worker unless it is done. */
+  cancel(): void;
+}
+
+// The worker runs from source in a checkout (.ts, type stripping) and from dist/ when installed (.js).
+const WORKER_SCRIPT = new URL(`./verify-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
+
+/** Starts the worker; null where threads are not allowed (the permission model without --allow-worker). */
+function startWorker(path: string): WorkerRun | null {
+  const shared = new SharedArrayBuffer(8);
+  const state = new Int32Array(shared);
+  const { port1, port2 } = new MessageChannel();
+  let worker: Worker;
+  try {
+    worker = new Worker(WORKER_SCRIPT, { workerData: { path, port: port2, shared }, transferList: [port2] });
+  } catch {
+    port1.close();
+    return null;
+  }
+  worker.unref();
+  let finished = false;
+  const now = () => performance.now();
+  const waitWhile = (value: number, timeoutMs: number): number => {
+    const deadline = now() + timeoutMs;
+    while (Atomics.load(state, 0) === value && now() < deadline) Atomics.wait(state, 0, value, deadline - now());
+    return Atomics.load(state, 0);
   };
-  const run = new Verification(
-    { origin: store.meta('origin'), signingKeys: () => store.signingKeys(), checkpoints: [...store.checkpoints()] },
-    options,
-    nextNode,
-  );
-
-  // The level-0 node is joined in and compared by SQLite (a flag, not a second blob per row): the
-  // verifier reads a million rows fewer through JavaScript.
-  const entries = db.prepare(
-    `SELECT e.idx, e.event_id, e.entry, e.leaf_hash, coalesce(n.hash = e.leaf_hash, 0)
-       FROM entries e LEFT JOIN tree_nodes n ON n.level = 0 AND n.idx = e.idx ORDER BY e.idx`,
-  );
-  entries.setReturnArrays(true);
-  for (const [index, eventId, entry, storedLeaf, inTree] of entries.iterate() as unknown as Iterable<
-    [number, string, Uint8Array, Uint8Array, number]
-  >) {
-    if (!run.entry(Number(index), eventId, entry, storedLeaf, Number(inTree) === 1)) break;
-  }
-
-  if (!run.stopped) {
-    // 3. Nothing stored beyond the entries.
-    const leafBeyond = db
-      .prepare('SELECT idx FROM tree_nodes WHERE level = 0 AND idx >= ? ORDER BY idx LIMIT 1')
-      .get(run.entries) as { idx: number } | undefined;
-    let extra: ExtraNode | null = leafBeyond === undefined ? null : { level: 0, index: Number(leafBeyond.idx) };
-    for (let level = 1; extra === null && level < 53; level++) {
-      const node = nextNode(level);
-      if (node !== undefined) extra = { level, index: Number(node[0]) };
-    }
-    run.finish(extra, store.source());
-  }
-  return run.report();
+  const cancel = () => {
+    if (finished) return;
+    finished = true;
+    Atomics.store(state, 0, WORKER_STATE.failed);
+    Atomics.notify(state, 0);
+    port1.close();
+    void worker.terminate();
+  };
+  return {
+    ready() {
+      let at = waitWhile(WORKER_STATE.starting, WORKER_START_MS);
+      // Not started in time: withdraw, unless it got ready just now.
+      if (at === WORKER_STATE.starting) {
+        at = Atomics.compareExchange(state, 0, WORKER_STATE.starting, WORKER_STATE.failed);
+        if (at === WORKER_STATE.starting) at = WORKER_STATE.failed;
+      }
+      if (at !== WORKER_STATE.ready) cancel();
+      return at === WORKER_STATE.ready;
+    },
+    go(plan) {
+      port1.postMessage(plan);
+      Atomics.store(state, 0, WORKER_STATE.go);
+      Atomics.notify(state, 0);
+      const at = waitWhile(WORKER_STATE.go, WORKER_START_MS);
+      if (at === WORKER_STATE.begun || at === WORKER_STATE.done) return true;
+      cancel();
+      return false;
+    },
+    progress: () => Atomics.load(state, 1),
+    result() {
+      let seen = Atomics.load(state, 1);
+      let movedAt = now();
+      while (Atomics.load(state, 0) === WORKER_STATE.begun) {
+        Atomics.wait(state, 0, WORKER_STATE.begun, 1_000);
+        const progress = Atomics.load(state, 1);
+        if (progress !== seen) {
+          seen = progress;
+          movedAt = now();
+        } else if (now() - movedAt > WORKER_STALL_MS) break;
+      }
+      const reply = Atomics.load(state, 0) === WORKER_STATE.done ? receiveMessageOnPort(port1) : undefined;
+      const message = reply?.message as WorkerReply | undefined;
+      if (message?.ok !== true) {
+        cancel();
+        return null;
+      }
+      finished = true;
+      port1.close();
+      return message.result;
+    },
+    cancel,
+  };
 }
 
 /** A stored tree node beyond the entries: its level and its index at that level. */
@@ -177,9 +327,10 @@ export interface VerifyInputs {
 }
 
 /**
- * The verification itself, independent of the store: fed the stored checkpoints, then every entry in
- * index order, then what lies beyond them, it builds the report. The SQLite verifier (above) and the
- * PostgreSQL one (postgres-verify.ts) differ only in how they read.
+ * The verification itself, independent of the store: fed the stored checkpoints, then the results of
+ * the ranges of leaves that cover the entries ({@link LeafRange}: one, or one per thread), then what
+ * lies beyond them, it builds the report. The SQLite verifier (above) and the PostgreSQL one
+ * (postgres-verify.ts) differ only in how they read.
  */
 export class Verification {
   readonly #problems: VerifyProblem[] = [];
@@ -187,27 +338,15 @@ export class Verification {
   readonly #signed: CheckpointRow[] = [];
   readonly #keySource: 'trusted' | 'log';
   readonly #verifierKeys: string[];
-  readonly #nextNode: (level: number) => [number, Uint8Array] | undefined;
-  readonly #frontier = Frontier.empty();
-  readonly #progressEvery: number;
   readonly #fullEvents: boolean;
+  readonly #progressEvery: number;
   readonly #onProgress: ((verified: number) => void) | undefined;
-  #expected = 0;
+  #entries = 0;
   #stopped = false;
-  #nextCheckpoint = 0;
   #verifiedSize = 0;
-  #scratch = Buffer.allocUnsafe(1 + 16_384);
+  #threads = 1;
 
-  /**
-   * @param nextNode the next stored node at a level (≥ 1), in index order, as [index, hash]: called
-   *   as each node completes, so a store can stream every level alongside the entries.
-   */
-  constructor(
-    inputs: VerifyInputs,
-    options: VerifyOptions,
-    nextNode: (level: number) => [number, Uint8Array] | undefined,
-  ) {
-    this.#nextNode = nextNode;
+  constructor(inputs: VerifyInputs, options: VerifyOptions) {
     this.#progressEvery = options.progressEvery ?? 100_000;
     this.#fullEvents = options.checkEvents === 'full';
     this.#onProgress = options.onProgress;
@@ -256,17 +395,16 @@ export class Verification {
     signed.sort((a, b) => a.size - b.size);
 
     // Checkpoints of the empty tree sign SHA-256() (RFC 9162 §2.1.1).
-    while (this.#nextCheckpoint < signed.length && signed[this.#nextCheckpoint]!.size === 0) {
-      if (!signed[this.#nextCheckpoint]!.root.equals(EMPTY_ROOT)) {
+    for (const checkpoint of signed) {
+      if (checkpoint.size === 0 && !checkpoint.root.equals(EMPTY_ROOT)) {
         this.#problems.push({ kind: VERIFY_PROBLEMS.checkpointRoot, index: 0, checkpointSize: 0, range: [0, 0] });
       }
-      this.#nextCheckpoint++;
     }
   }
 
-  /** Entries verified so far (the next expected index). */
+  /** Entries verified (all of them unless a problem stopped the pass). */
   get entries(): number {
-    return this.#expected;
+    return this.#entries;
   }
 
   /** True once a problem stopped the pass over the entries. */
@@ -274,58 +412,135 @@ export class Verification {
     return this.#stopped;
   }
 
-  #stop(problem: VerifyProblem): false {
-    this.#problems.push(problem);
-    this.#stopped = true;
-    return false;
+  /** The sizes of the verified checkpoints in (lo, end] (end null: no bound), in increasing order. */
+  checkpointSizes(lo: number, end: number | null): number[] {
+    return this.#signed.map((c) => c.size).filter((size) => size > lo && (end === null || size <= end));
+  }
+
+  /** A range of leaves from `lo` (to the end of the log) for a store that streams them, with one block. */
+  range(lo: number, nextNode: NextNode): LeafRange {
+    return new LeafRange({
+      lo,
+      top: ONE_BLOCK,
+      checkpointSizes: this.checkpointSizes(lo, null),
+      fullEvents: this.#fullEvents,
+      nextNode,
+      progressEvery: this.#progressEvery,
+      ...(this.#onProgress === undefined ? {} : { onProgress: this.#onProgress }),
+    });
   }
 
   /**
-   * 2–4. The next stored entry (rows in index order); `inTree` says the level-0 node at its index equals
-   * its leaf hash column. False when it stopped the verification.
+   * 2–4. Takes in the ranges, consecutive from leaf 0, cut in blocks of 2^top leaves: computes the
+   * nodes above the blocks from the block roots and compares them with the stored ones (`storedNode`),
+   * and the root at each checkpoint's size with the signed one. The first finding in index order, over
+   * all of it, stops the pass: a single pass would have found none after it.
    */
-  entry(index: number, eventId: string, entry: Uint8Array, storedLeaf: Uint8Array, inTree: boolean): boolean {
-    if (this.#stopped) return false;
-    if (index !== this.#expected) return this.#stop({ kind: VERIFY_PROBLEMS.missingEntry, index: this.#expected });
-    // leafHash(entry), through one reused buffer: no allocation per entry for the prefixed copy.
-    if (this.#scratch.length < entry.length + 1) this.#scratch = Buffer.allocUnsafe(entry.length + 1);
-    this.#scratch[0] = 0x00;
-    this.#scratch.set(entry, 1);
-    const leaf = hash('sha256', this.#scratch.subarray(0, entry.length + 1), 'buffer');
-    if (Buffer.compare(leaf, storedLeaf) !== 0) return this.#stop({ kind: VERIFY_PROBLEMS.leafHash, index });
-    if (!eventMatches(entry, eventId, this.#fullEvents)) return this.#stop({ kind: VERIFY_PROBLEMS.event, index });
-    if (!inTree) return this.#stop({ kind: VERIFY_PROBLEMS.treeNode, index, level: 0 });
-    const completed = this.#frontier.push(leaf);
-    for (let i = 1; i < completed.length; i++) {
-      const node = completed[i]!;
-      const stored = this.#nextNode(node.level);
-      if (stored === undefined || Number(stored[0]) !== node.index || Buffer.compare(stored[1], node.hash) !== 0) {
-        // The first leaf under the differing node (level 0 was checked above, exactly).
-        return this.#stop({ kind: VERIFY_PROBLEMS.treeNode, index: node.index * 2 ** node.level, level: node.level });
+  combine(
+    results: readonly RangeResult[],
+    top: number,
+    storedNode: (level: number, index: number) => Uint8Array | undefined,
+    threads = 1,
+  ): void {
+    this.#threads = threads;
+    let first: Finding | null = null;
+    const blocks: Uint8Array[] = [];
+    const checkpoints: [size: number, partial: Uint8Array | null][] = [];
+    let covered = 0;
+    for (const result of results) {
+      if (result.lo !== covered) throw new RangeError('the ranges do not follow each other');
+      blocks.push(...result.blockRoots);
+      result.partialRoots.forEach((partial, i) => {
+        checkpoints.push([result.checkpointSizes[i]!, partial]);
+      });
+      covered = result.verified;
+      if (result.finding !== null) {
+        first = result.finding;
+        break;
       }
     }
-    this.#expected++;
-    const signed = this.#signed;
-    while (this.#nextCheckpoint < signed.length && signed[this.#nextCheckpoint]!.size <= this.#expected) {
-      const checkpoint = signed[this.#nextCheckpoint]!;
-      if (checkpoint.size === this.#expected && !this.#frontier.root().equals(checkpoint.root)) {
-        return this.#stop({
+
+    // The perfect subtrees above the block level, as a frontier over the block roots (largest first).
+    const width = 2 ** top;
+    const levels: number[] = [];
+    const hashes: Uint8Array[] = [];
+    let pushed = 0;
+    const pushBlock = (): Finding | null => {
+      const block = pushed++;
+      let hash = blocks[block]!;
+      let level = top;
+      while (levels.length > 0 && levels[levels.length - 1] === level) {
+        levels.pop();
+        hash = nodeHash(hashes.pop()!, hash);
+        level++;
+        const index = (block + 1) / 2 ** (level - top) - 1;
+        const stored = storedNode(level, index);
+        if (stored === undefined || Buffer.compare(stored, hash) !== 0) {
+          const problem = { kind: VERIFY_PROBLEMS.treeNode, index: index * 2 ** level, level };
+          return { problem, leaf: (block + 1) * width - 1, step: level };
+        }
+      }
+      levels.push(level);
+      hashes.push(hash);
+      return null;
+    };
+    const pushUntil = (count: number): boolean => {
+      while (pushed < count) {
+        const finding = pushBlock();
+        if (finding !== null && earlier(finding, first)) {
+          first = finding;
+          return false;
+        }
+        if (finding !== null) return false;
+      }
+      return true;
+    };
+
+    // The ranges were given the sizes of the signed checkpoints past 0 in order: the same rows.
+    const signed = this.#signed.filter((c) => c.size > 0);
+    let verifiedSize = 0;
+    for (let i = 0; i < checkpoints.length; i++) {
+      const [size, partial] = checkpoints[i]!;
+      if (!pushUntil(Math.floor(size / width))) break;
+      const at: Finding = {
+        problem: {
           kind: VERIFY_PROBLEMS.checkpointRoot,
-          index: this.#verifiedSize,
-          checkpointSize: checkpoint.size,
-          range: [this.#verifiedSize, checkpoint.size],
-        });
+          index: verifiedSize,
+          checkpointSize: size,
+          range: [verifiedSize, size],
+        },
+        leaf: size - 1,
+        step: CHECKPOINT_STEP,
+      };
+      if (!earlier(at, first)) break;
+      // MTH(D[0:size]): the subtrees above the block level, then the block's own leaves, folded.
+      let root = partial ?? hashes[hashes.length - 1]!;
+      for (let j = partial === null ? hashes.length - 2 : hashes.length - 1; j >= 0; j--) {
+        root = nodeHash(hashes[j]!, root);
       }
-      this.#verifiedSize = checkpoint.size;
-      this.#nextCheckpoint++;
+      if (signed[i]!.size !== size) throw new RangeError('the ranges were given other checkpoint sizes');
+      if (Buffer.compare(root, signed[i]!.root) !== 0) {
+        first = at;
+        break;
+      }
+      verifiedSize = size;
     }
-    if (this.#expected % this.#progressEvery === 0) this.#onProgress?.(this.#expected);
-    return true;
+    pushUntil(blocks.length);
+
+    const finding = first as Finding | null;
+    if (finding !== null) {
+      this.#problems.push(finding.problem);
+      this.#stopped = true;
+      this.#entries = finding.step === CHECKPOINT_STEP ? finding.leaf + 1 : finding.leaf;
+    } else {
+      this.#entries = covered;
+    }
+    this.#verifiedSize = verifiedSize;
   }
 
   /** The pairs of consecutive verified checkpoints within the entries, whose consistency `finish` proves. */
   consistencyPairs(): [number, number][] {
-    const covered = this.#signed.filter((c) => c.size <= this.#expected);
+    const covered = this.#signed.filter((c) => c.size <= this.#entries);
     const pairs: [number, number][] = [];
     for (let i = 1; i < covered.length; i++) pairs.push([covered[i - 1]!.size, covered[i]!.size]);
     return pairs;
@@ -337,7 +552,7 @@ export class Verification {
    */
   finish(extra: ExtraNode | null, source: SubtreeSource): void {
     if (this.#stopped) return;
-    const expected = this.#expected;
+    const expected = this.#entries;
     // 3. Nothing stored beyond the entries.
     if (extra !== null) {
       this.#problems.push({
@@ -369,34 +584,15 @@ export class Verification {
     return {
       ok: problems.length === 0,
       origin: this.#origin,
-      entries: this.#expected,
+      entries: this.#entries,
       checkpoints: this.#signed.length,
       signedSize: this.#verifiedSize,
-      unsignedEntries: this.#stopped ? 0 : this.#expected - this.#verifiedSize,
+      unsignedEntries: this.#stopped ? 0 : this.#entries - this.#verifiedSize,
       firstBadIndex: indexes.length === 0 ? null : Math.min(...indexes),
       problems,
       keySource: this.#keySource,
       verifierKeys: this.#verifierKeys,
+      threads: this.#threads,
     };
   }
-}
-
-const ID_MEMBER = Buffer.from(',"id":"');
-
-function eventMatches(entry: Uint8Array, eventId: string, full: boolean): boolean {
-  if (full) {
-    try {
-      return parseAuditEntry(entry).id === eventId;
-    } catch {
-      return false;
-    }
-  }
-  // In canonical JSON a bare `,"id":"` is a member name (quotes inside strings are escaped), the
-  // members are sorted, and only `detail` (before `id`) can hold another member named id: the last
-  // occurrence is the event's id. A byte search costs a fraction of JSON.parse; `full` parses.
-  const bytes = Buffer.from(entry.buffer, entry.byteOffset, entry.byteLength);
-  const at = bytes.lastIndexOf(ID_MEMBER);
-  if (at === -1) return false;
-  const start = at + ID_MEMBER.length;
-  return bytes[start + eventId.length] === 0x22 && bytes.toString('latin1', start, start + eventId.length) === eventId;
 }

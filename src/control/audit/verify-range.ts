@@ -1,0 +1,350 @@
+import { hash } from 'node:crypto';
+import type { DatabaseSync } from 'node:sqlite';
+import { parseAuditEntry } from '../../core/audit-event.ts';
+
+/**
+ * The per-entry work of `rampart audit verify` (verify.ts) over one range of leaves, so that ranges can
+ * be verified apart (two threads on SQLite) and combined. It loads nothing but node:crypto and the
+ * event parser: the verifier's worker thread (verify-worker.ts) imports it alone.
+ *
+ * A range starts at a multiple of the block size 2^top. Inside it, every leaf is recomputed and compared
+ * (leaf hash column, level-0 node, event id) and every node of levels 1..top it completes is recomputed
+ * and compared with the stored one; those subtrees lie wholly inside the range. What spans ranges is
+ * left to the caller: the root of each complete block (a level-`top` node, already compared), from
+ * which the levels above are recomputed, and, at each checkpoint size t in the range, the root of the
+ * leaves [⌊t/2^top⌋·2^top, t), from which the root at t is folded (RFC 9162 §2.1.1: the tree of t
+ * leaves is the perfect subtrees of t's set bits, largest first, the block's ones last).
+ */
+
+/** What went wrong, by kind. */
+export const VERIFY_PROBLEMS = {
+  /** The database has no origin or is not an audit log. */
+  meta: 'meta',
+  /** A checkpoint's signature does not verify with a trusted key, or its text is malformed. */
+  checkpointSignature: 'checkpoint_signature',
+  /** A checkpoint row's size/root columns differ from its signed text. */
+  checkpointRow: 'checkpoint_row',
+  /** A checkpoint given by the caller does not verify or names another origin. */
+  trustedCheckpoint: 'trusted_checkpoint',
+  /** An index is missing from the entries (deleted row). */
+  missingEntry: 'missing_entry',
+  /** The leaf hash of the stored bytes differs from the row's leaf hash (modified bytes). */
+  leafHash: 'leaf_hash',
+  /** The bytes are not a canonical event, or the event id in them differs from the row's. */
+  event: 'event',
+  /** A stored tree node differs from the tree recomputed from the entries, or is missing. */
+  treeNode: 'tree_node',
+  /** Stored tree nodes beyond the entries (entry rows deleted from the tail). */
+  extraNode: 'extra_node',
+  /** The recomputed root at a checkpoint's size differs from the signed root. */
+  checkpointRoot: 'checkpoint_root',
+  /** A checkpoint is larger than the log: entries it signed are gone. */
+  truncated: 'truncated',
+  /** A consistency proof between two checkpoints does not verify. */
+  inconsistent: 'inconsistent',
+} as const;
+export type VerifyProblemKind = (typeof VERIFY_PROBLEMS)[keyof typeof VERIFY_PROBLEMS];
+
+/** One finding. `index` is the first leaf index it concerns (null for checkpoint-only problems). */
+export interface VerifyProblem {
+  kind: VerifyProblemKind;
+  index: number | null;
+  checkpointSize?: number;
+  /** For root mismatches: the entries the failing checkpoint added, [from, to). */
+  range?: [number, number];
+  level?: number;
+}
+
+/**
+ * Where a one-pass verifier in index order would have found a problem: while taking in `leaf`, at
+ * `step` (0 the entry itself, ℓ the level-ℓ node that leaf completes, {@link CHECKPOINT_STEP} the
+ * checkpoint of size leaf + 1). The earliest finding across ranges is the one reported.
+ */
+export interface Finding {
+  problem: VerifyProblem;
+  leaf: number;
+  step: number;
+}
+
+/** The step of a checkpoint root comparison: after every node its last leaf completes. */
+export const CHECKPOINT_STEP = 64;
+
+/** True when finding `a` comes before `b` (null: never found). */
+export function earlier(a: Finding | null, b: Finding | null): boolean {
+  if (a === null) return false;
+  if (b === null) return true;
+  return a.leaf < b.leaf || (a.leaf === b.leaf && a.step < b.step);
+}
+
+/** The block level of a range that is not cut into blocks: 2^52 leaves, past any log (levels 0..52). */
+export const ONE_BLOCK = 52;
+
+/** What a range hands back. */
+export interface RangeResult {
+  lo: number;
+  /** The checkpoint sizes the range was given. */
+  checkpointSizes: readonly number[];
+  /** The next index to verify: the end of the range unless a finding stopped it there. */
+  verified: number;
+  /** The first problem in the range, if any. */
+  finding: Finding | null;
+  /** The root of each complete block of 2^top leaves, in order. */
+  blockRoots: Uint8Array[];
+  /**
+   * For each checkpoint size given to the range that it reached, in the order given: the root of the
+   * leaves from the start of that size's block up to the size, or null when the size ends a block.
+   */
+  partialRoots: (Uint8Array | null)[];
+}
+
+/** The next stored node at a level (≥ 1) in index order within the range, as [index, hash]. */
+export type NextNode = (level: number) => [number | bigint, Uint8Array] | undefined;
+
+/** Options of a {@link LeafRange}. */
+export interface LeafRangeOptions {
+  /** First leaf: a multiple of 2^top. */
+  lo: number;
+  /** Block level: nodes up to it are verified here, those above by the caller from the block roots. */
+  top: number;
+  /** Checkpoint sizes in (lo, end of range], increasing (repeats allowed). */
+  checkpointSizes: readonly number[];
+  /** Full event validation instead of the event id alone. */
+  fullEvents: boolean;
+  nextNode: NextNode;
+  /** Called after each leaf whose index + 1 is a multiple of `progressEvery`. */
+  onProgress?: (verifiedInRange: number) => void;
+  progressEvery?: number;
+}
+
+/**
+ * One range of leaves, fed its entries in index order. Stops at the first problem, as a single pass
+ * over the whole log would: what it reports is exactly what that pass reports for these leaves.
+ */
+export class LeafRange {
+  readonly #lo: number;
+  readonly #top: number;
+  readonly #sizes: readonly number[];
+  readonly #fullEvents: boolean;
+  readonly #nextNode: NextNode;
+  readonly #onProgress: ((verified: number) => void) | undefined;
+  readonly #progressEvery: number;
+  // The perfect subtrees of [block start, next leaf) below the block level, largest first.
+  readonly #levels: number[] = [];
+  readonly #hashes: Buffer[] = [];
+  readonly #blockRoots: Buffer[] = [];
+  readonly #partialRoots: (Buffer | null)[] = [];
+  readonly #node = Buffer.allocUnsafe(1 + 64);
+  #scratch = Buffer.allocUnsafe(1 + 16_384);
+  #expected: number;
+  #nextSize = 0;
+  #finding: Finding | null = null;
+
+  constructor(options: LeafRangeOptions) {
+    this.#lo = options.lo;
+    this.#expected = options.lo;
+    this.#top = options.top;
+    this.#sizes = options.checkpointSizes;
+    this.#fullEvents = options.fullEvents;
+    this.#nextNode = options.nextNode;
+    this.#onProgress = options.onProgress;
+    this.#progressEvery = options.progressEvery ?? 100_000;
+    if (this.#lo % 2 ** this.#top !== 0) throw new RangeError('a range starts at a block boundary');
+  }
+
+  /** True once a problem stopped the range. */
+  get stopped(): boolean {
+    return this.#finding !== null;
+  }
+
+  /** The next expected index. */
+  get expected(): number {
+    return this.#expected;
+  }
+
+  #stop(problem: VerifyProblem, step: number): false {
+    this.#finding = { problem, leaf: this.#expected, step };
+    return false;
+  }
+
+  /**
+   * The next stored entry (rows in index order); `inTree` says the level-0 node at its index equals its
+   * leaf hash column. False when it stopped the range.
+   */
+  entry(index: number, eventId: string, entry: Uint8Array, storedLeaf: Uint8Array, inTree: boolean): boolean {
+    if (this.#finding !== null) return false;
+    const at = this.#expected;
+    if (index !== at) return this.#stop({ kind: VERIFY_PROBLEMS.missingEntry, index: at }, 0);
+    // leafHash(entry), through one reused buffer: no allocation per entry for the prefixed copy.
+    if (this.#scratch.length < entry.length + 1) this.#scratch = Buffer.allocUnsafe(entry.length + 1);
+    this.#scratch[0] = 0x00;
+    this.#scratch.set(entry, 1);
+    let node: Buffer = hash('sha256', this.#scratch.subarray(0, entry.length + 1), 'buffer');
+    if (Buffer.compare(node, storedLeaf) !== 0) return this.#stop({ kind: VERIFY_PROBLEMS.leafHash, index }, 0);
+    if (!eventMatches(entry, eventId, this.#fullEvents)) return this.#stop({ kind: VERIFY_PROBLEMS.event, index }, 0);
+    if (!inTree) return this.#stop({ kind: VERIFY_PROBLEMS.treeNode, index, level: 0 }, 0);
+
+    // Fold the leaf into the subtrees it completes, comparing each with the stored node.
+    const levels = this.#levels;
+    const hashes = this.#hashes;
+    const top = this.#top;
+    let level = 0;
+    while (level < top && levels.length > 0 && levels[levels.length - 1] === level) {
+      levels.pop();
+      node = nodeHashInto(this.#node, hashes.pop()!, node);
+      level++;
+      const width = 2 ** level;
+      const nodeIndex = (at + 1) / width - 1;
+      const stored = this.#nextNode(level);
+      if (stored === undefined || Number(stored[0]) !== nodeIndex || Buffer.compare(stored[1], node) !== 0) {
+        // The first leaf under the differing node (level 0 was checked above, exactly).
+        return this.#stop({ kind: VERIFY_PROBLEMS.treeNode, index: nodeIndex * width, level }, level);
+      }
+    }
+    if (level === top) this.#blockRoots.push(node);
+    else {
+      levels.push(level);
+      hashes.push(node);
+    }
+    this.#expected = at + 1;
+
+    const sizes = this.#sizes;
+    while (this.#nextSize < sizes.length && sizes[this.#nextSize]! <= at + 1) {
+      this.#partialRoots.push(hashes.length === 0 ? null : this.#fold());
+      this.#nextSize++;
+    }
+    if (this.#onProgress !== undefined && (at + 1) % this.#progressEvery === 0) this.#onProgress(at + 1 - this.#lo);
+    return true;
+  }
+
+  /** MTH of the current block's leaves: its subtrees folded right to left. */
+  #fold(): Buffer {
+    const hashes = this.#hashes;
+    let root = hashes[hashes.length - 1]!;
+    for (let i = hashes.length - 2; i >= 0; i--) root = nodeHashInto(this.#node, hashes[i]!, root);
+    return root;
+  }
+
+  /**
+   * After the range's entries: an entry missing before `end` (the range's end, which a later entry
+   * proves the log reaches; null when the range runs to the end of the log) stops it.
+   */
+  end(end: number | null): RangeResult {
+    if (this.#finding === null && end !== null && this.#expected < end) {
+      this.#stop({ kind: VERIFY_PROBLEMS.missingEntry, index: this.#expected }, 0);
+    }
+    return {
+      lo: this.#lo,
+      checkpointSizes: this.#sizes,
+      verified: this.#expected,
+      finding: this.#finding,
+      blockRoots: this.#blockRoots,
+      partialRoots: this.#partialRoots,
+    };
+  }
+}
+
+/** Options of {@link verifySqliteRange}. */
+export interface SqliteRangeOptions extends Omit<LeafRangeOptions, 'nextNode'> {
+  /** The end of the range (exclusive); null: to the last entry. */
+  end: number | null;
+}
+
+/**
+ * Verifies leaves [lo, end) of the SQLite log `db` reads (inside the caller's read transaction): the
+ * entries with their level-0 node, and each level's nodes under the range through its own cursor.
+ */
+export function verifySqliteRange(db: DatabaseSync, options: SqliteRangeOptions): RangeResult {
+  const { lo, end } = options;
+  // Rows as arrays: node:sqlite builds no object per row (the verifier reads a million of them).
+  const cursors: (Iterator<[number, Uint8Array]> | undefined)[] = [];
+  const nextNode = (level: number): [number, Uint8Array] | undefined => {
+    let iterator = cursors[level];
+    if (iterator === undefined) {
+      // The nodes that complete inside the range: those of index in [lo/2^level, end/2^level).
+      const width = 2 ** level;
+      const below = end === null ? Number.MAX_SAFE_INTEGER : Math.floor(end / width);
+      // A statement per level: a statement's iterator ends when the statement runs again.
+      const nodes = db.prepare('SELECT idx, hash FROM tree_nodes WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx');
+      nodes.setReturnArrays(true);
+      iterator = nodes.iterate(level, lo / width, below) as unknown as Iterator<[number, Uint8Array]>;
+      cursors[level] = iterator;
+    }
+    const step = iterator.next();
+    return step.done ? undefined : step.value;
+  };
+  const range = new LeafRange({ ...options, nextNode });
+  // The level-0 node is joined in and compared by SQLite (a flag, not a second blob per row): the
+  // verifier reads a million rows fewer through JavaScript.
+  const entries = db.prepare(
+    `SELECT e.idx, e.event_id, e.entry, e.leaf_hash, coalesce(n.hash = e.leaf_hash, 0)
+       FROM entries e LEFT JOIN tree_nodes n ON n.level = 0 AND n.idx = e.idx
+      WHERE e.idx >= ? AND e.idx < ? ORDER BY e.idx`,
+  );
+  entries.setReturnArrays(true);
+  const rows = entries.iterate(lo, end ?? Number.MAX_SAFE_INTEGER) as unknown as Iterable<
+    [number, string, Uint8Array, Uint8Array, number]
+  >;
+  for (const [index, eventId, entry, storedLeaf, inTree] of rows) {
+    if (!range.entry(Number(index), eventId, entry, storedLeaf, Number(inTree) === 1)) break;
+  }
+  return range.end(end);
+}
+
+/**
+ * The handshake between the verifier and its worker thread (verify.ts, verify-worker.ts), in slot 0
+ * of a shared Int32Array; slot 1 counts the leaves the worker verified (progress, and a sign of life).
+ */
+export const WORKER_STATE = {
+  /** The worker is loading. */
+  starting: 0,
+  /** The worker opened the database and waits for the plan. */
+  ready: 1,
+  /** The verifier took its snapshot and posted the plan: the worker takes its own. */
+  go: 2,
+  /** The worker's read transaction has read: its snapshot is fixed. */
+  begun: 3,
+  /** The worker posted its result. */
+  done: 4,
+  /** The worker posted an error, or the verifier gave up on it. */
+  failed: 5,
+} as const;
+
+/** What the verifier sends its worker with `go`. */
+export interface WorkerPlan {
+  lo: number;
+  end: number;
+  top: number;
+  checkpointSizes: number[];
+  fullEvents: boolean;
+}
+
+/** What the worker posts back. */
+export type WorkerReply = { ok: true; result: RangeResult } | { ok: false; error: string };
+
+/** SHA-256(0x01 ‖ left ‖ right) (RFC 9162 §2.1.1), the input assembled in `scratch` (65 bytes). */
+export function nodeHashInto(scratch: Buffer, left: Uint8Array, right: Uint8Array): Buffer {
+  scratch[0] = 0x01;
+  scratch.set(left, 1);
+  scratch.set(right, 33);
+  return hash('sha256', scratch, 'buffer');
+}
+
+const ID_MEMBER = Buffer.from(',"id":"');
+
+function eventMatches(entry: Uint8Array, eventId: string, full: boolean): boolean {
+  if (full) {
+    try {
+      return parseAuditEntry(entry).id === eventId;
+    } catch {
+      return false;
+    }
+  }
+  // In canonical JSON a bare `,"id":"` is a member name (quotes inside strings are escaped), the
+  // members are sorted, and only `detail` (before `id`) can hold another member named id: the last
+  // occurrence is the event's id. A byte search costs a fraction of JSON.parse; `full` parses.
+  const bytes = Buffer.from(entry.buffer, entry.byteOffset, entry.byteLength);
+  const at = bytes.lastIndexOf(ID_MEMBER);
+  if (at === -1) return false;
+  const start = at + ID_MEMBER.length;
+  return bytes[start + eventId.length] === 0x22 && bytes.toString('latin1', start, start + eventId.length) === eventId;
+}
