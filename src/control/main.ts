@@ -2,6 +2,7 @@ import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadManifest } from '../config/load.ts';
 import { startAdminServer } from '../core/admin-server.ts';
+import { isRampartError } from '../core/errors.ts';
 import { tryLockFile } from '../core/file-lock.ts';
 import { KEK_ENV, loadKek } from '../core/kek.ts';
 import { onShutdown } from '../core/lifecycle.ts';
@@ -70,46 +71,70 @@ const endpoint = { pid: process.pid, port: runtime.port, trustDomain: runtime.tr
 writeControlEndpoint(runtime.dataDir, endpoint);
 const operatorCredential = writeOperatorCredential(runtime.dataDir);
 
-const kek = process.env[KEK_ENV]
-  ? loadKek({ env: KEK_ENV })
-  : loadKek({ file: join(runtime.dataDir, CONTROL_FILES.kek) });
+/**
+ * Opens one of the stores; one that does not open (a KEK that is missing or does not open its keys, a
+ * log another process writes, a PostgreSQL server that refuses) stops the start with its stable code
+ * and detail in one log line, not a stack trace, and the operator files go (nothing runs behind them).
+ */
+async function opening<T>(what: string, open: () => T | Promise<T>): Promise<T> {
+  try {
+    return await open();
+  } catch (err) {
+    logger.fatal(
+      { err, code: isRampartError(err) ? err.code : undefined, what },
+      `the control plane cannot open ${what}`,
+    );
+    removeOperatorFiles(runtime.dataDir);
+    process.exit(1);
+  }
+}
+
+const kek = await opening('its key-encryption key', () =>
+  process.env[KEK_ENV] ? loadKek({ env: KEK_ENV }) : loadKek({ file: join(runtime.dataDir, CONTROL_FILES.kek) }),
+);
 // The audit log (issue 6): its signing key wrapped by the KEK; opened before the CA so that the CA's
 // first events are recorded. Components deliver over the API (audit-routes.ts); the control plane's
 // own events (CA decisions, API refusals) are appended directly (control-audit.ts).
 // Where (manifest `control.store`): files in the data directory, or PostgreSQL, whose URL is never logged.
 const store = runtime.store ?? { kind: 'sqlite' };
-const auditLog = await connectAuditLog({
-  ...(store.kind === 'postgres'
-    ? { postgres: { connectionString: store.url } }
-    : { path: join(runtime.dataDir, AUDIT_DEFAULTS.databaseFile) }),
-  origin: `${runtime.trustDomain}/rampart/audit`,
-  kek,
-  onError: (err) => logger.error({ err }, 'audit log checkpoint failed'),
-});
+const auditLog = await opening('the audit log', () =>
+  connectAuditLog({
+    ...(store.kind === 'postgres'
+      ? { postgres: { connectionString: store.url } }
+      : { path: join(runtime.dataDir, AUDIT_DEFAULTS.databaseFile) }),
+    origin: `${runtime.trustDomain}/rampart/audit`,
+    kek,
+    onError: (err) => logger.error({ err }, 'audit log checkpoint failed'),
+  }),
+);
 const controlAudit = createControlAudit({ log: auditLog, trustDomain: runtime.trustDomain, logger });
-const ca = await openCertificateAuthority({
-  trustDomain: runtime.trustDomain,
-  databasePath: join(runtime.dataDir, CONTROL_FILES.ca),
-  kek,
-  ...runtime.ca,
-  onEvent: (event) => {
-    logger.info({ event: event.type, ...event }, 'certificate authority event');
-    controlAudit.caEvent(event);
-  },
-});
+const ca = await opening('the certificate authority', () =>
+  openCertificateAuthority({
+    trustDomain: runtime.trustDomain,
+    databasePath: join(runtime.dataDir, CONTROL_FILES.ca),
+    kek,
+    ...runtime.ca,
+    onEvent: (event) => {
+      logger.info({ event: event.type, ...event }, 'certificate authority event');
+      controlAudit.caEvent(event);
+    },
+  }),
+);
 
 // Secrets served to workloads (POST /v1/secrets/read) and to the operator (`rampart secrets` while this
 // runs), with the manifest's grants. Events go to the audit log with this process as reporter;
 // controlAudit.append rejects when an event is not durable, so such a read fails closed.
-const secrets = await openServedSecrets({
-  dataDir: runtime.dataDir,
-  manifest: runtime.manifestFile,
-  kek,
-  ...(store.kind === 'postgres' ? { postgres: store.url } : {}),
-  audit: controlAudit,
-  logger,
-  registry,
-});
+const secrets = await opening('the secrets store', () =>
+  openServedSecrets({
+    dataDir: runtime.dataDir,
+    manifest: runtime.manifestFile,
+    kek,
+    ...(store.kind === 'postgres' ? { postgres: store.url } : {}),
+    audit: controlAudit,
+    logger,
+    registry,
+  }),
+);
 
 // The system's inbound policy (POST /v1/policy), reloaded on SIGHUP or a change of the manifest;
 // versions are persisted in the data directory (policy/policy-store.ts).
