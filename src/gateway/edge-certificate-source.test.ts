@@ -118,15 +118,81 @@ describe('edge certificate source', () => {
     );
   });
 
-  test('a refusal is not retried; an unreachable control plane is, until the deadline', async () => {
+  test('a refusal is not retried', async () => {
     const refused = source(real.target, () => catalog);
     await assert.rejects(refused.start(), (err) => isRampartError(err, CONTROL_API_ERRORS.forbidden));
+  });
+
+  test('an unreachable control plane is waited for past the first-SVID deadline, logged once, until it answers', async () => {
     const closed = await serve(t, []);
     await closed.close();
+    let target = closed.target;
+    const lines: { level: string; msg: string; code?: string }[] = [];
+    const captured = createLogger({
+      name: 'gateway',
+      destination: { write: (line: string) => lines.push(JSON.parse(line)) },
+    });
+    const s = createEdgeCertificateSource({
+      control: () => target,
+      credentials: () => gateway,
+      logger: captured,
+      registry: new Registry(),
+      schedule: FAST,
+    });
+    closers.push(() => s.close());
     const started = Date.now();
-    const away = source(closed.target, () => gateway);
-    await assert.rejects(away.start(), (err) => isRampartError(err, CONTROL_API_ERRORS.unavailable));
-    assert.ok(Date.now() - started >= FAST.firstSvidDeadlineMs, 'retried until the deadline');
+    let settled = false;
+    const first = s.start().finally(() => {
+      settled = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, FAST.firstSvidDeadlineMs + 400));
+    assert.equal(settled, false, 'still waiting after the deadline');
+    target = real.target;
+    const certificate = await first;
+    assert.ok(Date.now() - started >= FAST.firstSvidDeadlineMs);
+    assert.deepEqual(certificate.names, ['127.0.0.1', 'localhost']);
+    const waiting = lines.filter((l) => /waiting for the edge certificate/.test(l.msg));
+    assert.equal(waiting.length, 1, 'one line for the wait, not one per attempt');
+    assert.equal(waiting[0]?.level, 'warn');
+    assert.equal(waiting[0]?.code, CONTROL_API_ERRORS.unavailable);
+    assert.equal(lines.filter((l) => l.msg === 'control plane reachable again').length, 1);
+    assert.equal(lines.filter((l) => /retrying/.test(l.msg)).length, 0, 'no line per attempt');
+  });
+
+  test('close() ends the wait for an unreachable control plane at once', async () => {
+    const closed = await serve(t, []);
+    await closed.close();
+    const s = source(closed.target, () => gateway, new Registry(), {
+      ...FAST,
+      retryInitialMs: 5_000,
+      retryMaxMs: 5_000,
+    });
+    const first = s.start();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const began = Date.now();
+    s.close();
+    await assert.rejects(first, (err) => isRampartError(err, CONTROL_API_ERRORS.unavailable));
+    assert.ok(Date.now() - began < 1_000, 'not after the backoff');
+  });
+
+  test('the wait ends when the credentials have expired: only a restart with a new join token helps then', async () => {
+    const closed = await serve(t, []);
+    await closed.close();
+    let valid = true;
+    const s = createEdgeCertificateSource({
+      control: () => closed.target,
+      credentials: () => gateway,
+      credentialsValid: () => valid,
+      logger,
+      registry: new Registry(),
+      schedule: FAST,
+    });
+    closers.push(() => s.close());
+    const first = s.start();
+    setTimeout(() => {
+      valid = false;
+    }, 100);
+    await assert.rejects(first, (err) => isRampartError(err, CONTROL_API_ERRORS.unavailable));
   });
 
   const liars: [string, (csr: string) => Promise<unknown>][] = [

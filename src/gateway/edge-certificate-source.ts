@@ -1,12 +1,12 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { type ControlTarget, controlRequest } from '../control/api/client.ts';
-import type { SVID_RENEWAL_DEFAULTS } from '../control/api/defaults.ts';
+import { SVID_RENEWAL_DEFAULTS } from '../control/api/defaults.ts';
 import type { EdgeCertificateResponse } from '../control/api/edge-routes.ts';
 import { apiError, CONTROL_API_ERRORS } from '../control/api/errors.ts';
 import { createRenewingCredential } from '../control/api/renewing-credential.ts';
 import { createWorkloadKey } from '../control/api/workload-key.ts';
-import { RampartError } from '../core/errors.ts';
+import { isRampartError, RampartError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 
 /** The edge certificate the gateway serves now (`tls: auto`). */
@@ -35,6 +35,12 @@ export interface EdgeCertificateSourceOptions {
   registry: Registry;
   /** Overrides of the renewal schedule (the SVIDs' own, SVID_RENEWAL_DEFAULTS). */
   schedule?: Partial<Record<keyof typeof SVID_RENEWAL_DEFAULTS, number>>;
+  /**
+   * Whether the credentials can still authenticate (the SVID has not expired). `start()` waits for an
+   * unreachable control plane only while this holds: with an expired SVID only a restart with a new
+   * join token helps. Default: always.
+   */
+  credentialsValid?: () => boolean;
   clock?: () => number;
   random?: () => number;
 }
@@ -44,7 +50,11 @@ export interface EdgeCertificateSource {
   current(): EdgeCertificate;
   /** Called after each renewal with the new certificate (install it in every listener). */
   onRenewed(listener: (certificate: EdgeCertificate) => void): void;
-  /** Obtains the first certificate (retrying while the control plane is unreachable), then schedules renewals. */
+  /**
+   * Obtains the first certificate, then schedules renewals. While the control plane cannot be reached
+   * it waits (backoff up to `retryMaxMs`, logged once when the wait begins and once when it ends) until
+   * it answers, `close()` is called or the credentials expire; a refusal or a bad answer rejects at once.
+   */
   start(): Promise<EdgeCertificate>;
   /** Renews now (tests). */
   renewNow(): Promise<EdgeCertificate>;
@@ -103,15 +113,62 @@ function splitPem(pem: string): string[] {
  */
 export function createEdgeCertificateSource(options: EdgeCertificateSourceOptions): EdgeCertificateSource {
   const clock = options.clock ?? Date.now;
+  const random = options.random ?? Math.random;
+  const timings = { ...SVID_RENEWAL_DEFAULTS, ...options.schedule };
+  const { logger } = options;
+  let closed = false;
+  let wake: (() => void) | null = null;
   const obtain = async (): Promise<EdgeCertificate> => {
     const key = await createWorkloadKey();
     const target = options.control();
     const res = await requestEdgeCertificate(target, options.credentials(), key.csrPem);
     return accept(res, key.keyPem, target.bundle, clock());
   };
+  /**
+   * The first certificate. The gateway cannot serve without it, and exiting would not bring the control
+   * plane back sooner (the launcher would restart the gateway into the same wait, spending its restart
+   * budget and a join token each time): wait for an unreachable control plane, saying so once.
+   */
+  const obtainFirst = async (): Promise<EdgeCertificate> => {
+    const key = await createWorkloadKey();
+    const began = clock();
+    let failures = 0;
+    for (;;) {
+      const target = options.control();
+      let res: EdgeCertificateResponse;
+      try {
+        res = await requestEdgeCertificate(target, options.credentials(), key.csrPem);
+      } catch (err) {
+        const away = isRampartError(err, CONTROL_API_ERRORS.unavailable);
+        if (!away || closed || !(options.credentialsValid?.() ?? true)) throw err;
+        failures += 1;
+        if (failures === 1) {
+          logger.warn(
+            { code: err.code, control: target.url },
+            'control plane unreachable: waiting for the edge certificate (tls: auto); the listener opens once it is issued',
+          );
+        }
+        const base = Math.min(timings.retryMaxMs, timings.retryInitialMs * 2 ** (failures - 1));
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, Math.round(base * (0.5 + random() / 2)));
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wake = null;
+        if (closed) throw err;
+        continue;
+      }
+      if (failures > 0) {
+        logger.info({ attempts: failures + 1, waitedMs: clock() - began }, 'control plane reachable again');
+      }
+      return accept(res, key.keyPem, target.bundle, clock());
+    }
+  };
   const certificate = createRenewingCredential<EdgeCertificate>({
     names: { name: 'edge certificate', short: 'certificate', first: 'the edge certificate' },
-    obtainFirst: obtain,
+    obtainFirst,
     obtainNext: obtain,
     describe: (value) => ({ names: value.names }),
     metrics: {
@@ -142,6 +199,10 @@ export function createEdgeCertificateSource(options: EdgeCertificateSourceOption
     onRenewed: (listener) => certificate.onRenewed(listener),
     start: () => certificate.start(),
     renewNow: () => certificate.renewNow(),
-    close: () => certificate.close(),
+    close: () => {
+      closed = true;
+      wake?.();
+      certificate.close();
+    },
   };
 }

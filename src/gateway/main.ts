@@ -50,6 +50,18 @@ try {
   process.exit(2);
 }
 
+// `tls: auto` takes its certificate from the control plane's CA. Without a control plane (the gateway
+// started by hand, or by the Launcher API with workload identity off) no certificate can ever come:
+// refuse once, as a configuration error, instead of starting workers that fail one after another.
+if (manifest.gateway.tls.mode === 'auto' && !runtime.control) {
+  logger.fatal(
+    { code: 'GW_ERR_TLS_AUTO' },
+    '`tls: auto` needs the control plane, and this gateway has none: run it with `rampart start`, or use ' +
+      'certificate files (`tls: { cert, key }`)',
+  );
+  process.exit(2);
+}
+
 const registry = createMetrics('gateway');
 /**
  * The gateway's X509-SVID, `spiffe://<td>/svc/gateway` (the CA issues `svc/` IDs only, and no service
@@ -98,6 +110,8 @@ const edge =
     ? createEdgeCertificateSource({
         control: () => ({ ...runtime.control!, bundle: identity.current().bundlePem }),
         credentials: () => ({ cert: identity.current().certificatePem, key: identity.current().keyPem }),
+        // Waiting for an unreachable control plane makes sense only while the SVID can still authenticate.
+        credentialsValid: () => identity.current().notAfter > Date.now(),
         logger,
         registry,
       })

@@ -167,6 +167,13 @@ export class Launcher {
     this.#dataRoot = join(manifest.dir, '.rampart');
     this.#now = options.now ?? Date.now;
     this.#workloadIdentity = options.workloadIdentity ?? options.entries?.control === undefined;
+    if (!this.#workloadIdentity && manifest.gateway.tls.mode === 'auto' && options.entries?.gateway === undefined) {
+      // The gateway would wait for a certificate no CA can issue (it refuses to start: gateway/main.ts).
+      throw new RampartError(
+        'LAUNCH_ERR_TLS_AUTO',
+        '`tls: auto` takes the edge certificate from the control plane; it cannot run without workload identity',
+      );
+    }
     this.#output = new LogOutput({
       stdout: options.stdout,
       stderr: options.stderr,

@@ -1,0 +1,102 @@
+/**
+ * `tls: auto` without a control plane. The manifest cannot switch workload identity off (`rampart
+ * start` always runs the control plane), so no manifest is invalid this way; the combination arises
+ * only through the Launcher API (`workloadIdentity: false`, or a stand-in control plane) or a gateway
+ * started by hand. The Launcher refuses it before anything starts, and the gateway process itself
+ * refuses it once, with exit code 2 and one clear log line, instead of starting workers that each fail
+ * with GW_ERR_TLS_AUTO until the pool gives up (and the launcher restarts it into the same loop).
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { test } from 'node:test';
+import type { Manifest } from '../../src/config/model.ts';
+import { isRampartError } from '../../src/core/errors.ts';
+import type { GatewayRuntime } from '../../src/core/runtime.ts';
+import { rampartPackageRoot, readableRoots } from '../../src/launcher/allow-list.ts';
+import { childEnv } from '../../src/launcher/child-env.ts';
+import { childCommand } from '../../src/launcher/command.ts';
+import { Launcher } from '../../src/launcher/launcher.ts';
+import type { PlannedProcess } from '../../src/launcher/plan.ts';
+import { freePort, spawnTracked } from '../helpers/processes.ts';
+import { FIXTURE_ENTRIES, FIXTURE_SERVICE, handManifest, makeProject, REPO } from './project.ts';
+
+const auto = (m: Manifest): Manifest => ({ ...m, gateway: { ...m.gateway, tls: { mode: 'auto', names: [] } } });
+const streams = () => ({ stdout: new PassThrough(), stderr: new PassThrough() });
+
+test('the Launcher refuses tls: auto without workload identity, before anything starts', (t) => {
+  const manifest = auto(handManifest(makeProject(t), { a: {} }));
+  const refusals: [string, () => unknown][] = [
+    ['workloadIdentity: false', () => new Launcher(manifest, { ...streams(), workloadIdentity: false })],
+    ['a stand-in control plane', () => new Launcher(manifest, { ...streams(), entries: { control: FIXTURE_SERVICE } })],
+  ];
+  for (const [name, make] of refusals) {
+    assert.throws(make, (err) => isRampartError(err, 'LAUNCH_ERR_TLS_AUTO'), name);
+  }
+  // Not refused: with workload identity; without tls: auto; a stand-in gateway (no certificate needed).
+  assert.ok(new Launcher(manifest, { ...streams() }));
+  assert.ok(new Launcher(handManifest(makeProject(t), { a: {} }), { ...streams(), workloadIdentity: false }));
+  assert.ok(new Launcher(manifest, { ...streams(), entries: FIXTURE_ENTRIES }));
+});
+
+test('the gateway process refuses tls: auto without a control plane once, exit code 2, no worker started', {
+  timeout: 30_000,
+}, async (t) => {
+  const dir = realpathSync(mkdtempSync(join(tmpdir(), 'rampart-gateway-')));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'package.json'), '{"name":"scratch","private":true,"type":"module"}\n');
+  mkdirSync(join(dir, 'services'));
+  writeFileSync(join(dir, 'services', 'echo.ts'), '');
+  const manifestFile = join(dir, 'rampart.yaml');
+  writeFileSync(
+    manifestFile,
+    [
+      'trustDomain: test.local',
+      'gateway:',
+      `  listen: { host: 127.0.0.1, port: ${await freePort()} }`,
+      '  tls: auto',
+      '  workers: 2',
+      'identity:',
+      '  external: { issuer: "https://issuer.test", jwksUri: "https://issuer.test/jwks" }',
+      '  audience: https://api.test',
+      'services:',
+      '  echo:',
+      '    run: services/echo.ts',
+      '    routes:',
+      '      - { id: public, path: /public/**, methods: [GET], auth: none }',
+      '',
+    ].join('\n'),
+  );
+  const dataRoot = join(dir, '.rampart');
+  const dataDir = join(dataRoot, 'gateway');
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const runtime: GatewayRuntime = {
+    kind: 'gateway',
+    name: 'gateway',
+    dataDir,
+    adminPort: await freePort(),
+    manifestFile,
+    upstreams: { echo: 'http://127.0.0.1:9' },
+  };
+  const plan: PlannedProcess = {
+    name: 'gateway',
+    kind: 'gateway',
+    entry: join(REPO, 'src', 'gateway', 'main.ts'),
+    runtime,
+    env: {},
+  };
+  const { args } = childCommand(plan, { roots: readableRoots(dir, rampartPackageRoot()), dataRoot, fromSource: true });
+  const child = spawnTracked(t, process.execPath, args, { cwd: dataDir, env: childEnv(runtime, {}, process.env) });
+  const began = Date.now();
+  const status = await child.exited;
+  const output = child.stdout() + child.stderr();
+  assert.equal(status.code, 2, output);
+  assert.ok(Date.now() - began < 15_000);
+  const refusals = output.split('\n').filter((line) => line.includes('GW_ERR_TLS_AUTO'));
+  assert.equal(refusals.length, 1, output);
+  assert.match(refusals[0] ?? '', /"level":"fatal"/);
+  assert.match(refusals[0] ?? '', /needs the control plane/);
+  assert.doesNotMatch(output, /worker/i, 'no worker was started');
+});
