@@ -16,10 +16,11 @@ import {
   type RotationResult,
   readCaStatus,
 } from '../control/ca/index.ts';
+import { CONTROL_FILES } from '../control/files.ts';
 import { createAuditEvent } from '../core/audit-event.ts';
 import { isRampartError } from '../core/errors.ts';
-import { KEK_ENV, KEK_ERRORS, type KekSource, loadKek } from '../core/kek.ts';
-import { ControlPlaneFailure, findControlPlane, operatorApi } from './control-plane-client.ts';
+import { KEK_ENV, KEK_ERRORS, type Kek, type KekSource, loadKek } from '../core/kek.ts';
+import { ControlPlaneFailure, findControlPlane, holdDataDir, operatorApi } from './control-plane-client.ts';
 import { manifestPostgresStore, offlineAuditOrigin, openOfflineAuditLog } from './offline-audit.ts';
 
 /**
@@ -37,9 +38,6 @@ export interface CaIo {
   /** Default process.env (RAMPART_KEK). */
   env?: Readonly<Record<string, string | undefined>>;
 }
-
-/** Files of the control plane's data directory the CLI reads (src/control/main.ts CONTROL_FILES). */
-const CONTROL_FILES = { ca: 'ca.db', kek: 'kek.key', bundle: 'bundle.pem' } as const;
 
 const DEFAULT_DATA_DIR = '.rampart/control';
 
@@ -243,8 +241,11 @@ async function rotateOffline(
   // The audit log where the control plane keeps it: the manifest's control.store, else audit.db.
   const postgres = manifestPostgresStore(dataDir);
   const origin = offlineAuditOrigin(dataDir, postgres !== undefined);
-  const kek = loadKek(source);
+  // Held while the CA and the log are open: no control plane starts meanwhile, no second command writes.
+  const lock = holdDataDir(dataDir);
+  let kek: Kek | null = null;
   try {
+    kek = loadKek(source);
     // The CA opens first: it proves the KEK is the system's before the audit log is opened (or made)
     // under it. The admin action is recorded before anything changes (no record, no rotation), the
     // CA's own steps after it; with no control plane running this process is the log's one writer.
@@ -285,7 +286,8 @@ async function rotateOffline(
       ca.close();
     }
   } finally {
-    kek.destroy();
+    kek?.destroy();
+    lock.release();
   }
 }
 

@@ -8,20 +8,20 @@ import {
   readControlEndpoint,
   readOperatorCredential,
 } from '../control/api/operator-access.ts';
+import { CONTROL_FILES } from '../control/files.ts';
 import { isRampartError } from '../core/errors.ts';
+import { type FileLock, tryLockFile } from '../core/file-lock.ts';
 
 /**
  * How the operator's commands (`rampart ca`, `rampart secrets`) tell whether a control plane runs on a
  * data directory, and reach it. "Running" means the endpoint file the control plane writes before it
  * opens its databases names a live process; then the CLI never opens those databases for writing, even
- * if the API does not answer: the control plane is their one writer (the audit log above all).
+ * if the API does not answer: the control plane is their one writer (the audit log above all). When none
+ * runs, the command holds the data directory's lock (holdDataDir) while it works on the stores itself.
  */
 
 /** A failure the CLI explains in its own words (exit 1). */
 export class ControlPlaneFailure extends Error {}
-
-/** The bundle the control plane writes (src/control/main.ts CONTROL_FILES.bundle). */
-const BUNDLE_FILE = 'bundle.pem';
 
 /** A running control plane (its endpoint file names a live process), or null. */
 export function findControlPlane(dataDir: string): ControlEndpoint | null {
@@ -36,6 +36,23 @@ export function findControlPlane(dataDir: string): ControlEndpoint | null {
   }
   // A file left by a control plane that was killed names a process that is gone.
   return endpoint !== null && processAlive(endpoint.pid) ? endpoint : null;
+}
+
+/**
+ * For a command that opens the control plane's stores itself because none runs: holds the data
+ * directory's lock — the one a control plane takes at start (CONTROL_FILES.lock) — until released, so
+ * no control plane starts there meanwhile (it exits with CONTROL_ERR_RUNNING) and no second such command
+ * writes at the same time. ControlPlaneFailure while someone else holds it. The directory must exist.
+ */
+export function holdDataDir(dataDir: string): FileLock {
+  const lock = tryLockFile(join(dataDir, CONTROL_FILES.lock));
+  if (lock !== null) return lock;
+  const control = findControlPlane(dataDir);
+  throw new ControlPlaneFailure(
+    control !== null
+      ? `a control plane (pid ${control.pid}) runs on ${dataDir}: nothing was changed; run the command again (it goes through the control plane where it can)`
+      : `${dataDir} is in use by a starting control plane or another rampart command: nothing was changed; try again`,
+  );
 }
 
 /** The operator API of a running control plane. */
@@ -60,13 +77,13 @@ export function operatorApi(dataDir: string, endpoint: ControlEndpoint): Operato
   }
   let bundle: string | null = null;
   try {
-    bundle = readFileSync(join(dataDir, BUNDLE_FILE), 'utf8');
+    bundle = readFileSync(join(dataDir, CONTROL_FILES.bundle), 'utf8');
   } catch {
     bundle = null;
   }
   if (credential === null || bundle === null) {
     throw new ControlPlaneFailure(
-      `the control plane (pid ${endpoint.pid}) has not finished starting (no ${credential === null ? OPERATOR_FILES.credential : BUNDLE_FILE} yet); try again`,
+      `the control plane (pid ${endpoint.pid}) has not finished starting (no ${credential === null ? OPERATOR_FILES.credential : CONTROL_FILES.bundle} yet); try again`,
     );
   }
   const target: ControlTarget = {

@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { localOperator } from '../control/api/operator-secrets-routes.ts';
 import { AUDIT_ERRORS } from '../control/audit/errors.ts';
 import { CA_ERRORS } from '../control/ca/errors.ts';
+import { CONTROL_FILES } from '../control/files.ts';
 import {
   KEK_ROTATION_ERRORS,
   type KekRotationResult,
@@ -12,8 +13,9 @@ import {
 } from '../control/kek-rotation.ts';
 import { SEC_ERRORS } from '../control/secrets/errors.ts';
 import { isRampartError } from '../core/errors.ts';
+import type { FileLock } from '../core/file-lock.ts';
 import { KEK_ENV, KEK_ERRORS, type Kek, type KekSource, loadKek } from '../core/kek.ts';
-import { ControlPlaneFailure, findControlPlane } from './control-plane-client.ts';
+import { ControlPlaneFailure, findControlPlane, holdDataDir } from './control-plane-client.ts';
 import { manifestPostgresStore, offlineAuditOrigin } from './offline-audit.ts';
 
 /**
@@ -32,7 +34,6 @@ export interface KekIo {
 }
 
 /** The development key file in the data directory (src/control/main.ts CONTROL_FILES.kek). */
-const DEV_KEY_FILE = 'kek.key';
 const DEFAULT_DATA_DIR = '.rampart/control';
 
 const USAGE = `Usage: rampart kek rotate --new-key-file <path> [options]
@@ -45,7 +46,7 @@ Options:
   --new-key-file <path>  the new key: 32 bytes or their base64, mode 0600, e.g.
                          (umask 077; openssl rand -base64 32 > new.key)
   --data-dir <dir>       the control plane's data directory (default ${DEFAULT_DATA_DIR})
-  --key-file <path>      the key in use (default: $${KEK_ENV} if set, else <data-dir>/${DEV_KEY_FILE})
+  --key-file <path>      the key in use (default: $${KEK_ENV} if set, else <data-dir>/${CONTROL_FILES.kek})
   --postgres <url>       the control plane's PostgreSQL store (secrets and audit log); default: the
                          project manifest's control.store, <data-dir>/../../rampart.yaml
   --json                 the result as JSON
@@ -123,17 +124,18 @@ async function rotate(values: ReturnType<typeof parse>['values'], io: KekIo): Pr
       ? { file: resolve(io.cwd, values['key-file']) }
       : env[KEK_ENV]
         ? { env: KEK_ENV, environment: env }
-        : { file: join(dataDir, DEV_KEY_FILE) };
+        : { file: join(dataDir, CONTROL_FILES.kek) };
   // Where the control plane keeps its secrets and audit log, and the log's origin, before any key is read.
   const postgres = values.postgres ?? manifestPostgresStore(dataDir);
   const origin = offlineAuditOrigin(dataDir, postgres !== undefined);
   let current: Kek | null = null;
   let next: Kek | null = null;
+  let lock: FileLock | null = null;
   try {
     next = loadKek({ file: resolve(io.cwd, values['new-key-file']!) });
     current = loadKek(source);
-    // Checked again just before the stores are opened: a control plane may have started meanwhile.
-    refuseRunning();
+    // Held while the stores are open: no control plane starts meanwhile, no second command writes.
+    lock = holdDataDir(dataDir);
     const result = await rotateControlPlaneKek({
       dataDir,
       ...(postgres === undefined ? {} : { postgres }),
@@ -145,6 +147,7 @@ async function rotate(values: ReturnType<typeof parse>['values'], io: KekIo): Pr
     print(result, source, io, values.json === true);
     return 0;
   } finally {
+    lock?.release();
     current?.destroy();
     next?.destroy();
   }

@@ -6,6 +6,7 @@ import { openAuditDatabase } from '../control/audit/database.ts';
 import { AUDIT_DEFAULTS } from '../control/audit/defaults.ts';
 import { type AnyAuditLog, connectAuditLog } from '../control/audit/log.ts';
 import { readCaStatus } from '../control/ca/index.ts';
+import { CONTROL_FILES } from '../control/files.ts';
 import type { AuditEvent } from '../core/audit-event.ts';
 import type { Kek } from '../core/kek.ts';
 import { ControlPlaneFailure } from './control-plane-client.ts';
@@ -73,7 +74,7 @@ export function offlineAuditOrigin(dataDir: string, inPostgres = false): string 
       db.close();
     }
   }
-  const caFile = join(dataDir, 'ca.db');
+  const caFile = join(dataDir, CONTROL_FILES.ca);
   if (existsSync(caFile)) return originOf(readCaStatus({ databasePath: caFile }).trustDomain);
   const manifestFile = projectManifest(dataDir);
   if (existsSync(manifestFile)) return originOf(loadManifest(manifestFile).trustDomain);

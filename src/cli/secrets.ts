@@ -11,6 +11,7 @@ import {
   operatorSecretsPath,
 } from '../control/api/operator-secrets-routes.ts';
 import { AUDIT_ERRORS } from '../control/audit/errors.ts';
+import { CONTROL_FILES } from '../control/files.ts';
 import { compileSecretsAcl } from '../control/secrets/acl.ts';
 import type { AuditSink } from '../control/secrets/audit.ts';
 import { SECRET_NAME, SECRETS_DEFAULTS, SECRETS_FILES as STORE_FILES } from '../control/secrets/defaults.ts';
@@ -29,8 +30,15 @@ import {
 import { openSqliteSecretsStore } from '../control/secrets/sqlite-store.ts';
 import type { SecretRecord } from '../control/secrets/store.ts';
 import { isRampartError } from '../core/errors.ts';
+import type { FileLock } from '../core/file-lock.ts';
 import { createDevKek, KEK_ENV, type Kek, type KekSource, loadKek } from '../core/kek.ts';
-import { ControlPlaneFailure, findControlPlane, type OperatorApi, operatorApi } from './control-plane-client.ts';
+import {
+  ControlPlaneFailure,
+  findControlPlane,
+  holdDataDir,
+  type OperatorApi,
+  operatorApi,
+} from './control-plane-client.ts';
 import {
   manifestPostgresStore,
   type OfflineAuditLog,
@@ -63,7 +71,7 @@ export const SECRETS_FILES = {
   /** The store, as the control plane opens it. */
   ...STORE_FILES,
   /** Development key file (`rampart start` creates it; `set --create-dev-key` too). */
-  devKey: 'kek.key',
+  devKey: CONTROL_FILES.kek,
 } as const;
 
 const DEFAULT_DATA_DIR = '.rampart/control';
@@ -248,21 +256,18 @@ async function executeOffline(
   let value: Buffer | null = null;
   if (command === 'set' || command === 'rotate') value = await readValue(values, io);
   let kek: Kek | null = null;
+  let lock: FileLock | null = null;
   try {
-    // A piped value can take any time to arrive: a control plane started meanwhile now holds the store
-    // and the audit log, and a second writer would fork the log. Checked again just before opening them.
-    if (findControlPlane(dataDir) !== null) {
-      throw new CliFailure(
-        `a control plane started on ${dataDir} meanwhile; nothing was changed: run the command again (it goes through the control plane)`,
-      );
-    }
+    // A piped value can take any time to arrive: a control plane may have started meanwhile. From here
+    // the data directory's lock keeps one from starting (and a second command from writing) until done.
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    lock = holdDataDir(dataDir);
     try {
       kek = loadKek(keySource);
     } catch (cause) {
       const code = isRampartError(cause) ? cause.code : 'unknown';
       throw secError(SEC_ERRORS.sealed, { reason: 'kek_unavailable', kekError: code }, cause);
     }
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     // Opened once the service has checked the KEK against the store; nothing is appended before.
     let log: OfflineAuditLog | null = null;
     const audit: AuditSink = {
@@ -298,6 +303,7 @@ async function executeOffline(
   } finally {
     if (value) sodium.sodium_memzero(value);
     kek?.destroy();
+    lock?.release();
   }
 }
 

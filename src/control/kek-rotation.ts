@@ -11,6 +11,7 @@ import { rewrapSigningKeys, signingKeyContext } from './audit/signing-key.ts';
 import { lockAuditWriter } from './audit/writer-lock.ts';
 import { CaStore, openCaDatabase } from './ca/database.ts';
 import { caKeyContext, rewrapCaKeys } from './ca/signing-ca.ts';
+import { CONTROL_FILES } from './files.ts';
 import { compileSecretsAcl } from './secrets/acl.ts';
 import type { AuditSink, SecretsActor } from './secrets/audit.ts';
 import { SECRETS_FILES } from './secrets/defaults.ts';
@@ -112,7 +113,7 @@ function rotationError(code: string, message: string, detail: Record<string, unk
 const DETAIL_KEYS: Record<KekStoreName, string> = { secrets: 'dataKeys', ca: 'caKeys', audit: 'auditKeys' };
 
 /** File of a store in the data directory. */
-const FILES = { secrets: SECRETS_FILES.database, ca: 'ca.db', audit: AUDIT_DEFAULTS.databaseFile } as const;
+const FILES = { secrets: SECRETS_FILES.database, ca: CONTROL_FILES.ca, audit: AUDIT_DEFAULTS.databaseFile } as const;
 
 /**
  * Where each store stands under `current` and `next`, read without writing (a missing store is not

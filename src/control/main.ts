@@ -26,24 +26,10 @@ import { AUDIT_DEFAULTS } from './audit/defaults.ts';
 import { connectAuditLog } from './audit/log.ts';
 import { openCertificateAuthority } from './ca/index.ts';
 import { createControlAudit } from './control-audit.ts';
+import { CONTROL_FILES } from './files.ts';
 import { followManifest } from './manifest-reloads.ts';
 import { PolicyStore } from './policy/policy-store.ts';
 import { openServedSecrets } from './secrets/served.ts';
-
-/** File names in the control plane's data directory. */
-export const CONTROL_FILES = {
-  /** The development KEK `rampart start` creates (the secrets CLI assumes this path too). */
-  kek: 'kek.key',
-  /** The CA database. */
-  ca: 'ca.db',
-  /**
-   * The current trust bundle (public CA certificates), rewritten when it changes: how the launcher
-   * bootstraps trust in the API's server certificate before it mints join tokens.
-   */
-  bundle: 'bundle.pem',
-  /** Held (core/file-lock.ts) by the one control plane running on this data directory. */
-  lock: 'control.lock',
-} as const;
 
 /**
  * The control plane process: the certificate authority behind a loopback HTTPS API (join tokens,
@@ -55,13 +41,14 @@ const logger = createLogger({ name: runtime.name });
 const registry = createMetrics('control');
 // One control plane per data directory, decided before anything is written there: a second one would
 // overwrite the first's endpoint file and operator credential (the CLI would lose the running one) and
-// race it for the stores.
+// race it for the stores. An offline `rampart ca|secrets|kek` command holds the same lock while it
+// works on the stores (cli/control-plane-client.ts holdDataDir).
 const instanceLock = tryLockFile(join(runtime.dataDir, CONTROL_FILES.lock));
 if (instanceLock === null) {
   const running = readControlEndpoint(runtime.dataDir);
   logger.fatal(
     { code: 'CONTROL_ERR_RUNNING', dataDir: runtime.dataDir, pid: running?.pid ?? null },
-    'another control plane runs on this data directory',
+    'the data directory is in use by another control plane or an offline rampart command',
   );
   process.exit(1);
 }

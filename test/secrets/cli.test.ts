@@ -13,8 +13,10 @@ import { runSecrets, SECRETS_FILES } from '../../src/cli/secrets.ts';
 import { openAuditDatabase } from '../../src/control/audit/database.ts';
 import { openAuditLog } from '../../src/control/audit/log.ts';
 import { queryEvents } from '../../src/control/audit/query.ts';
+import { CONTROL_FILES } from '../../src/control/files.ts';
 import { SEC_ERRORS } from '../../src/control/secrets/errors.ts';
 import type { AuditEvent } from '../../src/core/audit-event.ts';
+import { type FileLock, tryLockFile } from '../../src/core/file-lock.ts';
 import { createDevKek } from '../../src/core/kek.ts';
 import { requireService } from '../helpers/require-service.ts';
 import { leakForms } from './fixtures.ts';
@@ -354,11 +356,16 @@ describe('rampart secrets (in process)', () => {
     assert.equal((await cli(cwd, ['set', 'db-password', '--create-dev-key'], 'first')).code, 0);
     const before = auditEvents(cwd).length;
     const dataDir = join(cwd, '.rampart/control');
-    // The control plane writes its endpoint file before it opens the store and the audit log; here it
-    // does so while the CLI still waits for the value on a pipe (a live pid: this process).
+    // A starting control plane takes the data directory's lock, then writes its endpoint file, before it
+    // opens the store and the audit log; here it does so while the CLI still waits for the value on a
+    // pipe (a live pid: this process).
+    let held: FileLock | null = null;
+    t.after(() => held?.release());
     const stdin = Object.assign(
       Readable.from(
         (async function* () {
+          held = tryLockFile(join(dataDir, CONTROL_FILES.lock));
+          assert.ok(held);
           writeFileSync(
             join(dataDir, 'control-api.json'),
             JSON.stringify({ pid: process.pid, port: 9, trustDomain: 'cli.test' }),
@@ -372,9 +379,10 @@ describe('rampart secrets (in process)', () => {
     const stderr = new Capture();
     const code = await runSecrets(['set', 'db-password'], { stdout, stderr, cwd, stdin, env: {} });
     assert.equal(code, 1, stderr.text());
-    assert.match(stderr.text(), /control plane started/);
+    assert.match(stderr.text(), new RegExp(`a control plane \\(pid ${process.pid}\\) runs`));
     assert.ok(!stderr.text().includes('second') && !stdout.text().includes('second'));
     assert.equal(auditEvents(cwd).length, before, 'nothing appended to the audit log');
+    (held as FileLock | null)?.release();
     rmSync(join(dataDir, 'control-api.json'));
     const r = await cli(cwd, ['get', 'db-password', '--reveal']);
     assert.equal(r.code, 0, r.stderr);
