@@ -7,6 +7,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Manifest } from '../config/model.ts';
 import { isLoopbackHost } from '../config/net.ts';
 import { COMPONENT_SERVICE_NAMES, type ControlTarget, requestJoinToken } from '../control/api/index.ts';
+import { CONTROL_FILES } from '../control/files.ts';
 import { isRampartError, RampartError } from '../core/errors.ts';
 import { createDevKek, KEK_ENV } from '../core/kek.ts';
 import type { ControlEndpoint, ControlRuntime } from '../core/runtime.ts';
@@ -79,10 +80,6 @@ export interface LauncherOptions {
    */
   ca?: ControlRuntime['ca'];
 }
-
-/** Files the launcher shares with the control plane (src/control/main.ts CONTROL_FILES). */
-const CONTROL_KEK_FILE = 'kek.key';
-const CONTROL_BUNDLE_FILE = 'bundle.pem';
 
 /** A process the launcher runs, as tests and the banner see it. */
 export interface ProcessInfo {
@@ -300,7 +297,7 @@ export class Launcher {
     if (this.#workloadIdentity && !parentEnv[KEK_ENV]) {
       // The control plane runs under the permission model, where fsync is refused: the launcher,
       // unrestricted, creates the key file so that it is flushed to disk (core/kek.ts).
-      createDevKek(join(dataRoot, 'control', CONTROL_KEK_FILE)).kek.destroy();
+      createDevKek(join(dataRoot, 'control', CONTROL_FILES.kek)).kek.destroy();
     }
     const plans = planProcesses(manifest, {
       ports: { admin, service, control },
@@ -397,7 +394,7 @@ export class Launcher {
   #controlEndpoint(): ControlEndpoint & ControlTarget {
     const plan = this.#processes.get('control')?.plan;
     if (plan?.runtime.kind !== 'control') throw new RampartError('LAUNCH_ERR_START', 'no control plane');
-    const bundle = readFileSync(join(plan.runtime.dataDir, CONTROL_BUNDLE_FILE), 'utf8');
+    const bundle = readFileSync(join(plan.runtime.dataDir, CONTROL_FILES.bundle), 'utf8');
     return { url: controlUrl(plan.runtime.port), bundle, trustDomain: this.#manifest.trustDomain };
   }
 
@@ -580,7 +577,7 @@ export class Launcher {
     const gateway = `${scheme}://${shownHost}:${port}`;
     // The local CA's certificates, for clients of a `tls: auto` gateway (the control plane rewrites the
     // file when the CA rotates; during a rotation it holds both CAs).
-    const bundle = relative(this.#options.cwd ?? process.cwd(), join(this.#dataRoot, 'control', CONTROL_BUNDLE_FILE));
+    const bundle = relative(this.#options.cwd ?? process.cwd(), join(this.#dataRoot, 'control', CONTROL_FILES.bundle));
     const trust = auto ? `--cacert ${bundle} ` : '';
     const issuer = identitySettings(manifest).issuer;
     const admin: Record<string, string> = {};
