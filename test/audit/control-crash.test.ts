@@ -13,8 +13,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { type TestContext, test } from 'node:test';
@@ -37,10 +36,8 @@ import { verifyLogFile } from '../../src/control/audit/verify.ts';
 import { type AuditEvent, createAuditEvent } from '../../src/core/audit-event.ts';
 import { isRampartError } from '../../src/core/errors.ts';
 import type { ControlRuntime } from '../../src/core/runtime.ts';
-import { rampartPackageRoot, readableRoots } from '../../src/launcher/allow-list.ts';
 import { childEnv } from '../../src/launcher/child-env.ts';
-import { childCommand } from '../../src/launcher/command.ts';
-import type { PlannedProcess } from '../../src/launcher/plan.ts';
+import { CONTROL_PROJECT_SERVICE, controlProject } from '../helpers/control-process.ts';
 import { freePort, httpGet, spawnTracked, type Tracked, waitForHttp } from '../helpers/processes.ts';
 
 const ROUNDS = 10;
@@ -50,24 +47,7 @@ const MIN_ACKS_TOTAL = 5_000;
 const BATCH_EVENTS = 20;
 const IN_FLIGHT = 4;
 /** The emitting workload; an event's `component` must be its caller's own service name. */
-const SERVICE = 'orders';
-const ENTRY = join(import.meta.dirname, '../../src/control/main.ts');
-
-const MANIFEST = `
-trustDomain: shop.local
-gateway:
-  listen: { host: 127.0.0.1, port: 8080 }
-  tls: off
-identity:
-  external: { issuer: "https://idp.example.com", jwksUri: "http://127.0.0.1:1/jwks" }
-  audience: https://api.shop.local
-services:
-  ${SERVICE}:
-    run: services/${SERVICE}.ts
-    routes:
-      - { id: orders-list, path: /orders/**, methods: [GET], auth: { scopes: [orders] } }
-`;
-
+const SERVICE = CONTROL_PROJECT_SERVICE;
 class Capture extends Writable {
   text = '';
   override _write(chunk: Buffer, _encoding: string, done: () => void): void {
@@ -76,32 +56,10 @@ class Capture extends Writable {
   }
 }
 
-/** A project directory laid out as `rampart start` lays it out, and the control plane's runtime in it. */
+/** The project and the control plane's command line, with a random KEK. */
 async function project(t: TestContext) {
-  const dir = realpathSync(mkdtempSync(join(tmpdir(), 'rampart-control-crash-')));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(join(dir, 'package.json'), '{"name":"scratch","private":true,"type":"module"}\n');
-  mkdirSync(join(dir, 'services'));
-  writeFileSync(join(dir, 'services', `${SERVICE}.ts`), '');
-  const manifestFile = join(dir, 'rampart.yaml');
-  writeFileSync(manifestFile, MANIFEST);
-  const dataRoot = join(dir, '.rampart');
-  const dataDir = join(dataRoot, 'control');
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const runtime: ControlRuntime = {
-    kind: 'control',
-    name: 'control',
-    dataDir,
-    adminPort: await freePort(),
-    manifestFile,
-    port: await freePort(),
-    launcherCredential: randomBytes(32).toString('base64url'),
-    trustDomain: 'shop.local',
-  };
-  const plan: PlannedProcess = { name: 'control', kind: 'control', entry: ENTRY, runtime, env: {} };
-  const { args } = childCommand(plan, { roots: readableRoots(dir, rampartPackageRoot()), dataRoot, fromSource: true });
-  const env = childEnv(runtime, {}, process.env, { RAMPART_KEK: randomBytes(32).toString('base64') });
-  return { dataDir, runtime, args, env };
+  const p = await controlProject(t, 'rampart-control-crash-');
+  return { dataDir: p.dataDir, runtime: p.runtime, args: p.args, env: p.env(randomBytes(32).toString('base64')) };
 }
 
 /**

@@ -8,8 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { type TestContext, test } from 'node:test';
@@ -20,28 +19,8 @@ import { AuditStore, openAuditDatabase } from '../../src/control/audit/database.
 import { verifyLogFile } from '../../src/control/audit/verify.ts';
 import { parseAuditEntry } from '../../src/core/audit-event.ts';
 import { loadKek } from '../../src/core/kek.ts';
-import type { ControlRuntime } from '../../src/core/runtime.ts';
-import { rampartPackageRoot, readableRoots } from '../../src/launcher/allow-list.ts';
-import { childEnv } from '../../src/launcher/child-env.ts';
-import { childCommand } from '../../src/launcher/command.ts';
-import type { PlannedProcess } from '../../src/launcher/plan.ts';
-import { freePort, spawnTracked, waitForHttp } from '../helpers/processes.ts';
-
-const ENTRY = join(import.meta.dirname, '../../src/control/main.ts');
-const MANIFEST = `
-trustDomain: shop.local
-gateway:
-  listen: { host: 127.0.0.1, port: 8080 }
-  tls: off
-identity:
-  external: { issuer: "https://idp.example.com", jwksUri: "http://127.0.0.1:1/jwks" }
-  audience: https://api.shop.local
-services:
-  orders:
-    run: services/orders.ts
-    routes:
-      - { id: orders-list, path: /orders/**, methods: [GET], auth: { scopes: [orders] } }
-`;
+import { controlProject } from '../helpers/control-process.ts';
+import { spawnTracked, waitForHttp } from '../helpers/processes.ts';
 
 class Capture extends Writable {
   text = '';
@@ -52,35 +31,10 @@ class Capture extends Writable {
 }
 
 async function project(t: TestContext) {
-  const dir = realpathSync(mkdtempSync(join(tmpdir(), 'rampart-kek-process-')));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(join(dir, 'package.json'), '{"name":"scratch","private":true,"type":"module"}\n');
-  mkdirSync(join(dir, 'services'));
-  writeFileSync(join(dir, 'services', 'orders.ts'), '');
-  const manifestFile = join(dir, 'rampart.yaml');
-  writeFileSync(manifestFile, MANIFEST);
-  const dataRoot = join(dir, '.rampart');
-  const dataDir = join(dataRoot, 'control');
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const runtime: ControlRuntime = {
-    kind: 'control',
-    name: 'control',
-    dataDir,
-    adminPort: await freePort(),
-    manifestFile,
-    port: await freePort(),
-    launcherCredential: randomBytes(32).toString('base64url'),
-    trustDomain: 'shop.local',
-  };
-  const plan: PlannedProcess = { name: 'control', kind: 'control', entry: ENTRY, runtime, env: {} };
-  const { args } = childCommand(plan, { roots: readableRoots(dir, rampartPackageRoot()), dataRoot, fromSource: true });
+  const p = await controlProject(t, 'rampart-kek-process-');
   /** The control plane with `kek` (base64) in RAMPART_KEK. */
-  const start = (kek: string) =>
-    spawnTracked(t, process.execPath, args, {
-      cwd: dataDir,
-      env: childEnv(runtime, {}, process.env, { RAMPART_KEK: kek }),
-    });
-  return { dir, dataDir, runtime, start };
+  const start = (kek: string) => spawnTracked(t, process.execPath, p.args, { cwd: p.dataDir, env: p.env(kek) });
+  return { dir: p.dir, dataDir: p.dataDir, runtime: p.runtime, start };
 }
 
 test('after rampart kek rotate the real control plane starts under the new key: it signs, serves secrets, its log verifies', {
