@@ -6,12 +6,12 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { type TestContext, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
 import { type AuditIo, runAudit } from '../../src/cli/audit.ts';
 import type { AnyAuditLog } from '../../src/control/audit/log.ts';
+import { Capture } from '../helpers/capture.ts';
 import {
   kekFrom,
   kekText,
@@ -21,14 +21,6 @@ import {
   sampleEvent,
   scratchDir,
 } from './helpers.ts';
-
-class Capture extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _encoding: string, done: () => void): void {
-    this.text += chunk.toString();
-    done();
-  }
-}
 
 const START = Date.UTC(2026, 2, 1);
 

@@ -15,7 +15,6 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { type TestContext, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { runAudit } from '../../src/cli/audit.ts';
@@ -37,6 +36,7 @@ import { type AuditEvent, createAuditEvent } from '../../src/core/audit-event.ts
 import { isRampartError } from '../../src/core/errors.ts';
 import type { ControlRuntime } from '../../src/core/runtime.ts';
 import { childEnv } from '../../src/launcher/child-env.ts';
+import { Capture } from '../helpers/capture.ts';
 import { CONTROL_PROJECT_SERVICE, controlProject } from '../helpers/control-process.ts';
 import { freePort, httpGet, spawnTracked, type Tracked, waitForHttp } from '../helpers/processes.ts';
 
@@ -48,14 +48,6 @@ const BATCH_EVENTS = 20;
 const IN_FLIGHT = 4;
 /** The emitting workload; an event's `component` must be its caller's own service name. */
 const SERVICE = CONTROL_PROJECT_SERVICE;
-class Capture extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _encoding: string, done: () => void): void {
-    this.text += chunk.toString();
-    done();
-  }
-}
-
 /** The project and the control plane's command line, with a random KEK. */
 async function project(t: TestContext) {
   const p = await controlProject(t, 'rampart-control-crash-');

@@ -11,7 +11,6 @@ import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { type TestContext, test } from 'node:test';
 import { runAudit } from '../../src/cli/audit.ts';
 import { signCheckpoint } from '../../src/control/audit/checkpoint.ts';
@@ -19,6 +18,7 @@ import { Frontier, leafHash } from '../../src/control/audit/merkle.ts';
 import { ed25519KeyId, ed25519Signer, rawEd25519PublicKey } from '../../src/control/audit/note.ts';
 import type { VerifyReport } from '../../src/control/audit/verify.ts';
 import { type AuditEvent, canonicalizeAuditEvent, newEventId } from '../../src/core/audit-event.ts';
+import { Capture } from '../helpers/capture.ts';
 import { ORIGIN, sampleEvent } from './helpers.ts';
 
 /** The log every case starts from. */
@@ -65,14 +65,6 @@ async function build(log: AppendTo): Promise<Pristine> {
   await log.append(Array.from({ length: SIZE - 40 }, (_, i) => sampleEvent(40 + i)));
   const lastCheckpointNote = (await log.checkpoint()).note;
   return { verifierKey: log.verifierKey, lastCheckpointNote };
-}
-
-class Capture extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _encoding: string, done: () => void): void {
-    this.text += chunk.toString();
-    done();
-  }
 }
 
 async function verify(copy: TamperCopy, extra: string[] = []): Promise<{ code: number; report: VerifyReport }> {

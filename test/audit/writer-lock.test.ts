@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { Writable } from 'node:stream';
 import { type TestContext, test } from 'node:test';
 import { runAudit } from '../../src/cli/audit.ts';
 import { openOfflineAuditLog } from '../../src/cli/offline-audit.ts';
@@ -20,18 +19,11 @@ import { verifyLogFile } from '../../src/control/audit/verify.ts';
 import { WRITER_META_KEY, writerLockFile } from '../../src/control/audit/writer-lock.ts';
 import { encodeAuditEvent } from '../../src/core/audit-event.ts';
 import { isRampartError } from '../../src/core/errors.ts';
+import { Capture } from '../helpers/capture.ts';
 import { spawnTracked, waitForLine } from '../helpers/processes.ts';
 import { kekFrom, kekText, ORIGIN, openTestLog, sampleEvent, scratchDir } from './helpers.ts';
 
 const FIXTURE = join(import.meta.dirname, 'fixtures/hold-writer.ts');
-
-class Capture extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _encoding: string, done: () => void): void {
-    this.text += chunk.toString();
-    done();
-  }
-}
 
 async function cli(args: string[], cwd: string) {
   const stdout = new Capture();

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { type TestContext, test } from 'node:test';
 import { runKek } from '../../src/cli/kek.ts';
 import { runSecrets } from '../../src/cli/secrets.ts';
@@ -19,16 +19,9 @@ import { AuditStore, openAuditDatabase } from '../../src/control/audit/database.
 import { verifyLogFile } from '../../src/control/audit/verify.ts';
 import { parseAuditEntry } from '../../src/core/audit-event.ts';
 import { loadKek } from '../../src/core/kek.ts';
+import { Capture } from '../helpers/capture.ts';
 import { controlProject } from '../helpers/control-process.ts';
 import { spawnTracked, waitForHttp } from '../helpers/processes.ts';
-
-class Capture extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _encoding: string, done: () => void): void {
-    this.text += chunk.toString();
-    done();
-  }
-}
 
 async function project(t: TestContext) {
   const p = await controlProject(t, 'rampart-kek-process-');

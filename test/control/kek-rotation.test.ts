@@ -20,7 +20,6 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -46,6 +45,7 @@ import type { SecretsStore } from '../../src/control/secrets/store.ts';
 import { type AuditEvent, createAuditEvent, parseAuditEntry } from '../../src/core/audit-event.ts';
 import { isRampartError, RampartError } from '../../src/core/errors.ts';
 import { createDevKek, KEK_ERRORS, type Kek, loadKek } from '../../src/core/kek.ts';
+import { Capture } from '../helpers/capture.ts';
 import { requireService } from '../helpers/require-service.ts';
 
 const TRUST_DOMAIN = 'kek.test';
@@ -56,14 +56,6 @@ const VALUES: Record<string, string[]> = {
   'db-password': ['first-value', 'second-value', 'third-value'],
   'api-key': ['only-value'],
 };
-
-class Capture extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _encoding: string, callback: () => void) {
-    this.text += chunk.toString();
-    callback();
-  }
-}
 
 /** The printed `[CODE]` of a refusal. */
 const coded = (code: string) => new RegExp(`\\[${code}\\]`);
