@@ -17,6 +17,7 @@ import {
 } from '../control/audit/verify.ts';
 import type { AuditDecision } from '../core/audit-event.ts';
 import { isRampartError } from '../core/errors.ts';
+import { clean, oneLine } from './text.ts';
 
 export interface AuditIo {
   stdout: Writable;
@@ -426,13 +427,4 @@ function describeError(err: unknown): string {
   return oneLine(err);
 }
 
-function oneLine(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
-  return clean(text.split('\n')[0] ?? '');
-}
-
 /** Text from the log or the command line, with control characters (terminal escapes) made visible. */
-function clean(text: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}

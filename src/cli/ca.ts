@@ -22,6 +22,7 @@ import { isRampartError } from '../core/errors.ts';
 import { KEK_ENV, KEK_ERRORS, type Kek, type KekSource, loadKek } from '../core/kek.ts';
 import { ControlPlaneFailure, findControlPlane, holdDataDir, operatorApi } from './control-plane-client.ts';
 import { manifestPostgresStore, offlineAuditOrigin, openOfflineAuditLog } from './offline-audit.ts';
+import { clean, oneLine } from './text.ts';
 
 /**
  * `rampart ca status|rotate`: the operator's view of the certificate authority. While a control plane
@@ -416,13 +417,4 @@ function describeError(err: unknown): string {
   return `unexpected error: ${clean(oneLine(err))}`;
 }
 
-function oneLine(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
-  return text.split('\n')[0] ?? '';
-}
-
 /** Text from arguments or the API, with control characters (terminal escapes) made visible. */
-function clean(text: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}

@@ -8,6 +8,7 @@ import { formatIssues } from '../config/format.ts';
 import { LIMIT_KEYS } from '../config/gateway-limits.ts';
 import { loadManifest } from '../config/load.ts';
 import type { CorsPolicy, GatewayConfig, Manifest, Route, RouteAuth } from '../config/model.ts';
+import { clean, oneLine } from './text.ts';
 
 export interface CheckIo {
   stdout: NodeJS.WritableStream;
@@ -69,16 +70,7 @@ export async function runCheck(args: string[], io: CheckIo): Promise<number> {
   }
 }
 
-function oneLine(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
-  return clean(text.split('\n')[0] ?? '');
-}
-
 /** Text from the manifest, with control characters (terminal escapes) made visible. */
-function clean(text: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
 
 function summarize(m: Manifest, io: CheckIo): string {
   const bold = (t: string) => (io.color ? styleText('bold', t, { validateStream: false }) : t);

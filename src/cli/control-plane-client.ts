@@ -11,6 +11,7 @@ import {
 import { CONTROL_FILES } from '../control/files.ts';
 import { isRampartError } from '../core/errors.ts';
 import { type FileLock, tryLockFile } from '../core/file-lock.ts';
+import { oneLine } from './text.ts';
 
 /**
  * How the operator's commands (`rampart ca`, `rampart secrets`) tell whether a control plane runs on a
@@ -106,9 +107,4 @@ export function operatorApi(dataDir: string, endpoint: ControlEndpoint): Operato
     }
   };
   return { endpoint, call };
-}
-
-function oneLine(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
-  return text.split('\n')[0] ?? '';
 }

@@ -17,6 +17,7 @@ import type { FileLock } from '../core/file-lock.ts';
 import { KEK_ENV, KEK_ERRORS, type Kek, type KekSource, loadKek } from '../core/kek.ts';
 import { ControlPlaneFailure, findControlPlane, holdDataDir } from './control-plane-client.ts';
 import { manifestPostgresStore, offlineAuditOrigin } from './offline-audit.ts';
+import { clean, oneLine } from './text.ts';
 
 /**
  * `rampart kek rotate`: moves the whole control plane to a new key-encryption key — the secrets' data
@@ -221,13 +222,4 @@ function describeError(err: unknown): string {
   return `unexpected error: ${clean(oneLine(err))}\n  stores already re-wrapped stay so: run the same command again`;
 }
 
-function oneLine(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
-  return text.split('\n')[0] ?? '';
-}
-
 /** Text from arguments, with control characters (terminal escapes) made visible. */
-function clean(text: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}

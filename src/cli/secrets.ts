@@ -45,6 +45,7 @@ import {
   offlineAuditOrigin,
   openOfflineAuditLog,
 } from './offline-audit.ts';
+import { clean, oneLine } from './text.ts';
 
 /**
  * `rampart secrets …`: the operator's side of the secrets module, on a control plane's data directory
@@ -644,11 +645,7 @@ function describeError(err: unknown): string {
     const hint = HINTS[err.code];
     return `${err.message}${reason} [${err.code}]${hint ? `\n  ${hint}` : ''}`;
   }
-  return `unexpected error: ${clean(err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err))}`;
+  return `unexpected error: ${oneLine(err)}`;
 }
 
 /** Text from arguments, with control characters (terminal escapes) made visible. */
-function clean(text: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}

@@ -1,0 +1,14 @@
+/**
+ * What the CLI prints of text it did not write (error messages, names from a store or a server):
+ * control characters escaped, so nothing can move the cursor, clear the screen or forge a line.
+ */
+export function clean(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** The first line of an error's message, cleaned. */
+export function oneLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return clean(text.split('\n')[0] ?? '');
+}
