@@ -142,7 +142,9 @@ test('a process that never answers /readyz fails the start with a message naming
   const run = launch(
     t,
     { before: {}, stuck: { env: { FIXTURE_NEVER_READY: '1' } }, after: {} },
-    { readyTimeoutMs: 1_000 },
+    // The timeout applies to every process: long enough that `before` is ready on a loaded machine
+    // (at 1 s it once was not, and the start failed naming it instead of `stuck`).
+    { readyTimeoutMs: 5_000 },
   );
   await assert.rejects(
     run.launcher.start(),
@@ -150,7 +152,7 @@ test('a process that never answers /readyz fails the start with a message naming
   );
   assert.equal(await run.launcher.done, 1);
   assert.equal(run.launcher.failure?.process, 'stuck');
-  assert.match(run.err(), /stuck was not ready within 1s \(http:\/\/127\.0\.0\.1:\d+\/readyz never answered 200\)/);
+  assert.match(run.err(), /stuck was not ready within 5s \(http:\/\/127\.0\.0\.1:\d+\/readyz never answered 200\)/);
   const after = run.launcher.processes().find((p) => p.name === 'after')!;
   assert.equal(after.pid, null, 'processes after it were never started');
   assert.equal(run.launcher.processes().find((p) => p.name === 'gateway')!.pid, null, 'the front door never opened');
