@@ -1,5 +1,5 @@
 import { chmodSync } from 'node:fs';
-import { DatabaseSync } from 'node:sqlite';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { SECRETS_DEFAULTS } from './defaults.ts';
 import { isSecretsError, SEC_ERRORS, secError } from './errors.ts';
 import { type Labels, sameLabels } from './labels.ts';
@@ -73,11 +73,23 @@ export function openSqliteSecretsStore(options: SqliteStoreOptions): SecretsStor
     throw secError(SEC_ERRORS.store, { reason: 'prepare', path }, err);
   }
 
+  // Each statement is compiled once: compiling cost more than running the indexed read of a secret
+  // (issue 6, the read on a cache miss). The SQL texts are this file's constants, so the map is bounded;
+  // `get` and `all` reset the statement when they return, and close() finalizes them all.
+  const statements = new Map<string, StatementSync>();
+  const prepared = (sql: string): StatementSync => {
+    let statement = statements.get(sql);
+    if (statement === undefined) {
+      statement = db.prepare(sql);
+      statements.set(sql, statement);
+    }
+    return statement;
+  };
   const all = (sql: string, ...params: Array<string | number | null | Uint8Array>) =>
-    db.prepare(sql).all(...params) as Row[];
+    prepared(sql).all(...params) as Row[];
   const get = (sql: string, ...params: Array<string | number | null | Uint8Array>) =>
-    db.prepare(sql).get(...params) as Row | undefined;
-  const run = (sql: string, ...params: Array<string | number | null | Uint8Array>) => db.prepare(sql).run(...params);
+    prepared(sql).get(...params) as Row | undefined;
+  const run = (sql: string, ...params: Array<string | number | null | Uint8Array>) => prepared(sql).run(...params);
 
   /** Runs `fn` in one immediate transaction; maps database failures to SEC_ERR_STORE. */
   const transaction = <T>(fn: () => T): T => {
