@@ -26,23 +26,55 @@ export interface ApiRoute {
  */
 export type ApiRoutes = Readonly<Record<string, ApiRoute>>;
 
+/** The verified client certificate of a connection, for the handshake that presented it. */
+interface PeerOfHandshake {
+  /** The client's Finished message of that handshake: another handshake (a renegotiation) has another. */
+  finished: Buffer;
+  peer: X509Certificate;
+  notBefore: number;
+  notAfter: number;
+}
+
+/**
+ * Client certificates already taken from their connection, per socket. Taking one from OpenSSL builds a
+ * new X509Certificate (the leaf and its chain copied) on every request of a keep-alive connection (the
+ * SDK's secret reads, issue 6). The entry stands only for the handshake whose Finished message it holds:
+ * a TLS 1.2 renegotiation is a new handshake with another Finished message, so its certificate is taken
+ * and checked again. The validity is still checked on every request, against the cached dates.
+ */
+const handshakePeers = new WeakMap<object, PeerOfHandshake>();
+
 /**
  * The verified client certificate of an mTLS request, or a refusal (401). Also refused once outside
  * its validity: TLS checked it at the handshake only, and a keep-alive connection can outlive it.
  */
 export function clientCertificate(req: IncomingMessage): X509Certificate {
   const socket = req.socket as TLSSocket;
-  const peer = socket.authorized ? socket.getPeerX509Certificate() : undefined;
-  if (!peer) {
+  const known = socket.authorized ? peerOfHandshake(socket) : undefined;
+  if (!known) {
     throw apiError(CONTROL_API_ERRORS.noClientCertificate, {
       reason: socket.authorizationError ? String(socket.authorizationError) : 'none',
     });
   }
   const now = Date.now();
-  if (now < peer.validFromDate.getTime() || now > peer.validToDate.getTime()) {
+  if (now < known.notBefore || now > known.notAfter) {
     throw apiError(CONTROL_API_ERRORS.noClientCertificate, { reason: 'outside validity' });
   }
-  return peer;
+  return known.peer;
+}
+
+/** The peer certificate of the socket's current handshake, taken from OpenSSL once per handshake. */
+function peerOfHandshake(socket: TLSSocket): Omit<PeerOfHandshake, 'finished'> | undefined {
+  const finished = socket.getPeerFinished();
+  const cached = handshakePeers.get(socket);
+  if (cached !== undefined && finished !== undefined && cached.finished.equals(finished)) return cached;
+  handshakePeers.delete(socket);
+  const peer = socket.getPeerX509Certificate();
+  if (!peer) return undefined;
+  const known = { peer, notBefore: peer.validFromDate.getTime(), notAfter: peer.validToDate.getTime() };
+  // Without a Finished message to tell handshakes apart nothing is kept: the next request takes it again.
+  if (finished !== undefined) handshakePeers.set(socket, { ...known, finished });
+  return known;
 }
 
 /** The caller of an mTLS request: a workload of `trustDomain` whose SVID passes the X509-SVID rules. */
