@@ -262,6 +262,26 @@ describe('secrets service: hostile inputs', () => {
     });
   }
 
+  test('a refused read naming a granted secret by an object or a longer string gets none of its references', async (t) => {
+    const { service, audit } = await fresh(t);
+    // The granted read first: its references are remembered by name, and nothing else may match them.
+    await service.read(PAYMENTS, 'payment-provider-key');
+    const refs = [service.auditRef('payment-provider-key'), service.auditRef('payment-provider-key', 1)];
+    const hostile: unknown[] = [
+      { toString: () => 'payment-provider-key' },
+      'payment-provider-key\0',
+      ['payment-provider-key'],
+    ];
+    for (const name of hostile) {
+      await assert.rejects(service.read(PAYMENTS, name as string), is(SEC_ERRORS.forbidden));
+    }
+    const refused = audit.events.slice(1).map((e) => [e.resource, e.detail?.['nameRef']]);
+    assert.equal(refused.length, hostile.length);
+    for (const [resource, nameRef] of refused) {
+      assert.ok(!refs.some((ref) => resource === `secret:${ref}` || nameRef === ref), `${resource} ${nameRef}`);
+    }
+  });
+
   test('63 characters is the longest name', async (t) => {
     const { service } = await fresh(t);
     await service.set(OPERATOR, `a${'b'.repeat(62)}`, Buffer.from('v'));

@@ -152,6 +152,8 @@ export function wipeSecret(secret: { value: Buffer }): void {
 const CONTROL = /[\u0000-\u001f\u007f]/;
 /** Longest operator user name recorded as `created_by`. */
 const MAX_USER_BYTES = 256;
+/** Audit references a service remembers (well under a MiB: names are short, references 64 hex digits). */
+const MAX_CACHED_REFS = 4096;
 /** Largest rotation interval accepted: ten years, in ms. */
 const MAX_ROTATION_INTERVAL_MS = 10 * 366 * 24 * 3600 * 1000;
 
@@ -258,6 +260,8 @@ class Service implements SecretsService {
    */
   #auditHmacKey: KeyObject;
   #acl: SecretsAcl;
+  /** Audit references computed so far ({@link Service.#ref}), by version and name. */
+  readonly #refs = new Map<string, string>();
   /** Writes of this process, one at a time (compare-and-set in the store covers other processes). */
   #writes: Promise<unknown> = Promise.resolve();
   #closed = false;
@@ -630,16 +634,34 @@ class Service implements SecretsService {
     context: RequestContext,
     label?: Label,
   ): SecretsEventInput {
-    const nameRef = secretRef(this.#auditHmacKey, name, 0);
+    const nameRef = this.#ref(name, 0);
     return {
       ...this.#context(context),
       actor,
       action,
       decision,
       reason,
-      resource: `secret:${version === 0 ? nameRef : secretRef(this.#auditHmacKey, name, version)}`,
+      resource: `secret:${version === 0 ? nameRef : this.#ref(name, version)}`,
       detail: { nameRef, ...(version === 0 ? {} : { version }), ...(label ? { label } : {}) },
     };
+  }
+
+  /**
+   * {@link secretRef} under this store's audit key, remembered: the key never changes for the life of
+   * the service (a KEK rotation re-wraps it), and two HMACs per read were a tenth of the library's cost of
+   * a read. Only for names a manifest can declare (anything else is computed each time: a refused read
+   * may name anything); at most {@link MAX_CACHED_REFS} are kept, then the cache starts over.
+   */
+  #ref(name: string, version: number): string {
+    if (typeof name !== 'string' || !SECRET_NAME.test(name)) return secretRef(this.#auditHmacKey, name, version);
+    const key = `${version}\0${name}`;
+    let ref = this.#refs.get(key);
+    if (ref === undefined) {
+      ref = secretRef(this.#auditHmacKey, name, version);
+      if (this.#refs.size >= MAX_CACHED_REFS) this.#refs.clear();
+      this.#refs.set(key, ref);
+    }
+    return ref;
   }
 
   /** Appends, or throws SEC_ERR_AUDIT_UNAVAILABLE; an event the schema refuses counts as not appended. */
