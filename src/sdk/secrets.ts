@@ -251,8 +251,27 @@ export function createServiceSecrets(init: ServiceSecretsInit): ServiceSecrets {
   /** Errors that are the control plane's refusal: the cache drops the entry instead of serving it stale. */
   const refusals = new WeakSet<object>();
 
-  /** One `POST /v1/secrets/read`, classified; never throws. */
+  /**
+   * One `POST /v1/secrets/read` within `timeoutMs`, connect to last byte, classified; never throws. The
+   * deadline's timer is cleared once the answer is read: `AbortSignal.timeout` would leave one armed for
+   * the whole timeout after every read, and fire it (building its TimeoutError) long after the read.
+   */
   const attempt = async (name: string, svid: CurrentSvid, endpoint: ControlEndpoint): Promise<ReadOutcome> => {
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), timeoutMs);
+    try {
+      return await exchange(name, svid, endpoint, deadline.signal);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  const exchange = async (
+    name: string,
+    svid: CurrentSvid,
+    endpoint: ControlEndpoint,
+    signal: AbortSignal,
+  ): Promise<ReadOutcome> => {
     let res: Awaited<ReturnType<typeof request>>;
     try {
       res = await request(new URL('/v1/secrets/read', endpoint.url), {
@@ -262,7 +281,7 @@ export function createServiceSecrets(init: ServiceSecretsInit): ServiceSecrets {
         dispatcher: dispatcherFor(svid, endpoint),
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
-        signal: AbortSignal.timeout(timeoutMs),
+        signal,
       });
     } catch (cause) {
       return { result: 'unreachable', error: unavailable({ reason: 'network' }, cause) };
