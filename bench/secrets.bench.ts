@@ -21,6 +21,9 @@
  *   service whose connection went idle: full TLS handshake), and hits for contrast. Client and server
  *   share one event loop here, so their CPU adds up; across two processes they would overlap.
  *
+ * Rows with a rate also give CPU µs per read: this process's user + system time over the row divided by
+ * its reads (client and server together in the SDK rows), steadier than latency on a shared machine.
+ *
  * 200 secrets of 64 bytes are read round-robin (a database password's size), so no row is hot in a cache
  * of ours (SQLite's page cache is warm, as it is in a running control plane).
  */
@@ -65,13 +68,24 @@ const acl = compileSecretsAcl({
 });
 const immediate: AuditSink = { append: async () => {} };
 
-function summary(label: string, samples: number[], wallMs?: number): void {
+/** CPU time (user + system, µs) this process spent since `since` (a `process.cpuUsage()` reading). */
+function cpuSince(since: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(since);
+  return used.user + used.system;
+}
+
+/**
+ * One row: latency quantiles, and when given, throughput and CPU µs per read (this process's user +
+ * system time over the row divided by its reads: steadier than wall time on a loaded machine).
+ */
+function summary(label: string, samples: number[], wallMs?: number, cpuUs?: number): void {
   const sorted = Float64Array.from(samples).sort();
   const q = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
   const fmt = (ms: number) => (ms < 1 ? `${(ms * 1000).toFixed(0)} µs` : `${ms.toFixed(2)} ms`);
   const rate = wallMs === undefined ? '' : `  ${Math.round((samples.length / wallMs) * 1000)} reads/s`;
+  const cpu = cpuUs === undefined ? '' : `  cpu ${Math.round(cpuUs / samples.length)} µs/read`;
   out(
-    `${label.padEnd(52)} p50 ${fmt(q(0.5)).padStart(8)}  p90 ${fmt(q(0.9)).padStart(8)}  p99 ${fmt(q(0.99)).padStart(8)}  max ${fmt(sorted.at(-1)!).padStart(8)}${rate}`,
+    `${label.padEnd(52)} p50 ${fmt(q(0.5)).padStart(8)}  p90 ${fmt(q(0.9)).padStart(8)}  p99 ${fmt(q(0.99)).padStart(8)}  max ${fmt(sorted.at(-1)!).padStart(8)}${rate}${cpu}`,
   );
 }
 
@@ -80,8 +94,12 @@ async function populate(service: SecretsService): Promise<void> {
 }
 
 /** Sequential reads: latency of each. */
-async function sequential(service: SecretsService, count: number): Promise<{ samples: number[]; wallMs: number }> {
+async function sequential(
+  service: SecretsService,
+  count: number,
+): Promise<{ samples: number[]; wallMs: number; cpuUs: number }> {
   const samples: number[] = [];
+  const cpu = process.cpuUsage();
   const start = performance.now();
   for (let i = 0; i < count; i++) {
     const t0 = performance.now();
@@ -89,13 +107,14 @@ async function sequential(service: SecretsService, count: number): Promise<{ sam
     samples.push(performance.now() - t0);
     wipeSecret(secret);
   }
-  return { samples, wallMs: performance.now() - start };
+  return { samples, wallMs: performance.now() - start, cpuUs: cpuSince(cpu) };
 }
 
 /** `inFlight` readers at once: latency of each read, and throughput. */
 async function concurrent(service: SecretsService, count: number, inFlight: number) {
   const samples: number[] = [];
   let next = 0;
+  const cpu = process.cpuUsage();
   const start = performance.now();
   await Promise.all(
     Array.from({ length: inFlight }, async () => {
@@ -107,7 +126,7 @@ async function concurrent(service: SecretsService, count: number, inFlight: numb
       }
     }),
   );
-  return { samples, wallMs: performance.now() - start };
+  return { samples, wallMs: performance.now() - start, cpuUs: cpuSince(cpu) };
 }
 
 async function open(store: SecretsStore, audit: AuditSink): Promise<SecretsService> {
@@ -150,9 +169,9 @@ if (!SDK_ONLY) {
   await populate(service);
   await sequential(service, 2_000);
   const run = await sequential(service, READS);
-  summary('SQLite, sink acknowledges at once (library cost)', run.samples, run.wallMs);
+  summary('SQLite, sink acknowledges at once (library cost)', run.samples, run.wallMs, run.cpuUs);
   const many = await concurrent(service, READS, 16);
-  summary('SQLite, sink at once, 16 in flight', many.samples, many.wallMs);
+  summary('SQLite, sink at once, 16 in flight', many.samples, many.wallMs, many.cpuUs);
   await service.close();
 }
 
@@ -172,9 +191,9 @@ if (!SDK_ONLY)
     const count = Math.min(READS, 2_000); // each sequential read waits for one fsync
     await sequential(service, 100);
     const run = await sequential(service, count);
-    summary('SQLite + real audit log (fsync per read), sequential', run.samples, run.wallMs);
+    summary('SQLite + real audit log (fsync per read), sequential', run.samples, run.wallMs, run.cpuUs);
     const many = await concurrent(service, READS, 16);
-    summary('SQLite + real audit log, 16 in flight (group commit)', many.samples, many.wallMs);
+    summary('SQLite + real audit log, 16 in flight (group commit)', many.samples, many.wallMs, many.cpuUs);
     await service.close();
     await log.close();
   } catch (err) {
@@ -205,9 +224,9 @@ if (SDK_ONLY) {
     await populate(service);
     await sequential(service, 1_000);
     const run = await sequential(service, Math.min(READS, 10_000));
-    summary('PostgreSQL (loopback), sink at once', run.samples, run.wallMs);
+    summary('PostgreSQL (loopback), sink at once', run.samples, run.wallMs, run.cpuUs);
     const many = await concurrent(service, Math.min(READS, 10_000), 16);
-    summary('PostgreSQL (loopback), sink at once, 16 in flight', many.samples, many.wallMs);
+    summary('PostgreSQL (loopback), sink at once, 16 in flight', many.samples, many.wallMs, many.cpuUs);
   } finally {
     await service.close();
     const admin = new pg.Client({ connectionString: url });
@@ -220,9 +239,10 @@ if (SDK_ONLY) {
 }
 
 // The SDK over mTLS, against the control plane's route.
-async function sdkRows(label: string, audit: AuditSink | undefined, database: string): Promise<void> {
+async function sdkRows(label: string, audit: AuditSink, database: string, others: boolean): Promise<void> {
   const grants = { payments: names };
-  const plane = await startSecretsTestPlane(grants, { database, ...(audit ? { audit } : {}) });
+  // The sink is always given: the test plane's own (which copies and keeps every event) is not the cost measured.
+  const plane = await startSecretsTestPlane(grants, { database, audit });
   try {
     for (const name of names) await plane.secrets.set(PLANE_OPERATOR, name, randomBytes(64));
     const svid = await plane.svidFor('payments');
@@ -232,15 +252,21 @@ async function sdkRows(label: string, audit: AuditSink | undefined, database: st
     const missing = createServiceSecrets({ control, svid: () => svid, ttlMs: 1, now: () => (clock += 2) });
     const count = Math.min(READS, 5_000);
     const samples: number[] = [];
+    let cpu = process.cpuUsage();
+    let start = 0;
     for (let i = 0; i < count + 500; i++) {
+      if (i === 500) {
+        cpu = process.cpuUsage();
+        start = performance.now();
+      }
       const t0 = performance.now();
       const secret = await missing.get(names[i % SECRETS]!);
       if (i >= 500) samples.push(performance.now() - t0);
       secret.value.fill(0);
     }
-    summary(`SDK miss, keep-alive mTLS, ${label}`, samples);
+    summary(`SDK miss, keep-alive mTLS, ${label}`, samples, performance.now() - start, cpuSince(cpu));
     await missing.close();
-    if (audit === undefined) {
+    if (others) {
       const cold: number[] = [];
       for (let i = 0; i < 300; i++) {
         const fresh = createServiceSecrets({ control, svid: () => svid });
@@ -265,7 +291,7 @@ async function sdkRows(label: string, audit: AuditSink | undefined, database: st
     await plane.close();
   }
 }
-await sdkRows('sink at once', undefined, join(dir, 'sdk.db'));
+await sdkRows('sink at once', immediate, join(dir, 'sdk.db'), true);
 {
   const { openAuditLog } = await import('../src/control/audit/index.ts');
   const log = openAuditLog({
@@ -274,6 +300,6 @@ await sdkRows('sink at once', undefined, join(dir, 'sdk.db'));
     kek,
     checkpointIntervalMs: 0,
   });
-  await sdkRows('audit log', { append: (e) => log.append([e]).then(() => {}) }, join(dir, 'sdk-log.db'));
+  await sdkRows('audit log', { append: (e) => log.append([e]).then(() => {}) }, join(dir, 'sdk-log.db'), false);
   await log.close();
 }
