@@ -6,8 +6,9 @@
  *
  * - `requests`: N loops, each keeping one request in flight on an undici `Agent` with N connections and
  *   pipelining 1 — the SDK's dispatcher (src/sdk/service.ts `peerDispatcher`), with the same `connect`
- *   options for mTLS: the client SVID, the bundle as the only trust, TLS 1.2+ and the SPIFFE ID check of
- *   the server instead of a host name check. Connections are reused (keep-alive).
+ *   options for mTLS: one TLS context built once from the client SVID and the bundle as the only trust
+ *   (TLS 1.2+), and the SPIFFE ID check of the server instead of a host name check. Connections are
+ *   reused (keep-alive).
  * - `connects`: N loops, each opening a connection, waiting until it is established, closing it and
  *   waiting for the close: plain TCP, or a TLS handshake with the same options (full, or resumed from
  *   a session ticket of an earlier connection; the TLS context built once, or per connection).
@@ -44,8 +45,8 @@ export type LoadJob =
       port: number;
       /**
        * `resume`: offer the session ticket of an earlier connection. `sharedContext`: build the TLS
-       * context (CA, certificate, key) once; otherwise every connection builds its own from the PEM,
-       * as undici does with the SDK's `connect` options.
+       * context (CA, certificate, key) once, as the SDK does; otherwise every connection builds its
+       * own from the PEM, as undici does with PEM `connect` options (the SDK's before 33e445d).
        */
       tls: (ClientTls & { resume: boolean; sharedContext: boolean }) | null;
       connections: number;
@@ -180,10 +181,18 @@ async function run(job: LoadJob): Promise<Extract<LoadReply, { type: 'done' }>> 
   let dispatcher: Agent | null = null;
   let loop: () => Promise<void>;
   if (job.type === 'requests') {
+    const tls = job.tls;
     const agent = new Agent({
       connections: job.connections,
       pipelining: 1,
-      ...(job.tls ? { connect: tlsConnectOptions(job.tls) } : {}),
+      ...(tls
+        ? {
+            connect: {
+              secureContext: createSecureContext({ ca: tls.ca, cert: tls.cert, key: tls.key, minVersion: MINIMUM_TLS }),
+              checkServerIdentity: spiffeServerCheck(tls.expectedId, tls.trustDomain),
+            },
+          }
+        : {}),
     });
     dispatcher = agent;
     loop = async () => {
