@@ -7,9 +7,9 @@ import { parseSpiffeId } from '../core/spiffe.ts';
 
 /** A decision of the inbound policy. */
 export interface PolicyDecision {
-  allowed: boolean;
+  readonly allowed: boolean;
   /** `allowed`, `unknown_caller` (no rule names this SPIFFE ID) or `no_rule` (none matches method + path). */
-  reason: 'allowed' | 'unknown_caller' | 'no_rule';
+  readonly reason: 'allowed' | 'unknown_caller' | 'no_rule';
 }
 
 /** A compiled inbound policy: decides one request from the caller's SPIFFE ID, the method and the canonical path. */
@@ -24,6 +24,10 @@ interface CompiledRule {
 }
 
 const METHODS: ReadonlySet<string> = new Set(HTTP_METHODS);
+
+const ALLOWED: PolicyDecision = Object.freeze({ allowed: true, reason: 'allowed' });
+const UNKNOWN_CALLER: PolicyDecision = Object.freeze({ allowed: false, reason: 'unknown_caller' });
+const NO_RULE: PolicyDecision = Object.freeze({ allowed: false, reason: 'no_rule' });
 
 const invalid = (reason: string, cause?: unknown): never => {
   throw new RampartError(SDK_POLICY_INVALID, 'inbound policy is malformed', { status: 500, detail: { reason }, cause });
@@ -79,14 +83,14 @@ export function compileCallerPolicy(policy: InboundPolicy, trustDomain?: string)
     }
     callers.set(caller, compiled);
   }
+  // Runs on every request of an mTLS service: no allocation (the three answers are shared, frozen).
   return (caller, method, path) => {
     const rules = callers.get(caller);
-    if (!rules) return { allowed: false, reason: 'unknown_caller' };
+    if (!rules) return UNKNOWN_CALLER;
     for (const rule of rules) {
-      if (rule.methods.has(method) && rule.paths.some((pattern) => matchPattern(pattern, path))) {
-        return { allowed: true, reason: 'allowed' };
-      }
+      if (!rule.methods.has(method)) continue;
+      for (const pattern of rule.paths) if (matchPattern(pattern, path)) return ALLOWED;
     }
-    return { allowed: false, reason: 'no_rule' };
+    return NO_RULE;
   };
 }

@@ -218,7 +218,9 @@ export function service(options: ServiceOptions = {}): RampartService {
     return new RampartError('SDK_ERR_FORBIDDEN', 'forbidden', { status: 403 });
   };
   if (control && policy) {
-    app.addHook('onRequest', async (req) => {
+    // A callback hook, not an async one: every step is synchronous, so no promise and no microtask turn
+    // per request. A throw here still reaches the error handler (fastify's hook runner catches it).
+    app.addHook('onRequest', (req, _reply, done) => {
       const socket = req.raw.socket as TLSSocket;
       let caller = identities.get(socket);
       if (caller === undefined) {
@@ -231,18 +233,21 @@ export function service(options: ServiceOptions = {}): RampartService {
         }
         identities.set(socket, caller);
       }
+      const target = req.raw.url ?? '';
       let path: string;
       try {
-        path = canonicalizeTarget(req.raw.url ?? '').path;
+        path = canonicalizeTarget(target).path;
       } catch {
-        throw deny(req, 'path', caller, '');
+        return done(deny(req, 'path', caller, ''));
       }
-      if (caller === null) throw deny(req, 'certificate', null, path);
+      if (caller === null) return done(deny(req, 'certificate', null, path));
       // What is matched must be what is routed: a non-canonical target is refused, not normalized.
-      if (path !== (req.raw.url ?? '').split('?')[0]) throw deny(req, 'path', caller, path);
+      const query = target.indexOf('?');
+      if (path !== (query === -1 ? target : target.slice(0, query))) return done(deny(req, 'path', caller, path));
       const decision = policy.decide(caller, req.method, path);
-      if (!decision.allowed) throw deny(req, decision.reason, caller, path);
+      if (!decision.allowed) return done(deny(req, decision.reason, caller, path));
       req.caller = caller;
+      done();
     });
   }
 
