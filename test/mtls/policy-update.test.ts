@@ -157,7 +157,7 @@ describe('policy updates reach services without a restart', { timeout: 180_000 }
 
     // Versioned: the control plane went 1 → 2 → 3, and alpha installed 3 live.
     await waitForLine(launcher, /"version":3,"previousVersion":2[^\n]*"msg":"policy updated"/, 5_000);
-    await waitForLine(launcher, /"version":3,"previousVersion":\d+[^\n]*"msg":"inbound policy updated"/, 5_000);
+    await waitForLine(launcher, /"version":3,"previousEpoch":"[^"]*","previousVersion":\d+[^\n]*"msg":"inbound policy updated"/, 5_000);
     // The refusal is a decision event in alpha's log, with the version that decided it.
     await waitForLine(
       launcher,
