@@ -73,7 +73,11 @@ async function verifyInSnapshot(
     return node;
   };
   const run = new Verification({ origin, signingKeys: () => keys, checkpoints }, options);
-  const range = run.range(0, nextNode);
+  // The stored node where the recomputed one completes: the next one fetched at its level, in place.
+  const range = run.range(0, (level, index) => {
+    const node = nextNode(level);
+    return node !== undefined && node[0] === index ? node[1] : undefined;
+  });
 
   let after = -1;
   // Leaves [0, done) were covered by earlier pages: their nodes were fetched then.

@@ -236,3 +236,93 @@ test('an untouched copy verifies on two threads; below parallelFrom one thread v
   assert.equal(split.signedSize, SIZE);
   assert.equal(verifyLogFile(path).threads, 1, 'the default threshold keeps a small log on one thread');
 });
+
+// A longer log, so that the entries (runs of 1,024) and the level-0 nodes (runs of 4,096) are read in
+// several runs: damage at a run's edge, and a run that cannot be taken whole (read row by row instead).
+const LONG = 5_000;
+let longPristine: Promise<string> | null = null;
+
+async function longCopy(t: TestContext): Promise<{ path: string; exec: Exec }> {
+  longPristine ??= buildLog(scratchDir({ after: (fn) => process.on('exit', () => fn()) }), LONG, [1_024, 2_432, LONG]);
+  const path = join(scratchDir(t), 'audit.db');
+  copyFileSync(await longPristine, path);
+  const exec: Exec = (sql, params = []) => {
+    const db = new DatabaseSync(path);
+    try {
+      return db.prepare(sql).all(...params) as Record<string, unknown>[];
+    } finally {
+      db.close();
+    }
+  };
+  return { path, exec };
+}
+
+const LONG_CASES: Case[] = [
+  {
+    name: 'entry 1023 changed',
+    tamper: (exec) => flipByte(exec, 1_023, false),
+    firstBadIndex: 1_023,
+    kinds: ['leaf_hash'],
+  },
+  {
+    name: 'entry 1024 changed',
+    tamper: (exec) => flipByte(exec, 1_024, false),
+    firstBadIndex: 1_024,
+    kinds: ['leaf_hash'],
+  },
+  {
+    name: 'row 1024 deleted',
+    tamper: (exec) => exec('DELETE FROM entries WHERE idx = 1024'),
+    firstBadIndex: 1_024,
+    kinds: ['missing_entry'],
+  },
+  {
+    name: 'rows 2047–2050 deleted',
+    tamper: (exec) => exec('DELETE FROM entries WHERE idx BETWEEN 2047 AND 2050'),
+    firstBadIndex: 2_047,
+    kinds: ['missing_entry'],
+  },
+  {
+    name: 'an event id with a space in it (the run is read row by row)',
+    tamper: (exec) => exec("UPDATE entries SET event_id = 'a b' WHERE idx = 3000"),
+    firstBadIndex: 3_000,
+    kinds: ['event'],
+  },
+  {
+    name: 'entry 4095 changed with its leaf hash column',
+    tamper: (exec) => flipByte(exec, 4_095, true),
+    firstBadIndex: 4_095,
+    kinds: ['tree_node'],
+  },
+  {
+    name: 'level-0 node 4096 altered',
+    tamper: (exec) => setNode(exec, 0, 4_096),
+    firstBadIndex: 4_096,
+    kinds: ['tree_node'],
+  },
+  {
+    name: 'level-0 node 4097 deleted',
+    tamper: (exec) => exec('DELETE FROM tree_nodes WHERE level = 0 AND idx = 4097'),
+    firstBadIndex: 4_097,
+    kinds: ['tree_node'],
+  },
+];
+
+test('a longer log verifies on two threads as on one', async (t) => {
+  const { path } = await longCopy(t);
+  const { split } = verifyBoth(path);
+  assert.equal(split.ok, true, JSON.stringify(split.problems));
+  assert.equal(split.entries, LONG);
+  assert.equal(split.threads, 2);
+});
+
+for (const c of LONG_CASES) {
+  test(`across runs, two threads and one name the same first bad index: ${c.name} → ${c.firstBadIndex}`, async (t) => {
+    const { path, exec } = await longCopy(t);
+    c.tamper(exec);
+    const { split } = verifyBoth(path);
+    assert.equal(split.firstBadIndex, c.firstBadIndex, JSON.stringify(split.problems));
+    assert.deepEqual([...new Set(split.problems.map((p) => p.kind))], c.kinds);
+    assert.equal(split.threads, 2);
+  });
+}

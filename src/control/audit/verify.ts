@@ -11,9 +11,9 @@ import {
   earlier,
   type Finding,
   LeafRange,
-  type NextNode,
   ONE_BLOCK,
   type RangeResult,
+  type StoredNode,
   VERIFY_PROBLEMS,
   type VerifyProblem,
   verifySqliteRange,
@@ -418,13 +418,13 @@ export class Verification {
   }
 
   /** A range of leaves from `lo` (to the end of the log) for a store that streams them, with one block. */
-  range(lo: number, nextNode: NextNode): LeafRange {
+  range(lo: number, storedNode: StoredNode): LeafRange {
     return new LeafRange({
       lo,
       top: ONE_BLOCK,
       checkpointSizes: this.checkpointSizes(lo, null),
       fullEvents: this.#fullEvents,
-      nextNode,
+      storedNode,
       progressEvery: this.#progressEvery,
       ...(this.#onProgress === undefined ? {} : { onProgress: this.#onProgress }),
     });
