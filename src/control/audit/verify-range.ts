@@ -1,7 +1,6 @@
 import { hash } from 'node:crypto';
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import sodium from 'sodium-native';
-import { parseAuditEntry } from '../../core/audit-event.ts';
 
 /**
  * The per-entry work of `rampart audit verify` (verify.ts) over one range of leaves, so that ranges can
@@ -98,6 +97,9 @@ export interface RangeResult {
   partialRoots: (Uint8Array | null)[];
 }
 
+/** Parses and validates an entry's bytes as an event (throws when they are not one). */
+export type ParseEvent = (bytes: Uint8Array) => { id: string };
+
 /**
  * The stored node (level, index), undefined when there is none. Asked in index order at each level,
  * for the nodes the range's leaves complete (level 0 only when the leaf hash column is not read).
@@ -112,8 +114,11 @@ export interface LeafRangeOptions {
   top: number;
   /** Checkpoint sizes in (lo, end of range], increasing (repeats allowed). */
   checkpointSizes: readonly number[];
-  /** Full event validation instead of the event id alone. */
-  fullEvents: boolean;
+  /**
+   * Full event validation (core/audit-event.ts `parseAuditEntry`, passed in so that a worker loads the
+   * event schema only when asked for it); null: the event id alone.
+   */
+  parseEvent: ParseEvent | null;
   storedNode: StoredNode;
   /** The leaf hash column of a row, for a store that does not read it with each row. */
   leafColumn?: (index: number) => Uint8Array | undefined;
@@ -130,7 +135,7 @@ export class LeafRange {
   readonly #lo: number;
   readonly #top: number;
   readonly #sizes: readonly number[];
-  readonly #fullEvents: boolean;
+  readonly #parseEvent: ParseEvent | null;
   readonly #storedNode: StoredNode;
   readonly #leafColumn: (index: number) => Uint8Array | undefined;
   readonly #onProgress: ((verified: number) => void) | undefined;
@@ -151,7 +156,7 @@ export class LeafRange {
     this.#expected = options.lo;
     this.#top = options.top;
     this.#sizes = options.checkpointSizes;
-    this.#fullEvents = options.fullEvents;
+    this.#parseEvent = options.parseEvent;
     this.#storedNode = options.storedNode;
     this.#leafColumn = options.leafColumn ?? (() => undefined);
     this.#onProgress = options.onProgress;
@@ -191,7 +196,7 @@ export class LeafRange {
     const column = storedLeaf ?? (inTree ? this.#storedNode(0, index) : this.#leafColumn(index));
     if (column === undefined || Buffer.compare(node, column) !== 0)
       return this.#stop({ kind: VERIFY_PROBLEMS.leafHash, index }, 0);
-    if (!eventMatches(entry, eventId, this.#fullEvents)) return this.#stop({ kind: VERIFY_PROBLEMS.event, index }, 0);
+    if (!eventMatches(entry, eventId, this.#parseEvent)) return this.#stop({ kind: VERIFY_PROBLEMS.event, index }, 0);
     if (!inTree) return this.#stop({ kind: VERIFY_PROBLEMS.treeNode, index, level: 0 }, 0);
 
     // Fold the leaf into the subtrees it completes, comparing each with the stored node.
@@ -456,10 +461,10 @@ export function nodeHashInto(scratch: Buffer, left: Uint8Array, right: Uint8Arra
 
 const ID_MEMBER = Buffer.from(',"id":"');
 
-function eventMatches(entry: Uint8Array, eventId: string, full: boolean): boolean {
-  if (full) {
+function eventMatches(entry: Uint8Array, eventId: string, parse: ParseEvent | null): boolean {
+  if (parse !== null) {
     try {
-      return parseAuditEntry(entry).id === eventId;
+      return parse(entry).id === eventId;
     } catch {
       return false;
     }

@@ -42,11 +42,17 @@ try {
     Atomics.wait(state, 0, READY);
     if (Atomics.load(state, 0) === GO) {
       const plan = receiveMessageOnPort(port)?.message as WorkerPlan;
+      // The event schema (and what it loads) only for full validation.
+      const parseEvent = plan.fullEvents ? (await import('../../core/audit-event.ts')).parseAuditEntry : null;
       db.exec('BEGIN');
       db.prepare('SELECT count(*) FROM meta').get();
       signal(BEGUN);
       const result = verifySqliteRange(db, {
-        ...plan,
+        lo: plan.lo,
+        end: plan.end,
+        top: plan.top,
+        checkpointSizes: plan.checkpointSizes,
+        parseEvent,
         progressEvery: 4_096,
         onProgress: (verified) => Atomics.store(state, 1, verified),
       });

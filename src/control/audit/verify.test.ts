@@ -7,7 +7,7 @@ import { kekFrom, kekText, ORIGIN, sampleEvent, scratchDir } from '../../../test
 import { newEventId } from '../../core/audit-event.ts';
 import { openAuditLog } from './log.ts';
 import { Frontier, leafHash } from './merkle.ts';
-import { type VerifyReport, verifyLogFile, verifySplit } from './verify.ts';
+import { type VerifyOptions, type VerifyReport, verifyLogFile, verifySplit } from './verify.ts';
 
 // The verifier on two threads (a worker takes the leaves [0, split)) must report exactly what one pass
 // in index order reports: every check, and the first bad index, on both sides of the cut and across it.
@@ -27,9 +27,9 @@ async function buildLog(dir: string, size: number, checkpoints: readonly number[
 }
 
 /** Verifies on two threads and on one; the reports must agree but for the thread count. */
-function verifyBoth(path: string): { split: VerifyReport; single: VerifyReport } {
-  const split = verifyLogFile(path, { parallelFrom: 0 });
-  const single = verifyLogFile(path, { parallelFrom: Number.POSITIVE_INFINITY });
+function verifyBoth(path: string, options: VerifyOptions = {}): { split: VerifyReport; single: VerifyReport } {
+  const split = verifyLogFile(path, { ...options, parallelFrom: 0 });
+  const single = verifyLogFile(path, { ...options, parallelFrom: Number.POSITIVE_INFINITY });
   const { threads: _a, ...splitRest } = split;
   const { threads: _b, ...singleRest } = single;
   assert.deepEqual(splitRest, singleRest, 'two threads report what one pass reports');
@@ -235,6 +235,28 @@ test('an untouched copy verifies on two threads; below parallelFrom one thread v
   assert.equal(split.threads, 2);
   assert.equal(split.signedSize, SIZE);
   assert.equal(verifyLogFile(path).threads, 1, 'the default threshold keeps a small log on one thread');
+});
+
+test('full event validation runs in the worker too: bytes that keep their id but are no longer canonical', async (t) => {
+  const { path, exec } = await tamperedCopy(t);
+  const [row] = exec('SELECT entry FROM entries WHERE idx = 17');
+  const bytes = Buffer.concat([row!.entry as Uint8Array, Buffer.from(' ')]);
+  exec('UPDATE entries SET entry = ? WHERE idx = 17', [bytes]);
+  rewriteTree(exec);
+  const full = verifyBoth(path, { checkEvents: 'full' }).split;
+  assert.equal(full.firstBadIndex, 17, JSON.stringify(full.problems));
+  assert.deepEqual(
+    full.problems.map((p) => p.kind),
+    ['event'],
+  );
+  assert.equal(full.threads, 2);
+  // The id alone still matches: only the signed root of the next checkpoint (20, the first) refuses it.
+  const idOnly = verifyBoth(path).split;
+  assert.equal(idOnly.firstBadIndex, 0, JSON.stringify(idOnly.problems));
+  assert.deepEqual(
+    idOnly.problems.map((p) => p.kind),
+    ['checkpoint_root'],
+  );
 });
 
 // A longer log, so that the entries (runs of 1,024) and the level-0 nodes (runs of 4,096) are read in
