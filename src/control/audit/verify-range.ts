@@ -422,17 +422,19 @@ export const WORKER_STATE = {
   starting: 0,
   /** The worker opened the database and waits for the plan. */
   ready: 1,
-  /** The verifier took its snapshot and posted the plan: the worker takes its own. */
+  /** The verifier took its snapshot: the worker takes its own. */
   go: 2,
-  /** The worker's read transaction has read: its snapshot is fixed. */
+  /** The worker's read transaction has read: its snapshot is fixed. It waits for the plan. */
   begun: 3,
+  /** The verifier posted the plan. */
+  planned: 4,
   /** The worker posted its result. */
-  done: 4,
+  done: 5,
   /** The worker posted an error, or the verifier gave up on it. */
-  failed: 5,
+  failed: 6,
 } as const;
 
-/** What the verifier sends its worker with `go`. */
+/** What the verifier sends its worker with `planned`. */
 export interface WorkerPlan {
   lo: number;
   end: number;

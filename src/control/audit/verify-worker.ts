@@ -5,7 +5,7 @@ import type { WorkerPlan } from './verify-range.ts';
  * The second thread of `rampart audit verify` on SQLite (verify.ts `verifyLog`): it opens the log
  * read-only, waits for the verifier's plan, takes its own read snapshot when told to (the verifier
  * checks no commit fell between the two), verifies its range of leaves (verify-range.ts) and posts the
- * result. It writes nothing. The handshake is a shared Int32Array (`WORKER_STATE`), since the verifier
+ * result (its snapshot is taken before the plan comes, to keep the window short). It writes nothing. The handshake is a shared Int32Array (`WORKER_STATE`), since the verifier
  * waits synchronously and runs no event loop meanwhile.
  */
 
@@ -21,8 +21,9 @@ const state = new Int32Array(shared);
 const READY = 1;
 const GO = 2;
 const BEGUN = 3;
-const DONE = 4;
-const FAILED = 5;
+const PLANNED = 4;
+const DONE = 5;
+const FAILED = 6;
 const STARTING = 0;
 
 const signal = (value: number): void => {
@@ -41,12 +42,15 @@ try {
     Atomics.notify(state, 0);
     Atomics.wait(state, 0, READY);
     if (Atomics.load(state, 0) === GO) {
-      const plan = receiveMessageOnPort(port)?.message as WorkerPlan;
-      // The event schema (and what it loads) only for full validation.
-      const parseEvent = plan.fullEvents ? (await import('../../core/audit-event.ts')).parseAuditEntry : null;
       db.exec('BEGIN');
       db.prepare('SELECT count(*) FROM meta').get();
       signal(BEGUN);
+      Atomics.wait(state, 0, BEGUN);
+    }
+    if (Atomics.load(state, 0) === PLANNED) {
+      const plan = receiveMessageOnPort(port)?.message as WorkerPlan;
+      // The event schema (and what it loads) only for full validation.
+      const parseEvent = plan.fullEvents ? (await import('../../core/audit-event.ts')).parseAuditEntry : null;
       const result = verifySqliteRange(db, {
         lo: plan.lo,
         end: plan.end,

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
-import { copyFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync, type SQLInputValue } from 'node:sqlite';
 import { type TestContext, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { kekFrom, kekText, ORIGIN, sampleEvent, scratchDir } from '../../../test/audit/helpers.ts';
 import { newEventId } from '../../core/audit-event.ts';
 import { openAuditLog } from './log.ts';
@@ -13,9 +15,9 @@ import { type VerifyOptions, type VerifyReport, verifyLogFile, verifySplit } fro
 // in index order reports: every check, and the first bad index, on both sides of the cut and across it.
 
 /** Builds a log of `size` events with a signed checkpoint at each of `checkpoints` (sizes ≤ size). */
-async function buildLog(dir: string, size: number, checkpoints: readonly number[]): Promise<string> {
+async function buildLog(dir: string, size: number, checkpoints: readonly number[], kek = kekText()): Promise<string> {
   const path = join(dir, 'audit.db');
-  const log = openAuditLog({ path, origin: ORIGIN, kek: kekFrom(kekText()), checkpointIntervalMs: 0 });
+  const log = openAuditLog({ path, origin: ORIGIN, kek: kekFrom(kek), checkpointIntervalMs: 0 });
   let appended = 0;
   for (const at of [...new Set([...checkpoints, size])].sort((a, b) => a - b)) {
     if (at > appended) await log.append(Array.from({ length: at - appended }, (_, i) => sampleEvent(appended + i)));
@@ -348,3 +350,42 @@ for (const c of LONG_CASES) {
     assert.equal(split.threads, 2);
   });
 }
+
+test('a log appended by another process while it is verified: each verification sees one snapshot', async (t) => {
+  const dir = scratchDir(t);
+  const kek = kekText();
+  const path = await buildLog(dir, 300, [100, 300], kek);
+  // The writer appends (and signs a checkpoint now and then) until it is killed.
+  const writer = join(dir, 'writer.ts');
+  const url = (file: string) => pathToFileURL(join(import.meta.dirname, file)).href;
+  writeFileSync(
+    writer,
+    `import { openAuditLog } from '${url('log.ts')}';
+     import { kekFrom, ORIGIN, sampleEvent } from '${url('../../../test/audit/helpers.ts')}';
+     const log = openAuditLog({ path: process.argv[2], origin: ORIGIN, kek: kekFrom(process.argv[3]), checkpointIntervalMs: 0 });
+     process.stdout.write('open\\n');
+     for (let n = 300; ; n += 7) {
+       await log.append(Array.from({ length: 7 }, (_, i) => sampleEvent(n + i)));
+       if (n % 5 === 0) await log.checkpoint();
+     }`,
+  );
+  const child = spawn(process.execPath, ['--conditions=rampart-source', writer, path, kek], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.after(() => child.kill());
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`writer exited (${code})`)));
+  });
+  let sizes = 0;
+  let last = 0;
+  for (let i = 0; i < 20; i++) {
+    const report = verifyLogFile(path, { parallelFrom: 0 });
+    assert.equal(report.ok, true, JSON.stringify(report.problems));
+    assert.ok(report.entries >= last, 'the log only grows');
+    if (report.entries > last) sizes++;
+    last = report.entries;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assert.ok(sizes >= 2, 'the log grew while it was verified');
+});

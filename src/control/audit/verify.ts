@@ -144,28 +144,29 @@ export function verifyLog(db: DatabaseSync, options: VerifyOptions = {}): Verify
       Number((probe!.prepare('PRAGMA data_version').get() as { data_version: number }).data_version);
     const before = probe === null ? 0 : dataVersion();
     if (ownTransaction) db.exec('BEGIN');
-    const run = new Verification(
-      { origin: store.meta('origin'), signingKeys: () => store.signingKeys(), checkpoints: [...store.checkpoints()] },
-      options,
-    );
+    // The first read fixes the snapshot; the worker takes its own at once, before anything else is
+    // read or checked here: the shorter the window, the likelier no append of a live log falls in it.
     const entries = store.entryCount();
     const plan = probe === null ? { top: ONE_BLOCK, split: 0 } : verifySplit(entries);
     let worker: WorkerRun | null = null;
     if (helper !== null && probe !== null && plan.split > 0) {
-      const begun = helper.go({
-        lo: 0,
-        end: plan.split,
-        top: plan.top,
-        checkpointSizes: run.checkpointSizes(0, plan.split),
-        fullEvents: options.checkEvents === 'full',
-      });
-      const same = begun && dataVersion() === before;
-      if (same) worker = helper;
+      if (helper.begin() && dataVersion() === before) worker = helper;
       else helper.cancel();
     } else {
       helper?.cancel();
     }
     probe?.close();
+    const run = new Verification(
+      { origin: store.meta('origin'), signingKeys: () => store.signingKeys(), checkpoints: [...store.checkpoints()] },
+      options,
+    );
+    worker?.plan({
+      lo: 0,
+      end: plan.split,
+      top: plan.top,
+      checkpointSizes: run.checkpointSizes(0, plan.split),
+      fullEvents: options.checkEvents === 'full',
+    });
     const top = worker === null ? ONE_BLOCK : plan.top;
     const split = worker === null ? 0 : plan.split;
 
@@ -227,8 +228,10 @@ export function verifyLog(db: DatabaseSync, options: VerifyOptions = {}): Verify
 interface WorkerRun {
   /** Waits until the worker opened the log; false when it failed or did not in time. */
   ready(): boolean;
-  /** Posts the plan and waits until the worker's snapshot is taken; false when it failed. */
-  go(plan: WorkerPlan): boolean;
+  /** Tells the worker to take its snapshot and waits until it has; false when it failed. */
+  begin(): boolean;
+  /** Sends the worker its range. */
+  plan(plan: WorkerPlan): void;
   /** Leaves verified so far. */
   progress(): number;
   /** Waits for the result; null when the worker failed or stalled. */
@@ -279,21 +282,25 @@ function startWorker(path: string): WorkerRun | null {
       if (at !== WORKER_STATE.ready) cancel();
       return at === WORKER_STATE.ready;
     },
-    go(plan) {
-      port1.postMessage(plan);
+    begin() {
       Atomics.store(state, 0, WORKER_STATE.go);
       Atomics.notify(state, 0);
       const at = waitWhile(WORKER_STATE.go, WORKER_START_MS);
-      if (at === WORKER_STATE.begun || at === WORKER_STATE.done) return true;
+      if (at === WORKER_STATE.begun) return true;
       cancel();
       return false;
+    },
+    plan(plan) {
+      port1.postMessage(plan);
+      Atomics.compareExchange(state, 0, WORKER_STATE.begun, WORKER_STATE.planned);
+      Atomics.notify(state, 0);
     },
     progress: () => Atomics.load(state, 1),
     result() {
       let seen = Atomics.load(state, 1);
       let movedAt = now();
-      while (Atomics.load(state, 0) === WORKER_STATE.begun) {
-        Atomics.wait(state, 0, WORKER_STATE.begun, 1_000);
+      while (Atomics.load(state, 0) === WORKER_STATE.planned) {
+        Atomics.wait(state, 0, WORKER_STATE.planned, 1_000);
         const progress = Atomics.load(state, 1);
         if (progress !== seen) {
           seen = progress;
