@@ -31,6 +31,16 @@ export function gatewayHstsPolicy(gateway: Pick<GatewayConfig, 'tls' | 'listen' 
  */
 export function createHardening(deps: Pick<GatewayDeps, 'manifest'>): Stage {
   const policy = gatewayHstsPolicy(deps.manifest.gateway);
+  // Traffic mostly names one host: the last answer is kept, so parsing runs when the Host header changes.
+  let lastHost: string | undefined;
+  let lastHsts: string | null = null;
+  const hstsFor = (host: string | undefined): string | null => {
+    if (host !== lastHost || lastHost === undefined) {
+      lastHsts = hstsHeader(host, policy);
+      lastHost = host;
+    }
+    return lastHsts;
+  };
   return {
     name: 'hardening',
     request: () => {},
@@ -42,7 +52,7 @@ export function createHardening(deps: Pick<GatewayDeps, 'manifest'>): Stage {
       // RFC 6797 §7.2: HSTS is only meaningful (and only sent) over a secure transport; a plain-HTTP
       // response must never carry it (a network attacker could inject one to pin a host).
       // A service's own value is never passed on: HSTS is the edge's, per host.
-      const hsts = ctx.secure ? hstsHeader(ctx.req.headers.host, policy) : null;
+      const hsts = ctx.secure ? hstsFor(ctx.req.headers.host) : null;
       if (hsts !== null) headers['strict-transport-security'] = hsts;
       else delete headers['strict-transport-security'];
     },
