@@ -184,27 +184,25 @@ export function verifyLog(db: DatabaseSync, options: VerifyOptions = {}): Verify
         : { onProgress: (verified: number) => onProgress(verified + (worker?.progress() ?? 0)) }),
     });
     const results = [mine];
+    let threads = 1;
     if (worker !== null) {
       // The worker's range, from the worker or, if it failed, verified here in the same snapshot.
-      const theirs =
-        worker.result() ??
-        verifySqliteRange(db, {
-          lo: 0,
-          end: split,
-          top,
-          checkpointSizes: run.checkpointSizes(0, split),
-          parseEvent: run.parseEvent,
-        });
-      results.unshift(theirs);
+      const theirs = worker.result();
+      if (theirs !== null) threads = 2;
+      results.unshift(
+        theirs ??
+          verifySqliteRange(db, {
+            lo: 0,
+            end: split,
+            top,
+            checkpointSizes: run.checkpointSizes(0, split),
+            parseEvent: run.parseEvent,
+          }),
+      );
     }
     const node = db.prepare('SELECT hash FROM tree_nodes WHERE level = ? AND idx = ?');
     node.setReturnArrays(true);
-    run.combine(
-      results,
-      top,
-      (level, index) => (node.get(level, index) as [Uint8Array] | undefined)?.[0],
-      worker === null ? 1 : 2,
-    );
+    run.combine(results, top, (level, index) => (node.get(level, index) as [Uint8Array] | undefined)?.[0], threads);
 
     if (!run.stopped) {
       // 3. Nothing stored beyond the entries: at each level, no node past those the entries complete.
