@@ -101,8 +101,8 @@ export interface RangeResult {
 export type ParseEvent = (bytes: Uint8Array) => { id: string };
 
 /**
- * The stored node (level, index), undefined when there is none. Asked in index order at each level,
- * for the nodes the range's leaves complete (level 0 only when the leaf hash column is not read).
+ * The stored node (level ≥ 1, index), undefined when there is none. Asked in index order at each
+ * level, for the nodes the range's leaves complete.
  */
 export type StoredNode = (level: number, index: number) => Uint8Array | undefined;
 
@@ -120,8 +120,6 @@ export interface LeafRangeOptions {
    */
   parseEvent: ParseEvent | null;
   storedNode: StoredNode;
-  /** The leaf hash column of a row, for a store that does not read it with each row. */
-  leafColumn?: (index: number) => Uint8Array | undefined;
   /** Called after each leaf whose index + 1 is a multiple of `progressEvery`. */
   onProgress?: (verifiedInRange: number) => void;
   progressEvery?: number;
@@ -137,7 +135,6 @@ export class LeafRange {
   readonly #sizes: readonly number[];
   readonly #parseEvent: ParseEvent | null;
   readonly #storedNode: StoredNode;
-  readonly #leafColumn: (index: number) => Uint8Array | undefined;
   readonly #onProgress: ((verified: number) => void) | undefined;
   readonly #progressEvery: number;
   // The perfect subtrees of [block start, next leaf) below the block level, largest first.
@@ -158,7 +155,6 @@ export class LeafRange {
     this.#sizes = options.checkpointSizes;
     this.#parseEvent = options.parseEvent;
     this.#storedNode = options.storedNode;
-    this.#leafColumn = options.leafColumn ?? (() => undefined);
     this.#onProgress = options.onProgress;
     this.#progressEvery = options.progressEvery ?? 100_000;
     if (this.#lo % 2 ** this.#top !== 0) throw new RangeError('a range starts at a block boundary');
@@ -180,11 +176,10 @@ export class LeafRange {
   }
 
   /**
-   * The next stored entry (rows in index order); `inTree` says the level-0 node at its index equals its
-   * leaf hash column, which `storedLeaf` is (null: not read with the row; then, when `inTree`, the
-   * level-0 node is that value, else the column is read apart). False when it stopped the range.
+   * The next stored entry (rows in index order) with its leaf hash column; `inTree` says the level-0
+   * node at its index equals that column. False when it stopped the range.
    */
-  entry(index: number, eventId: string, entry: Uint8Array, storedLeaf: Uint8Array | null, inTree: boolean): boolean {
+  entry(index: number, eventId: string, entry: Uint8Array, storedLeaf: Uint8Array, inTree: boolean): boolean {
     if (this.#finding !== null) return false;
     const at = this.#expected;
     if (index !== at) return this.#stop({ kind: VERIFY_PROBLEMS.missingEntry, index: at }, 0);
@@ -193,9 +188,7 @@ export class LeafRange {
     this.#scratch[0] = 0x00;
     this.#scratch.set(entry, 1);
     let node: Buffer = hash('sha256', this.#scratch.subarray(0, entry.length + 1), 'buffer');
-    const column = storedLeaf ?? (inTree ? this.#storedNode(0, index) : this.#leafColumn(index));
-    if (column === undefined || Buffer.compare(node, column) !== 0)
-      return this.#stop({ kind: VERIFY_PROBLEMS.leafHash, index }, 0);
+    if (Buffer.compare(node, storedLeaf) !== 0) return this.#stop({ kind: VERIFY_PROBLEMS.leafHash, index }, 0);
     if (!eventMatches(entry, eventId, this.#parseEvent)) return this.#stop({ kind: VERIFY_PROBLEMS.event, index }, 0);
     if (!inTree) return this.#stop({ kind: VERIFY_PROBLEMS.treeNode, index, level: 0 }, 0);
 
@@ -260,7 +253,7 @@ export class LeafRange {
 }
 
 /** Options of {@link verifySqliteRange}. */
-export interface SqliteRangeOptions extends Omit<LeafRangeOptions, 'storedNode' | 'leafColumn'> {
+export interface SqliteRangeOptions extends Omit<LeafRangeOptions, 'storedNode'> {
   /** The end of the range (exclusive). */
   end: number;
 }
@@ -273,43 +266,41 @@ const ENTRY_RUN = 1_024;
 /**
  * Verifies leaves [lo, end) of the SQLite log `db` reads (inside the caller's read transaction).
  * node:sqlite makes an ArrayBuffer for every blob it returns, which cost more than the hashing: so
- * the entries come in runs, each run's bytes as one blob with their lengths, event ids and flags
- * alongside, and the nodes (level 0 included) in runs of consecutive indexes, each run one blob. A run
- * is taken only when it is whole (every index once, in order); any other is read row by row, so a
- * damaged stretch is judged exactly as a single pass over the rows judges it.
+ * the entries come in runs, each run's bytes as one blob, its leaf hash columns as another, with their
+ * lengths, event ids and flags alongside, and the nodes of each level in runs of consecutive indexes,
+ * each run one blob. A run is taken only when it is whole (every index once, in order); any other is
+ * read row by row, so a damaged stretch is judged exactly as a single pass over the rows judges it.
  */
 export function verifySqliteRange(db: DatabaseSync, options: SqliteRangeOptions): RangeResult {
   const { lo, end } = options;
+  const utf8 = (db.prepare('PRAGMA encoding').get() as { encoding: string }).encoding === 'UTF-8';
   const readers: (NodeRuns | undefined)[] = [];
   const storedNode: StoredNode = (level, index) => {
     let reader = readers[level];
     if (reader === undefined) {
       // The nodes that complete inside the range: those of index in [lo/2^level, end/2^level).
-      reader = new NodeRuns(db, level, Math.floor(end / 2 ** level));
+      reader = new NodeRuns(db, level, Math.floor(end / 2 ** level), utf8);
       readers[level] = reader;
     }
     return reader.at(index);
   };
-  const column = db.prepare('SELECT leaf_hash FROM entries WHERE idx = ?');
-  column.setReturnArrays(true);
-  const leafColumn = (index: number) => (column.get(index) as [Uint8Array] | undefined)?.[0];
-  const range = new LeafRange({ ...options, storedNode, leafColumn });
+  const range = new LeafRange({ ...options, storedNode });
 
-  // The flag compares the level-0 node with the leaf hash column in SQLite: no second blob per row.
+  // The flag compares the level-0 node with the leaf hash column in SQLite: that node is never read.
   const join = `FROM entries e LEFT JOIN tree_nodes n ON n.level = 0 AND n.idx = e.idx WHERE e.idx >= ? AND e.idx < ?`;
   const rows = db.prepare(
-    `SELECT e.idx, e.event_id, e.entry, coalesce(n.hash = e.leaf_hash, 0) ${join} ORDER BY e.idx`,
+    `SELECT e.idx, e.event_id, e.entry, e.leaf_hash, coalesce(n.hash = e.leaf_hash, 0) ${join} ORDER BY e.idx`,
   );
   rows.setReturnArrays(true);
   // One aggregation steps every aggregate through the rows in the same order, so the index list shows
-  // the order of the others. Blobs concatenate as text, byte for byte, in a UTF-8 database.
+  // the order of the others (an ORDER BY inside each would sort each). Blobs concatenate as text, byte
+  // for byte, in a UTF-8 database.
   const runs = db.prepare(
     `SELECT count(*), group_concat(e.idx), group_concat(length(e.entry)), CAST(group_concat(e.entry, '') AS BLOB),
-            group_concat(e.event_id, ' '), group_concat(coalesce(n.hash = e.leaf_hash, 0), '') ${join}`,
+            group_concat(e.event_id, ' '), group_concat(coalesce(n.hash = e.leaf_hash, 0), ''),
+            coalesce(sum(length(e.leaf_hash) = 32), 0), CAST(group_concat(e.leaf_hash, '') AS BLOB) ${join}`,
   );
   runs.setReturnArrays(true);
-  const utf8 = (db.prepare('PRAGMA encoding').get() as { encoding: string }).encoding === 'UTF-8';
-
   for (let from = lo; from < end; from += ENTRY_RUN) {
     const to = Math.min(from + ENTRY_RUN, end);
     const run = utf8 ? wholeRun(runs.get(from, to) as unknown as RunRow, from, to) : null;
@@ -319,14 +310,15 @@ export function verifySqliteRange(db: DatabaseSync, options: SqliteRangeOptions)
         const length = run.lengths[i]!;
         const entry = run.bytes.subarray(at, at + length);
         at += length;
-        if (!range.entry(from + i, run.ids[i]!, entry, null, run.flags.charCodeAt(i) === 0x31)) break;
+        const leaf = run.leaves.subarray(i * 32, i * 32 + 32);
+        if (!range.entry(from + i, run.ids[i]!, entry, leaf, run.flags.charCodeAt(i) === 0x31)) break;
       }
     } else {
       // Rows in order: a missing one shows as the next index differing from the expected one.
-      for (const [index, eventId, entry, inTree] of rows.iterate(from, to) as unknown as Iterable<
-        [number, string, Uint8Array, number]
+      for (const [index, eventId, entry, leaf, inTree] of rows.iterate(from, to) as unknown as Iterable<
+        [number, string, Uint8Array, Uint8Array, number]
       >) {
-        if (!range.entry(Number(index), eventId, entry, null, Number(inTree) === 1)) break;
+        if (!range.entry(Number(index), eventId, entry, leaf, Number(inTree) === 1)) break;
       }
     }
     if (range.stopped) break;
@@ -341,21 +333,30 @@ type RunRow = [
   bytes: Uint8Array | null,
   ids: string | null,
   flags: string | null,
+  whole: number,
+  leaves: Uint8Array | null,
 ];
+
+/** "from,from+1,…,to-1": the index list of a whole run in order. */
+function consecutive(from: number, to: number): string {
+  let list = String(from);
+  for (let i = from + 1; i < to; i++) list += `,${i}`;
+  return list;
+}
+
+const asBuffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
 /** A run of entries [from, to) when it is whole: every index once, in order, the parts agreeing. */
 function wholeRun(
   row: RunRow,
   from: number,
   to: number,
-): { ids: string[]; lengths: number[]; bytes: Buffer; flags: string } | null {
-  const [count, indexes, lengthList, bytes, idList, flags] = row;
+): { ids: string[]; lengths: number[]; bytes: Buffer; flags: string; leaves: Buffer } | null {
+  const [count, indexes, lengthList, bytes, idList, flags, whole, leaves] = row;
   const n = to - from;
-  if (Number(count) !== n || indexes === null || lengthList === null || bytes === null || idList === null) return null;
-  if (flags === null || flags.length !== n) return null;
-  let expected = String(from);
-  for (let i = from + 1; i < to; i++) expected += `,${i}`;
-  if (indexes !== expected) return null;
+  if (Number(count) !== n || indexes !== consecutive(from, to)) return null;
+  if (lengthList === null || bytes === null || idList === null || flags === null || leaves === null) return null;
+  if (flags.length !== n || Number(whole) !== n || leaves.byteLength !== 32 * n) return null;
   // An event id holding the separator would split in two: the count no longer matches.
   const ids = idList.split(' ');
   const lengths = lengthList.split(',').map(Number);
@@ -363,13 +364,17 @@ function wholeRun(
   let total = 0;
   for (const length of lengths) total += length;
   if (total !== bytes.byteLength) return null;
-  return { ids, lengths, bytes: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), flags };
+  return { ids, lengths, bytes: asBuffer(bytes), flags, leaves: asBuffer(leaves) };
 }
 
-/** The stored nodes of one level, read in runs of {@link NODE_RUN} consecutive indexes below `below`. */
+/**
+ * The stored nodes of one level, read in runs of {@link NODE_RUN} consecutive indexes below `below`
+ * (as the entries are; one node at a time in a run that is not whole, or in a non-UTF-8 database).
+ */
 class NodeRuns {
   readonly #level: number;
   readonly #below: number;
+  readonly #utf8: boolean;
   readonly #run: StatementSync;
   readonly #one: StatementSync;
   #start = 0;
@@ -377,11 +382,12 @@ class NodeRuns {
   // The run's hashes end to end when every index in it is stored with a 32-byte hash; else null.
   #hashes: Buffer | null = null;
 
-  constructor(db: DatabaseSync, level: number, below: number) {
+  constructor(db: DatabaseSync, level: number, below: number, utf8: boolean) {
     this.#level = level;
     this.#below = below;
+    this.#utf8 = utf8;
     this.#run = db.prepare(
-      `SELECT count(*), coalesce(sum(length(hash) = 32), 0), unhex(group_concat(hex(hash), '' ORDER BY idx))
+      `SELECT count(*), group_concat(idx), coalesce(sum(length(hash) = 32), 0), CAST(group_concat(hash, '') AS BLOB)
          FROM tree_nodes WHERE level = ? AND idx >= ? AND idx < ?`,
     );
     this.#run.setReturnArrays(true);
@@ -394,14 +400,17 @@ class NodeRuns {
       if (index >= this.#below) return this.#single(index);
       this.#start = index;
       this.#length = Math.min(NODE_RUN, this.#below - index);
-      const [count, whole, hashes] = this.#run.get(this.#level, index, index + this.#length) as unknown as [
-        number,
-        number,
-        Uint8Array | null,
-      ];
-      // idx is the primary key: as many rows as indexes in the run means every index is there once.
-      const complete = Number(count) === this.#length && Number(whole) === this.#length && hashes !== null;
-      this.#hashes = complete ? Buffer.from(hashes.buffer, hashes.byteOffset, hashes.byteLength) : null;
+      const end = index + this.#length;
+      const [count, indexes, whole, hashes] = (
+        this.#utf8 ? this.#run.get(this.#level, index, end) : [0, null, 0, null]
+      ) as [number, string | null, number, Uint8Array | null];
+      const complete =
+        Number(count) === this.#length &&
+        indexes === consecutive(index, end) &&
+        Number(whole) === this.#length &&
+        hashes !== null &&
+        hashes.byteLength === 32 * this.#length;
+      this.#hashes = complete ? asBuffer(hashes) : null;
     }
     if (this.#hashes === null) return this.#single(index);
     const at = (index - this.#start) * 32;
