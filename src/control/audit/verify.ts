@@ -42,6 +42,15 @@ import {
  * index by the separate tree; a change rewritten consistently through the whole tree (every hash
  * recomputed) is caught by the first checkpoint whose signed root no longer matches, and named by the
  * range that checkpoint added. Entries after the last checkpoint are unsigned: the report counts them.
+ *
+ * The leaves are verified in ranges (verify-range.ts), and the ranges combined: the tree over [0, n)
+ * is made of aligned blocks of 2^top leaves whose nodes lie inside one range, the levels above them are
+ * recomputed from the block roots, and a checkpoint's root is folded from the subtrees left of its
+ * block and the leaves of its block before it. On SQLite a log of {@link PARALLEL_FROM} entries or more
+ * is cut in two, a worker thread (verify-worker.ts, its own read-only connection and read snapshot)
+ * taking the first half: issue 6 asks for a million entries in 10 s on a 2-core machine. Every finding
+ * carries the leaf and the step at which one pass in index order would have made it; the earliest over
+ * all ranges is reported, so the verdict and the first bad index do not depend on the cut.
  */
 
 export { VERIFY_PROBLEMS, type VerifyProblem, type VerifyProblemKind } from './verify-range.ts';
