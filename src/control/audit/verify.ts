@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { extname } from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
 import { fileURLToPath } from 'node:url';
@@ -142,8 +143,9 @@ export function verifyLog(db: DatabaseSync, options: VerifyOptions = {}): Verify
   const store = new AuditStore(db);
   const path = db.location();
   const parallelFrom = options.parallelFrom ?? PARALLEL_FROM;
-  // A first look, outside the snapshot, only decides whether a worker is worth starting.
-  const helper = path !== null && store.entryCount() >= parallelFrom ? startWorker(path) : null;
+  // A first look, outside the snapshot, only decides whether a worker is worth starting (not on one core).
+  const helper =
+    path !== null && availableParallelism() > 1 && store.entryCount() >= parallelFrom ? startWorker(path) : null;
   const ownTransaction = !db.isTransaction;
   try {
     // The worker's snapshot must be the verifier's: no commit between the two read transactions'
