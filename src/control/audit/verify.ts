@@ -143,10 +143,13 @@ export function verifyLog(db: DatabaseSync, options: VerifyOptions = {}): Verify
   const store = new AuditStore(db);
   const path = db.location();
   const parallelFrom = options.parallelFrom ?? PARALLEL_FROM;
+  // Inside the caller's transaction the snapshot may predate the check below: no worker then.
+  const ownTransaction = !db.isTransaction;
   // A first look, outside the snapshot, only decides whether a worker is worth starting (not on one core).
   const helper =
-    path !== null && availableParallelism() > 1 && store.entryCount() >= parallelFrom ? startWorker(path) : null;
-  const ownTransaction = !db.isTransaction;
+    path !== null && ownTransaction && availableParallelism() > 1 && store.entryCount() >= parallelFrom
+      ? startWorker(path)
+      : null;
   try {
     // The worker's snapshot must be the verifier's: no commit between the two read transactions'
     // first reads, which PRAGMA data_version (on a third connection) shows.
