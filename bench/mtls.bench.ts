@@ -16,7 +16,7 @@
  * The floor, measured in the same run with the same client: a bare `node:http` server and a bare
  * `node:https` server (requestCert, rejectUnauthorized, payments' SVID and bundle), both answering the
  * same `{"ok":true}` once the request body has been read — no fastify, no SDK. Its loss is what Node's
- * TLS costs this client and handler; the SDK's loss beyond it is ours.
+ * TLS costs this client and handler; the SDK line's loss beyond it is fastify's and the SDK's.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -451,7 +451,7 @@ try {
     '- floor: bare node:http, floor: bare node:https, client cert — the same client and requests against a bare Node',
     '  server in the same thread answering the same {"ok":true} after reading the body: no fastify, no SDK; the https',
     "  one requires a client certificate chained to the bundle and presents payments' SVID. Its loss is Node's TLS;",
-    "  the SDK's loss beyond it is the SDK's.",
+    "  the SDK line's loss beyond it is fastify's and the SDK's.",
     '- new connection: TCP — connect, close, wait for the close: no request. per s = connections per second.',
     '- new connection: mTLS full handshake — the same with a TLS 1.3 handshake, both certificates verified (P-256',
     '  SVIDs, ECDHE), no session reuse: what every new pooled connection to a peer costs. The client builds its',
