@@ -200,7 +200,13 @@ export function service(options: ServiceOptions = {}): RampartService {
       resource: path || undefined,
       actor: caller ? { spiffeId: caller } : undefined,
       requestId: String(req.id),
-      detail: { method: req.method, status: 403, policyVersion: policy?.version() ?? null },
+      detail: {
+        method: req.method,
+        status: 403,
+        // A version means something only within its epoch (a restarted control plane starts a new one).
+        policyEpoch: policy?.epoch() ?? null,
+        policyVersion: policy?.version() ?? null,
+      },
     });
     req.log.warn(
       {
@@ -211,6 +217,7 @@ export function service(options: ServiceOptions = {}): RampartService {
         method: req.method,
         path,
         requestId: req.id,
+        policyEpoch: policy?.epoch() ?? null,
         policyVersion: policy?.version() ?? null,
       },
       'request refused by policy',
@@ -329,6 +336,7 @@ export function service(options: ServiceOptions = {}): RampartService {
     control: control ?? null,
     svid: () => identity?.current() ?? null,
     logger,
+    registry,
   });
 
   const svc: RampartService = {

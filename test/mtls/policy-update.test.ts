@@ -157,11 +157,15 @@ describe('policy updates reach services without a restart', { timeout: 180_000 }
 
     // Versioned: the control plane went 1 → 2 → 3, and alpha installed 3 live.
     await waitForLine(launcher, /"version":3,"previousVersion":2[^\n]*"msg":"policy updated"/, 5_000);
-    await waitForLine(launcher, /"version":3,"previousEpoch":"[^"]*","previousVersion":\d+[^\n]*"msg":"inbound policy updated"/, 5_000);
+    await waitForLine(
+      launcher,
+      /"version":3,"previousEpoch":"[^"]*","previousVersion":\d+[^\n]*"msg":"inbound policy updated"/,
+      5_000,
+    );
     // The refusal is a decision event in alpha's log, with the version that decided it.
     await waitForLine(
       launcher,
-      /"event":"decision"[^\n]*"caller":"spiffe:\/\/policy\.local\/svc\/beta"[^\n]*"policyVersion":3/,
+      /"event":"decision"[^\n]*"caller":"spiffe:\/\/policy\.local\/svc\/beta"[^\n]*"policyEpoch":"[A-Za-z0-9_-]+","policyVersion":3/,
       5_000,
     );
     t.diagnostic(`grant took ${granted.ms} ms to reach alpha; revocation took ${revoked.ms} ms`);

@@ -30,7 +30,7 @@ import { queryEvents } from '../../src/control/audit/query.ts';
 import type { AuditEvent } from '../../src/core/audit-event.ts';
 import { isRampartError } from '../../src/core/errors.ts';
 import { startTestIssuer, type TestIssuer } from '../helpers/issuer.ts';
-import { freePort, pgrep, spawnTracked, type Tracked, waitForLine } from '../helpers/processes.ts';
+import { freePort, httpGet, pgrep, spawnTracked, type Tracked, waitForLine } from '../helpers/processes.ts';
 import { leakForms } from './fixtures.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -176,6 +176,14 @@ describe('secrets served over mTLS under rampart start', { timeout: 120_000 }, (
 
   test('the granted service reads the secret through svc.secrets.get over mTLS', async () => {
     assert.deepEqual(await get('/reader/read'), { version: 1, sha256: digest(first) });
+    // The read is on the service's own metrics.
+    const ready = launcher
+      .stdout()
+      .split('\n')
+      .find((line) => line.includes('"msg":"ready"'))!;
+    const admin = (JSON.parse(ready) as { admin: Record<string, string> }).admin;
+    const metrics = await httpGet(`${admin['reader']}/metrics`);
+    assert.match(metrics.body, /^rampart_service_secret_reads_total\{[^}]*result="ok"[^}]*\} [1-9]/m);
     assert.ok(
       auditTrail().some(
         (e) =>
