@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { AuditEvent } from '../core/audit-event.ts';
+import { type AuditEvent, createAuditEvent } from '../core/audit-event.ts';
 import { createLogger } from '../core/logger.ts';
 import { createWorkloadKey } from './api/workload-key.ts';
 import { openAuditLog } from './audit/log.ts';
@@ -84,6 +84,18 @@ test('append (the secrets sink) rejects when the log does not take the event: re
   } as const;
   await recorder.append(event);
   assert.equal(log.entry(0)?.event.reporter, 'spiffe://shop.local/svc/control');
+  // Made by createAuditEvent (the secrets service's way): stored with the same reporter, a forged one replaced.
+  await recorder.append(createAuditEvent({ ...event, id: undefined, reporter: 'spiffe://shop.local/svc/orders' }));
+  assert.equal(log.entry(1)?.event.reporter, 'spiffe://shop.local/svc/control');
+  assert.equal(log.entry(1)?.event.action, 'secret.read');
+  // Built by hand: checked in full, refused, nothing logged.
+  await assert.rejects(
+    recorder.append({ ...event, id: '01890a5d-ac96-774b-bcce-b302099a8059', resource: 'Bearer abc' }),
+    {
+      code: 'AUDIT_ERR_EVENT',
+    },
+  );
+  assert.equal(log.size(), 2);
   await log.close();
   await assert.rejects(recorder.append({ ...event, id: '01890a5d-ac96-774b-bcce-b302099a8058' }), {
     code: 'AUDIT_ERR_CLOSED',

@@ -1,4 +1,4 @@
-import type { AuditEvent, AuditEventInput } from '../core/audit-event.ts';
+import { type AuditEvent, type AuditEventInput, withReporter } from '../core/audit-event.ts';
 import type { Logger } from '../core/logger.ts';
 import { serviceSpiffeId } from '../core/spiffe.ts';
 import type { ApiRefusal } from './api/server.ts';
@@ -56,7 +56,7 @@ export function createControlAudit(options: ControlAuditOptions): ControlAudit {
       return;
     }
     try {
-      await log.append([{ ...event, reporter }]);
+      await log.append([withReporter(event, reporter)]);
     } catch (err) {
       logger.error({ err, eventId: event.id, action: event.action }, 'control plane audit append failed');
     }
@@ -75,7 +75,7 @@ export function createControlAudit(options: ControlAuditOptions): ControlAudit {
   return {
     record,
     async append(event) {
-      await log.append([{ ...event, reporter }]);
+      await log.append([withReporter(event, reporter)]);
     },
     authority(ca) {
       const recorded: Partial<CertificateAuthority> = {

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import {
   AUDIT_EVENT_ERROR,
+  AUDIT_EVENT_LIMITS,
   AUDIT_EVENT_REASONS,
   type AuditEventInput,
   canonicalizeAuditEvent,
@@ -14,6 +15,7 @@ import {
   redactSecrets,
   secretReason,
   validateAuditEvent,
+  withReporter,
 } from './audit-event.ts';
 import { isRampartError } from './errors.ts';
 
@@ -342,4 +344,91 @@ test('property: canonical bytes parse back to the same event, whatever the input
       assert.deepEqual(canonicalizeAuditEvent(validateAuditEvent(shuffled)), bytes);
     }),
   );
+});
+
+test('a created event is frozen through and through: it cannot change after it was validated', () => {
+  const event = createAuditEvent({
+    ...BASE,
+    resource: '/orders/7',
+    actor: { subject: 'alice' },
+    detail: { status: 403 },
+  }) as unknown as Record<string, Record<string, unknown>>;
+  for (const target of [event, event.actor!, event.detail!]) assert.ok(Object.isFrozen(target));
+  assert.throws(() => {
+    (event as Record<string, unknown>).resource = `/orders/${JWT}`;
+  }, TypeError);
+  assert.throws(() => {
+    (event as Record<string, unknown>).reason = 'added later';
+  }, TypeError);
+  assert.throws(() => {
+    event.actor!.subject = JWT;
+  }, TypeError);
+  assert.throws(() => {
+    event.detail!.password = 'hunter2';
+  }, TypeError);
+  assert.equal(event.resource as unknown, '/orders/7');
+});
+
+test('encodeAuditEvent: a created event gives the bytes a full validation of a copy gives', () => {
+  const event = createAuditEvent({
+    ...BASE,
+    resource: '/orders/7',
+    actor: { spiffeId: 'spiffe://shop.local/svc/orders', clientId: 'shop-web' },
+    detail: { status: 403, method: 'GET' },
+  });
+  const copy = JSON.parse(JSON.stringify(event)) as unknown;
+  const direct = encodeAuditEvent(event);
+  const checked = encodeAuditEvent(copy);
+  assert.equal(direct.event, event);
+  assert.notEqual(checked.event, copy);
+  assert.deepEqual(direct.bytes, checked.bytes);
+  assert.deepEqual(direct.bytes, canonicalizeAuditEvent(copy as typeof event));
+});
+
+test('withReporter: a created event gets its reporter checked; anything else is validated in full', () => {
+  const event = createAuditEvent({ ...BASE, resource: '/orders/7' });
+  const reporter = 'spiffe://shop.local/svc/control';
+  const stamped = withReporter(event, reporter);
+  assert.ok(Object.isFrozen(stamped));
+  assert.deepEqual(stamped, validateAuditEvent({ ...event, reporter }));
+  assert.deepEqual(encodeAuditEvent(stamped).bytes, encodeAuditEvent({ ...event, reporter }).bytes);
+  assert.equal(withReporter(withReporter(event, 'spiffe://shop.local/svc/other'), reporter).reporter, reporter);
+
+  const refusedWith = (fn: () => unknown, field: string, reason: string) =>
+    assert.throws(fn, (err: unknown) => {
+      assert.ok(isRampartError(err, AUDIT_EVENT_ERROR), String(err));
+      assert.deepEqual(err.detail, { field, reason });
+      return true;
+    });
+  const badReporters: [unknown, string][] = [
+    ['', AUDIT_EVENT_REASONS.empty],
+    ['https://shop.local/svc/control', AUDIT_EVENT_REASONS.format],
+    ['spiffe://shop.local/svc/control\n', AUDIT_EVENT_REASONS.control],
+    [`spiffe://shop.local/${JWT}`, AUDIT_EVENT_REASONS.jwt],
+    [42, AUDIT_EVENT_REASONS.type],
+    [undefined, AUDIT_EVENT_REASONS.missing],
+  ];
+  for (const [bad, reason] of badReporters) {
+    refusedWith(() => withReporter(event, bad as string), 'reporter', reason);
+  }
+  // Not made by createAuditEvent (a copy, one built by hand): every field is checked again.
+  const notCreated: [unknown, string, string][] = [
+    [{ ...event, resource: `/orders/${JWT}` }, 'resource', AUDIT_EVENT_REASONS.jwt],
+    [{ ...event, extra: 1 }, 'extra', AUDIT_EVENT_REASONS.unknownField],
+    [{ ...BASE, time: '2026-02-30T00:00:00.000Z' }, 'time', AUDIT_EVENT_REASONS.format],
+    [Object.freeze({ ...BASE, detail: { password: 'x' } }), 'detail.password', AUDIT_EVENT_REASONS.secretName],
+  ];
+  for (const [bad, field, reason] of notCreated) {
+    refusedWith(() => withReporter(bad as typeof event, reporter), field, reason);
+  }
+
+  // The size bound holds for the stamped event too.
+  const detail: Record<string, string> = {};
+  for (let i = 0; i < 15; i++) detail[`k${i}`] = 'a'.repeat(500);
+  detail.k15 = '';
+  const base = canonicalizeAuditEvent(createAuditEvent({ ...BASE, detail })).length;
+  detail.k15 = 'b'.repeat(AUDIT_EVENT_LIMITS.maxEventBytes - 40 - base);
+  const full = createAuditEvent({ ...BASE, detail });
+  refusedWith(() => withReporter(full, `spiffe://shop.local/svc/${'x'.repeat(40)}`), '', AUDIT_EVENT_REASONS.tooLarge);
+  refused({ ...full, reporter: `spiffe://shop.local/svc/${'x'.repeat(40)}` }, '', AUDIT_EVENT_REASONS.tooLarge);
 });

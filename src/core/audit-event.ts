@@ -7,7 +7,10 @@ import { parseSpiffeId } from './spiffe.ts';
  * (gateway decisions, SDK denials, identity events, CA issuance, secrets access, admin actions).
  *
  * An event is validated once, where it is made ({@link createAuditEvent}) and again where it is
- * received ({@link validateAuditEvent}): unknown fields are refused, every string is bounded and
+ * received ({@link validateAuditEvent}, {@link encodeAuditEvent}), except that an event this module
+ * itself validated in this process (a frozen object, its actor and detail frozen too, so it cannot
+ * have changed since) is not checked a second time: its canonical bytes were kept. Anything else (a
+ * copy, an object built by hand, anything read from the network) is checked in full: unknown fields are refused, every string is bounded and
  * free of control characters, and values that look like credentials (JWTs, `Bearer …`, PEM private
  * keys, well-known API-key shapes, long high-entropy runs) are refused — the log must never hold a
  * token, a password or a secret value (DESIGN.md "Audit"; secrets are referenced by an HMAC, in hex).
@@ -178,6 +181,13 @@ const API_KEY =
  * base64 value is then caught only when a run between its slashes is long enough).
  */
 const BASE64_RUN = /[A-Za-z0-9+_-]{32,}/g;
+
+/**
+ * The events {@link checkEvent} built and validated in this process, with their canonical JSON. Only
+ * the frozen objects it made itself are keys (a caller cannot add one: the map is private to this
+ * module), so an event found here is exactly what was validated.
+ */
+const VALIDATED = new WeakMap<AuditEvent, string>();
 
 function refuse(field: string, reason: string): RampartError {
   // The value itself is never copied into the error: it may be the very secret being refused.
@@ -351,6 +361,8 @@ export function validateAuditEvent(value: unknown): AuditEvent {
  * the log does with every event it receives.
  */
 export function encodeAuditEvent(value: unknown): { event: AuditEvent; bytes: Buffer } {
+  const known = VALIDATED.get(value as AuditEvent);
+  if (known !== undefined) return { event: value as AuditEvent, bytes: Buffer.from(known, 'utf8') };
   const { event, json } = checkEvent(value);
   return { event, bytes: Buffer.from(json, 'utf8') };
 }
@@ -386,7 +398,23 @@ function checkEvent(value: unknown): { event: AuditEvent; json: string } {
   const json = canonicalJson(frozen);
   if (Buffer.byteLength(json, 'utf8') > AUDIT_EVENT_LIMITS.maxEventBytes)
     throw refuse('', AUDIT_EVENT_REASONS.tooLarge);
+  VALIDATED.set(frozen, json);
   return { event: frozen, json };
+}
+
+/**
+ * The event with `reporter` set (replacing any): what a log's owner records for events it delivers
+ * itself. An event this module validated keeps its checked fields and only the reporter is checked;
+ * any other value is validated in full, like {@link validateAuditEvent}. AUDIT_ERR_EVENT when invalid.
+ */
+export function withReporter(event: AuditEvent, reporter: string): AuditEvent {
+  if (!VALIDATED.has(event)) return validateAuditEvent({ ...event, reporter });
+  const frozen: AuditEvent = Object.freeze({ ...event, reporter: checkSpiffeId('reporter', reporter) });
+  const json = canonicalJson(frozen);
+  if (Buffer.byteLength(json, 'utf8') > AUDIT_EVENT_LIMITS.maxEventBytes)
+    throw refuse('', AUDIT_EVENT_REASONS.tooLarge);
+  VALIDATED.set(frozen, json);
+  return frozen;
 }
 
 /**
@@ -485,7 +513,7 @@ function canonicalJson(e: AuditEvent): string {
  * value domain). What the log stores and hashes.
  */
 export function canonicalizeAuditEvent(event: AuditEvent): Buffer {
-  return Buffer.from(canonicalJson(event), 'utf8');
+  return Buffer.from(VALIDATED.get(event) ?? canonicalJson(event), 'utf8');
 }
 
 /**

@@ -125,6 +125,56 @@ test('invalid events reject the call before anything is queued', async (t) => {
   assert.equal(log.size(), 0);
 });
 
+test('events not created by this process are validated in full by append: copies, hand-built, wrapped', async (t) => {
+  const dir = scratchDir(t);
+  const log = openTestLog(t, dir);
+  const created = sampleEvent(2);
+  const jwt = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl';
+  const bad: [string, unknown, string, string][] = [
+    ['copy, resource changed', { ...created, resource: `/orders/${jwt}` }, 'resource', 'looks_like_jwt'],
+    ['copy, field added', { ...created, secret: 'x' }, 'secret', 'unknown_field'],
+    [
+      'copy, actor changed',
+      { ...created, actor: { subject: 'Bearer abc' } },
+      'actor.subject',
+      'looks_like_credentials',
+    ],
+    ['copy, bad time', { ...created, time: '2026-02-30T00:00:00.000Z' }, 'time', 'format'],
+    ['JSON round trip, bad id', { ...JSON.parse(JSON.stringify(created)), id: 'nope' }, 'id', 'format'],
+    [
+      'hand-built, frozen',
+      Object.freeze({ ...JSON.parse(JSON.stringify(created)), detail: Object.freeze({ password: 'x' }) }),
+      'detail.password',
+      'secret_field_name',
+    ],
+    ['inherits from a created event', Object.create(created), '', 'not_an_object'],
+    [
+      'proxy over a created event',
+      new Proxy(created, { get: (target, key) => (key === 'reason' ? 'not a code' : Reflect.get(target, key)) }),
+      'reason',
+      'format',
+    ],
+  ];
+  for (const [name, event, field, reason] of bad) {
+    await assert.rejects(
+      log.append([event]),
+      (err: unknown) =>
+        code(AUDIT_ERRORS.event)(err) &&
+        isRampartError(err) &&
+        err.detail?.field === field &&
+        err.detail?.reason === reason,
+      name,
+    );
+  }
+  assert.equal(log.size(), 0);
+  assert.equal(rowCount(dir), 0);
+  // The created event itself is taken, stored as the canonical bytes of a full validation of a copy.
+  await log.append([created]);
+  const copy = JSON.parse(JSON.stringify(created)) as typeof created;
+  assert.deepEqual(log.entry(0)?.event, created);
+  assert.deepEqual(canonicalizeAuditEvent(log.entry(0)!.event), canonicalizeAuditEvent(copy));
+});
+
 test('overload: beyond maxQueuedEvents waiting, append refuses with 503 and memory stays bounded', async (t) => {
   const log = openTestLog(t, scratchDir(t), { maxQueuedEvents: 5 });
   const accepted = log.append([1, 2, 3, 4].map((n) => sampleEvent(n)));
