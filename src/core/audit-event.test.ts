@@ -388,6 +388,10 @@ test('encodeAuditEvent: a created event gives the bytes a full validation of a c
 test('withReporter: a created event gets its reporter checked; anything else is validated in full', () => {
   const event = createAuditEvent({ ...BASE, resource: '/orders/7' });
   const reporter = 'spiffe://shop.local/svc/control';
+  // Before any reporter was found valid (the module remembers the last one): not a string at all.
+  for (const bad of [null, undefined]) {
+    assert.throws(() => withReporter(event, bad as unknown as string), { code: AUDIT_EVENT_ERROR });
+  }
   const stamped = withReporter(event, reporter);
   assert.ok(Object.isFrozen(stamped));
   assert.deepEqual(stamped, validateAuditEvent({ ...event, reporter }));
@@ -406,9 +410,14 @@ test('withReporter: a created event gets its reporter checked; anything else is 
     ['spiffe://shop.local/svc/control\n', AUDIT_EVENT_REASONS.control],
     [`spiffe://shop.local/${JWT}`, AUDIT_EVENT_REASONS.jwt],
     [42, AUDIT_EVENT_REASONS.type],
+    [null, AUDIT_EVENT_REASONS.type],
     [undefined, AUDIT_EVENT_REASONS.missing],
+    [`${reporter} `, AUDIT_EVENT_REASONS.format],
   ];
   for (const [bad, reason] of badReporters) {
+    refusedWith(() => withReporter(event, bad as string), 'reporter', reason);
+    // Still refused with a valid reporter remembered just before.
+    withReporter(event, reporter);
     refusedWith(() => withReporter(event, bad as string), 'reporter', reason);
   }
   // Not made by createAuditEvent (a copy, one built by hand): every field is checked again.

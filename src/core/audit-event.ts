@@ -10,10 +10,11 @@ import { parseSpiffeId } from './spiffe.ts';
  * received ({@link validateAuditEvent}, {@link encodeAuditEvent}), except that an event this module
  * itself validated in this process (a frozen object, its actor and detail frozen too, so it cannot
  * have changed since) is not checked a second time: its canonical bytes were kept. Anything else (a
- * copy, an object built by hand, anything read from the network) is checked in full: unknown fields are refused, every string is bounded and
- * free of control characters, and values that look like credentials (JWTs, `Bearer …`, PEM private
- * keys, well-known API-key shapes, long high-entropy runs) are refused — the log must never hold a
- * token, a password or a secret value (DESIGN.md "Audit"; secrets are referenced by an HMAC, in hex).
+ * copy, an object built by hand, anything read from the network) is checked in full: unknown fields
+ * are refused, every string is bounded and free of control characters, and values that look like
+ * credentials (JWTs, `Bearer …`, PEM private keys, well-known API-key shapes, long high-entropy runs)
+ * are refused — the log must never hold a token, a password or a secret value (DESIGN.md "Audit";
+ * secrets are referenced by an HMAC, in hex).
  *
  * The log stores the event's canonical serialization ({@link canonicalizeAuditEvent}): JSON with keys
  * sorted and no whitespace, which for this restricted value domain (strings, safe integers, booleans,
@@ -402,6 +403,9 @@ function checkEvent(value: unknown): { event: AuditEvent; json: string } {
   return { event: frozen, json };
 }
 
+/** The last reporter {@link withReporter} found valid (a primitive string: it cannot change). */
+let checkedReporter: string | null = null;
+
 /**
  * The event with `reporter` set (replacing any): what a log's owner records for events it delivers
  * itself. An event this module validated keeps its checked fields and only the reporter is checked;
@@ -409,7 +413,11 @@ function checkEvent(value: unknown): { event: AuditEvent; json: string } {
  */
 export function withReporter(event: AuditEvent, reporter: string): AuditEvent {
   if (!VALIDATED.has(event)) return validateAuditEvent({ ...event, reporter });
-  const frozen: AuditEvent = Object.freeze({ ...event, reporter: checkSpiffeId('reporter', reporter) });
+  // A log's owner stamps the same reporter on every event: a string checked once stays valid.
+  if (typeof reporter !== 'string' || reporter !== checkedReporter) {
+    checkedReporter = checkSpiffeId('reporter', reporter);
+  }
+  const frozen: AuditEvent = Object.freeze({ ...event, reporter });
   const json = canonicalJson(frozen);
   if (Buffer.byteLength(json, 'utf8') > AUDIT_EVENT_LIMITS.maxEventBytes)
     throw refuse('', AUDIT_EVENT_REASONS.tooLarge);
