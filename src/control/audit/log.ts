@@ -257,7 +257,8 @@ export function checkLatestRoot(latest: CheckpointRow, storedRoot: Uint8Array): 
 
 /**
  * Validates and hashes events in the caller's turn, so a commit only writes: AUDIT_ERR_EVENT for any
- * invalid one (thrown before anything is queued).
+ * invalid one (thrown before anything is queued). An event core/audit-event.ts made and validated in
+ * this process (frozen, unchanged since) is not validated again: its canonical bytes were kept.
  */
 export function prepareEvents(events: readonly unknown[]): Prepared[] {
   if (!Array.isArray(events)) throw auditError(AUDIT_ERRORS.event, { field: '', reason: 'not_an_array' });
