@@ -20,6 +20,7 @@ import { CONTROL_FILES } from '../control/files.ts';
 import { createAuditEvent } from '../core/audit-event.ts';
 import { isRampartError } from '../core/errors.ts';
 import { KEK_ENV, KEK_ERRORS, type Kek, type KekSource, loadKek } from '../core/kek.ts';
+import { runOperatorCommand, subcommandPrefix, UsageError } from './command.ts';
 import { ControlPlaneFailure, findControlPlane, holdDataDir, operatorApi } from './control-plane-client.ts';
 import { manifestPostgresStore, offlineAuditOrigin, openOfflineAuditLog } from './offline-audit.ts';
 import { clean, oneLine } from './text.ts';
@@ -95,7 +96,6 @@ const SUBCOMMANDS: Record<string, readonly string[]> = {
   rotate: ['json', 'immediate', 'key-file'],
 };
 
-class UsageError extends Error {}
 /** A failure the CLI explains itself (exit 1). */
 class CliFailure extends Error {}
 
@@ -106,42 +106,31 @@ function parse(args: string[]) {
 }
 
 /** `rampart ca …`; resolves to the exit code. Never prints a stack trace. */
-export async function runCa(args: string[], io: CaIo): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(args);
-  } catch (err) {
-    io.stderr.write(`rampart ca: ${clean(oneLine(err))}\n\n${USAGE}`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  const [sub, ...extra] = positionals;
-  if (values.help || sub === 'help') {
-    io.stdout.write(USAGE);
-    return 0;
-  }
-  try {
-    const allowed = sub === undefined ? undefined : SUBCOMMANDS[sub];
-    if (sub === undefined || allowed === undefined) {
-      throw new UsageError(sub === undefined ? 'a command is required' : `unknown command "${clean(sub)}"`);
-    }
-    if (extra.length > 0) throw new UsageError('too many arguments');
-    for (const option of Object.keys(values)) {
-      if (option !== 'data-dir' && !allowed.includes(option)) {
-        throw new UsageError(`--${option} does not apply to ${sub}`);
+export function runCa(args: string[], io: CaIo): Promise<number> {
+  return runOperatorCommand({
+    name: 'ca',
+    usage: USAGE,
+    io,
+    parse: () => parse(args),
+    failurePrefix: ({ positionals }) => subcommandPrefix('ca', positionals[0]),
+    describe: describeError,
+    run: async ({ values, positionals }) => {
+      const [sub, ...extra] = positionals;
+      const allowed = sub === undefined ? undefined : SUBCOMMANDS[sub];
+      if (sub === undefined || allowed === undefined) {
+        throw new UsageError(sub === undefined ? 'a command is required' : `unknown command "${clean(sub)}"`);
       }
-    }
-    const dataDir = resolve(io.cwd, values['data-dir'] ?? DEFAULT_DATA_DIR);
-    const control = findControlPlane(dataDir);
-    return sub === 'status' ? await status(dataDir, control, values, io) : await rotate(dataDir, control, values, io);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      io.stderr.write(`rampart ca: ${err.message}\n\n${USAGE}`);
-      return 2;
-    }
-    io.stderr.write(`rampart ca ${clean(sub ?? '')}: ${describeError(err)}\n`);
-    return 1;
-  }
+      if (extra.length > 0) throw new UsageError('too many arguments');
+      for (const option of Object.keys(values)) {
+        if (option !== 'data-dir' && !allowed.includes(option)) {
+          throw new UsageError(`--${option} does not apply to ${sub}`);
+        }
+      }
+      const dataDir = resolve(io.cwd, values['data-dir'] ?? DEFAULT_DATA_DIR);
+      const control = findControlPlane(dataDir);
+      return sub === 'status' ? await status(dataDir, control, values, io) : await rotate(dataDir, control, values, io);
+    },
+  });
 }
 
 async function status(dataDir: string, control: ControlEndpoint | null, values: Values, io: CaIo): Promise<number> {

@@ -15,6 +15,7 @@ import { SEC_ERRORS } from '../control/secrets/errors.ts';
 import { isRampartError } from '../core/errors.ts';
 import type { FileLock } from '../core/file-lock.ts';
 import { KEK_ENV, KEK_ERRORS, type Kek, type KekSource, loadKek } from '../core/kek.ts';
+import { runOperatorCommand, subcommandPrefix, UsageError } from './command.ts';
 import { ControlPlaneFailure, findControlPlane, holdDataDir } from './control-plane-client.ts';
 import { manifestPostgresStore, offlineAuditOrigin } from './offline-audit.ts';
 import { clean, oneLine } from './text.ts';
@@ -70,42 +71,29 @@ const OPTIONS = {
   json: { type: 'boolean' },
 } as const;
 
-class UsageError extends Error {}
-
 function parse(args: string[]) {
   return parseArgs({ args, allowPositionals: true, strict: true, options: OPTIONS });
 }
 
 /** `rampart kek …`; resolves to the exit code. Never prints a stack trace or a key. */
-export async function runKek(args: string[], io: KekIo): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(args);
-  } catch (err) {
-    io.stderr.write(`rampart kek: ${clean(oneLine(err))}\n\n${USAGE}`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  const [sub, ...extra] = positionals;
-  if (values.help || sub === 'help') {
-    io.stdout.write(USAGE);
-    return 0;
-  }
-  try {
-    if (sub !== 'rotate') {
-      throw new UsageError(sub === undefined ? 'a command is required' : `unknown command "${clean(sub)}"`);
-    }
-    if (extra.length > 0) throw new UsageError('too many arguments');
-    if (values['new-key-file'] === undefined) throw new UsageError('rotate needs --new-key-file');
-    return await rotate(values, io);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      io.stderr.write(`rampart kek: ${err.message}\n\n${USAGE}`);
-      return 2;
-    }
-    io.stderr.write(`rampart kek ${clean(sub ?? '')}: ${describeError(err)}\n`);
-    return 1;
-  }
+export function runKek(args: string[], io: KekIo): Promise<number> {
+  return runOperatorCommand({
+    name: 'kek',
+    usage: USAGE,
+    io,
+    parse: () => parse(args),
+    failurePrefix: ({ positionals }) => subcommandPrefix('kek', positionals[0]),
+    describe: describeError,
+    run: async ({ values, positionals }) => {
+      const [sub, ...extra] = positionals;
+      if (sub !== 'rotate') {
+        throw new UsageError(sub === undefined ? 'a command is required' : `unknown command "${clean(sub)}"`);
+      }
+      if (extra.length > 0) throw new UsageError('too many arguments');
+      if (values['new-key-file'] === undefined) throw new UsageError('rotate needs --new-key-file');
+      return await rotate(values, io);
+    },
+  });
 }
 
 async function rotate(values: ReturnType<typeof parse>['values'], io: KekIo): Promise<number> {

@@ -32,6 +32,7 @@ import type { SecretRecord } from '../control/secrets/store.ts';
 import { isRampartError } from '../core/errors.ts';
 import type { FileLock } from '../core/file-lock.ts';
 import { createDevKek, KEK_ENV, type Kek, type KekSource, loadKek } from '../core/kek.ts';
+import { runOperatorCommand, UsageError } from './command.ts';
 import {
   ControlPlaneFailure,
   findControlPlane,
@@ -148,51 +149,37 @@ const COMMANDS: Record<string, { name: boolean; writes: boolean; options: readon
 };
 const COMMON = ['help', 'data-dir', 'key-file', 'postgres'];
 
-class UsageError extends Error {}
-
 /** `rampart secrets …`; resolves to the exit code. */
-export async function runSecrets(args: string[], io: SecretsIo): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(args);
-  } catch (err) {
-    io.stderr.write(`rampart secrets: ${clean(err instanceof Error ? err.message : String(err))}\n\n${USAGE}`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  const [command, name, ...extra] = positionals;
-  if (values.help || command === 'help') {
-    io.stdout.write(USAGE);
-    return 0;
-  }
-  try {
-    const spec = command === undefined ? undefined : COMMANDS[command];
-    if (command === undefined || spec === undefined) {
-      // The KEK wraps more than the secrets: it is rotated for the whole control plane, by one command.
-      const moved = command === 'rotate-kek' ? ' (the key-encryption key is rotated by rampart kek rotate)' : '';
-      throw new UsageError(
-        command === undefined ? 'a command is required' : `unknown command "${clean(command)}"${moved}`,
-      );
-    }
-    if (spec.name && name === undefined) throw new UsageError(`${command} needs a secret name`);
-    if ((spec.name ? extra.length : positionals.length - 1) > 0) throw new UsageError('too many arguments');
-    for (const option of Object.keys(values)) {
-      if (!COMMON.includes(option) && !spec.options.includes(option)) {
-        throw new UsageError(`--${option} does not apply to ${command}`);
+export function runSecrets(args: string[], io: SecretsIo): Promise<number> {
+  return runOperatorCommand({
+    name: 'secrets',
+    usage: USAGE,
+    io,
+    parse: () => parse(args),
+    describe: describeError,
+    run: async ({ values, positionals }) => {
+      const [command, name, ...extra] = positionals;
+      const spec = command === undefined ? undefined : COMMANDS[command];
+      if (command === undefined || spec === undefined) {
+        // The KEK wraps more than the secrets: it is rotated for the whole control plane, by one command.
+        const moved = command === 'rotate-kek' ? ' (the key-encryption key is rotated by rampart kek rotate)' : '';
+        throw new UsageError(
+          command === undefined ? 'a command is required' : `unknown command "${clean(command)}"${moved}`,
+        );
       }
-    }
-    if (name !== undefined && !SECRET_NAME.test(name)) {
-      throw new UsageError(`invalid secret name "${clean(name)}" (lower-case letters, digits and -, up to 63)`);
-    }
-    return await execute(command, name ?? '', values, io);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      io.stderr.write(`rampart secrets: ${err.message}\n\n${USAGE}`);
-      return 2;
-    }
-    io.stderr.write(`rampart secrets: ${describeError(err)}\n`);
-    return 1;
-  }
+      if (spec.name && name === undefined) throw new UsageError(`${command} needs a secret name`);
+      if ((spec.name ? extra.length : positionals.length - 1) > 0) throw new UsageError('too many arguments');
+      for (const option of Object.keys(values)) {
+        if (!COMMON.includes(option) && !spec.options.includes(option)) {
+          throw new UsageError(`--${option} does not apply to ${command}`);
+        }
+      }
+      if (name !== undefined && !SECRET_NAME.test(name)) {
+        throw new UsageError(`invalid secret name "${clean(name)}" (lower-case letters, digits and -, up to 63)`);
+      }
+      return await execute(command, name ?? '', values, io);
+    },
+  });
 }
 
 async function execute(command: string, name: string, values: Values, io: SecretsIo): Promise<number> {
