@@ -1,6 +1,5 @@
 import { existsSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { CONTROL_API_ERRORS } from '../control/api/index.ts';
 import { type ControlEndpoint, OPERATOR_FILES } from '../control/api/operator-access.ts';
@@ -20,7 +19,7 @@ import { CONTROL_FILES } from '../control/files.ts';
 import { createAuditEvent } from '../core/audit-event.ts';
 import { isRampartError } from '../core/errors.ts';
 import { KEK_ENV, KEK_ERRORS, type Kek, type KekSource, loadKek } from '../core/kek.ts';
-import { runOperatorCommand, subcommandPrefix, UsageError } from './command.ts';
+import { DEFAULT_DATA_DIR, type OperatorIo, runOperatorCommand, subcommandPrefix, UsageError } from './command.ts';
 import { ControlPlaneFailure, findControlPlane, holdDataDir, operatorApi } from './control-plane-client.ts';
 import { manifestPostgresStore, offlineAuditOrigin, openOfflineAuditLog } from './offline-audit.ts';
 import { clean, oneLine } from './text.ts';
@@ -33,15 +32,7 @@ import { clean, oneLine } from './text.ts';
  * writes before it opens the CA names a live process; then the database is never opened here, even if
  * the API does not answer.
  */
-export interface CaIo {
-  stdout: Writable;
-  stderr: Writable;
-  cwd: string;
-  /** Default process.env (RAMPART_KEK). */
-  env?: Readonly<Record<string, string | undefined>>;
-}
-
-const DEFAULT_DATA_DIR = '.rampart/control';
+export type CaIo = OperatorIo;
 
 /**
  * Warnings that mean an outage is coming (no CA can sign, or will not soon): `status` exits 1 on

@@ -9,6 +9,16 @@ export interface CommandOutput {
   stderr: NodeJS.WritableStream;
 }
 
+/** What `rampart ca` and `rampart kek` run with (tests pass their own). */
+export interface OperatorIo extends CommandOutput {
+  cwd: string;
+  /** Default process.env (RAMPART_KEK). */
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+/** The control plane's data directory, relative to the project (`--data-dir` overrides it). */
+export const DEFAULT_DATA_DIR = '.rampart/control';
+
 export interface OperatorCommand<P extends { values: { help?: boolean | undefined }; positionals: string[] }> {
   /** `rampart <name>`, as messages start. */
   name: string;

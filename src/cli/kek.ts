@@ -1,5 +1,4 @@
 import { join, resolve } from 'node:path';
-import type { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { localOperator } from '../control/api/operator-secrets-routes.ts';
 import { AUDIT_ERRORS } from '../control/audit/errors.ts';
@@ -15,7 +14,7 @@ import { SEC_ERRORS } from '../control/secrets/errors.ts';
 import { isRampartError } from '../core/errors.ts';
 import type { FileLock } from '../core/file-lock.ts';
 import { KEK_ENV, KEK_ERRORS, type Kek, type KekSource, loadKek } from '../core/kek.ts';
-import { runOperatorCommand, subcommandPrefix, UsageError } from './command.ts';
+import { DEFAULT_DATA_DIR, type OperatorIo, runOperatorCommand, subcommandPrefix, UsageError } from './command.ts';
 import { ControlPlaneFailure, findControlPlane, holdDataDir } from './control-plane-client.ts';
 import { manifestPostgresStore, offlineAuditOrigin } from './offline-audit.ts';
 import { clean, oneLine } from './text.ts';
@@ -27,16 +26,7 @@ import { clean, oneLine } from './text.ts';
  * control plane holds the stores under the old key, so the command is refused while one runs on the
  * data directory.
  */
-export interface KekIo {
-  stdout: Writable;
-  stderr: Writable;
-  cwd: string;
-  /** Default process.env (RAMPART_KEK). */
-  env?: Readonly<Record<string, string | undefined>>;
-}
-
-/** The development key file in the data directory (src/control/main.ts CONTROL_FILES.kek). */
-const DEFAULT_DATA_DIR = '.rampart/control';
+export type KekIo = OperatorIo;
 
 const USAGE = `Usage: rampart kek rotate --new-key-file <path> [options]
 

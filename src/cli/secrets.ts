@@ -32,7 +32,7 @@ import type { SecretRecord } from '../control/secrets/store.ts';
 import { isRampartError } from '../core/errors.ts';
 import type { FileLock } from '../core/file-lock.ts';
 import { createDevKek, KEK_ENV, type Kek, type KekSource, loadKek } from '../core/kek.ts';
-import { runOperatorCommand, UsageError } from './command.ts';
+import { DEFAULT_DATA_DIR, runOperatorCommand, UsageError } from './command.ts';
 import {
   ControlPlaneFailure,
   findControlPlane,
@@ -75,8 +75,6 @@ export const SECRETS_FILES = {
   /** Development key file (`rampart start` creates it; `set --create-dev-key` too). */
   devKey: CONTROL_FILES.kek,
 } as const;
-
-const DEFAULT_DATA_DIR = '.rampart/control';
 
 const USAGE = `Usage: rampart secrets <command> [options]
 
