@@ -441,3 +441,26 @@ test('withReporter: a created event gets its reporter checked; anything else is 
   refusedWith(() => withReporter(full, `spiffe://shop.local/svc/${'x'.repeat(40)}`), '', AUDIT_EVENT_REASONS.tooLarge);
   refused({ ...full, reporter: `spiffe://shop.local/svc/${'x'.repeat(40)}` }, '', AUDIT_EVENT_REASONS.tooLarge);
 });
+
+test('a field is read once: a getter or a proxy cannot answer a checked value and then another', () => {
+  // Each read of `decision` answers the next value: a valid one first, then one never checked.
+  const answers = (...values: unknown[]) => {
+    let n = 0;
+    return () => values[Math.min(n++, values.length - 1)];
+  };
+  const getter = { ...BASE, decision: undefined as unknown };
+  Object.defineProperty(getter, 'decision', { enumerable: true, get: answers('deny', 'deny', 'nonsense') });
+  const viaGetter = encodeAuditEvent(getter).event;
+  assert.equal(viaGetter.decision, 'deny');
+  const next = answers('allow', 'allow', 'nonsense');
+  const proxy = new Proxy({ ...BASE }, { get: (t, k) => (k === 'decision' ? next() : Reflect.get(t, k)) });
+  const viaProxy = validateAuditEvent(proxy);
+  assert.equal(viaProxy.decision, 'allow');
+  assert.deepEqual(parseAuditEntry(canonicalizeAuditEvent(viaProxy)), viaProxy);
+  // An object inheriting from a created event is not that event: it is refused, not taken as checked.
+  const created = createAuditEvent({ ...BASE });
+  refused(Object.create(created), '', AUDIT_EVENT_REASONS.notObject);
+  assert.throws(() => withReporter(Object.create(created), 'spiffe://shop.local/svc/control'), {
+    code: AUDIT_EVENT_ERROR,
+  });
+});

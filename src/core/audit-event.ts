@@ -380,10 +380,12 @@ function checkEvent(value: unknown): { event: AuditEvent; json: string } {
     action: checkText('action', value.action, AUDIT_EVENT_LIMITS.maxCodeLength, ACTION),
     decision: 'deny',
   };
-  if (typeof value.decision !== 'string' || !(AUDIT_DECISIONS as readonly string[]).includes(value.decision)) {
-    throw refuse('decision', value.decision === undefined ? AUDIT_EVENT_REASONS.missing : AUDIT_EVENT_REASONS.format);
+  // Read once: a getter (or a proxy) could answer a checked value first and another one later.
+  const decision = value.decision;
+  if (typeof decision !== 'string' || !(AUDIT_DECISIONS as readonly string[]).includes(decision)) {
+    throw refuse('decision', decision === undefined ? AUDIT_EVENT_REASONS.missing : AUDIT_EVENT_REASONS.format);
   }
-  event.decision = value.decision as AuditDecision;
+  event.decision = decision as AuditDecision;
   if (value.reason !== undefined) {
     event.reason = checkText('reason', value.reason, AUDIT_EVENT_LIMITS.maxCodeLength, REASON);
   }
