@@ -17,6 +17,7 @@ import {
 } from '../control/audit/verify.ts';
 import type { AuditDecision } from '../core/audit-event.ts';
 import { isRampartError } from '../core/errors.ts';
+import { DEFAULT_DATA_DIR, runOperatorCommand, subcommandPrefix, UsageError } from './command.ts';
 import { clean, oneLine } from './text.ts';
 
 export interface AuditIo {
@@ -31,9 +32,6 @@ export interface AuditIo {
   now?: () => number;
 }
 
-/** The control plane's data directory relative to a manifest's directory (src/launcher: `.rampart/<name>`). */
-const DEFAULT_DATA = '.rampart/control';
-
 const USAGE = `Usage: rampart audit <verify|tail|query> [options]
 
   verify   recompute the audit log's Merkle tree from the stored events, check every signed
@@ -42,7 +40,7 @@ const USAGE = `Usage: rampart audit <verify|tail|query> [options]
   query    events matching filters, oldest first
 
 Options:
-  --data <dir|file>       the control plane's data directory (default ${DEFAULT_DATA}) or the
+  --data <dir|file>       the control plane's data directory (default ${DEFAULT_DATA_DIR}) or the
                           ${AUDIT_DEFAULTS.databaseFile} file itself
   --postgres <url>        a log kept in PostgreSQL instead (postgres://user@host:port/database; the
                           password may come from PGPASSWORD rather than the URL); read only
@@ -68,28 +66,28 @@ query:   --limit <count> (default 100), --desc (newest first)
 Exit codes: 0 ok (verify: verified), 1 problems found or the log cannot be read, 2 usage.
 `;
 
-class UsageError extends Error {}
-
 /** `rampart audit …`: resolves to the exit code. Never prints a stack trace. */
 export async function runAudit(args: string[], io: AuditIo): Promise<number> {
   const [sub, ...rest] = args;
-  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
-    (sub === undefined ? io.stderr : io.stdout).write(USAGE);
-    return sub === undefined ? 2 : 0;
+  if (sub === undefined) {
+    io.stderr.write(USAGE);
+    return 2;
   }
-  try {
-    if (sub === 'verify') return await runVerify(rest, io);
-    if (sub === 'tail') return await runTail(rest, io);
-    if (sub === 'query') return await runQuery(rest, io);
-    throw new UsageError(`unknown subcommand "${clean(sub)}"`);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      io.stderr.write(`rampart audit: ${err.message}\n\n${USAGE}`);
-      return 2;
-    }
-    io.stderr.write(`rampart audit ${clean(sub)}: ${describeError(err)}\n`);
-    return 1;
-  }
+  // Each subcommand parses its own options (its --help included): only the first word is read here.
+  return runOperatorCommand({
+    name: 'audit',
+    usage: USAGE,
+    io,
+    parse: () => ({ values: { help: sub === '--help' || sub === '-h' }, positionals: [sub] }),
+    run: async () => {
+      if (sub === 'verify') return await runVerify(rest, io);
+      if (sub === 'tail') return await runTail(rest, io);
+      if (sub === 'query') return await runQuery(rest, io);
+      throw new UsageError(`unknown subcommand "${clean(sub)}"`);
+    },
+    describe: describeError,
+    failurePrefix: () => subcommandPrefix('audit', sub),
+  });
 }
 
 const COMMON = {
@@ -122,7 +120,7 @@ function parse(args: string[], options: Options): Values {
 
 /** The database file: `--data` may name the data directory or the file. */
 function databasePath(data: string | undefined, io: AuditIo): string {
-  const target = resolve(io.cwd, data ?? DEFAULT_DATA);
+  const target = resolve(io.cwd, data ?? DEFAULT_DATA_DIR);
   let isDirectory = false;
   try {
     isDirectory = statSync(target).isDirectory();
@@ -426,5 +424,3 @@ function describeError(err: unknown): string {
   }
   return oneLine(err);
 }
-
-/** Text from the log or the command line, with control characters (terminal escapes) made visible. */

@@ -35,7 +35,7 @@ export interface OperatorCommand<P extends { values: { help?: boolean | undefine
 }
 
 /**
- * The frame every operator command (`rampart ca|kek|secrets`) shares: exit 2 with the usage for a
+ * The frame every operator command (`rampart ca|kek|secrets|audit`) shares: exit 2 with the usage for a
  * mistake in the call, 0 with the usage for `help`/`--help`, 1 with a description for a failure, and
  * never a stack trace.
  */
