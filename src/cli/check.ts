@@ -70,8 +70,6 @@ export async function runCheck(args: string[], io: CheckIo): Promise<number> {
   }
 }
 
-/** Text from the manifest, with control characters (terminal escapes) made visible. */
-
 function summarize(m: Manifest, io: CheckIo): string {
   const bold = (t: string) => (io.color ? styleText('bold', t, { validateStream: false }) : t);
   const ok = (t: string) => (io.color ? styleText('green', t, { validateStream: false }) : t);
