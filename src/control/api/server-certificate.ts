@@ -1,6 +1,7 @@
 import type { Logger } from '../../core/logger.ts';
 import type { CertificateAuthority } from '../ca/index.ts';
 import { COMPONENT_SERVICE_NAMES, SVID_RENEWAL_DEFAULTS } from './defaults.ts';
+import { renewalDelayMs } from './renewal-schedule.ts';
 import type { ServerCredentials } from './server.ts';
 import { createWorkloadKey } from './workload-key.ts';
 
@@ -48,14 +49,7 @@ export async function createServerCertificate(options: {
     timer = setTimeout(() => void renew(), Math.max(0, delayMs));
     timer.unref();
   };
-  const scheduleNext = () => {
-    const lifetime = held.notAfter - held.notBefore;
-    const at =
-      held.notBefore +
-      lifetime * SVID_RENEWAL_DEFAULTS.renewAtFraction -
-      random() * lifetime * SVID_RENEWAL_DEFAULTS.jitterFraction;
-    arm(at - Date.now());
-  };
+  const scheduleNext = () => arm(renewalDelayMs(held, Date.now(), SVID_RENEWAL_DEFAULTS, random));
   const renew = async () => {
     try {
       held = await issue();
