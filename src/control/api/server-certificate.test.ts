@@ -37,3 +37,24 @@ describe('the control plane as the holder of its own SVIDs', () => {
     assert.equal(active(), rotation.generation, 'activated before the propagation time');
   });
 });
+
+describe('the server certificate renewal timer', () => {
+  test('after a direct renew() and close(), no renewal fires', async () => {
+    let issued = 0;
+    // A CA stub whose SVIDs live 200 ms: the renewal timer is armed ~90–100 ms ahead.
+    const ca = {
+      issue: async () => {
+        issued++;
+        const now = Date.now();
+        return { serial: `s${issued}`, certificatePem: 'pem', notBefore: now, notAfter: now + 200 };
+      },
+      acknowledgeBundle: () => {},
+    } as unknown as Parameters<typeof createServerCertificate>[0]['ca'];
+    const cert = await createServerCertificate({ ca, logger, onRenewed: () => {} });
+    await cert.renew();
+    cert.close();
+    assert.equal(issued, 2);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(issued, 2, 'the timer armed before renew() was replaced, and close() disarmed the last one');
+  });
+});

@@ -46,6 +46,8 @@ export async function createServerCertificate(options: {
   let held = await issue();
   const arm = (delayMs: number) => {
     if (closed) return;
+    // One timer at a time: a direct renew() replaces the armed one, which close() would otherwise miss.
+    if (timer) clearTimeout(timer);
     timer = setTimeout(() => void renew(), Math.max(0, delayMs));
     timer.unref();
   };
