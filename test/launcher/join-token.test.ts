@@ -8,24 +8,13 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { loadManifest } from '../../src/config/load.ts';
 import { killGroup, Launcher } from '../../src/launcher/launcher.ts';
+import { Capture } from '../helpers/capture.ts';
 import { type CleanupContext, freePort, waitForPidsGone } from '../helpers/processes.ts';
 import { FIXTURE_SERVICE, makeProject } from './project.ts';
-
-function collector(): { stream: Writable; text: () => string } {
-  let text = '';
-  const stream = new Writable({
-    write(chunk, _encoding, done) {
-      text += String(chunk);
-      done();
-    },
-  });
-  return { stream, text: () => text };
-}
 
 interface Run {
   launcher: Launcher;
@@ -56,11 +45,11 @@ async function launch(t: CleanupContext): Promise<Run> {
       '',
     ].join('\n'),
   );
-  const out = collector();
-  const err = collector();
+  const out = new Capture();
+  const err = new Capture();
   const launcher = new Launcher(loadManifest(join(dir, 'rampart.yaml')), {
-    stdout: out.stream,
-    stderr: err.stream,
+    stdout: out,
+    stderr: err,
     // The real control plane; the gateway is played by the stand-in (it gets a token it ignores).
     entries: { gateway: FIXTURE_SERVICE },
     workloadIdentity: true,
@@ -83,8 +72,8 @@ async function launch(t: CleanupContext): Promise<Run> {
   return {
     launcher,
     dir,
-    out: out.text,
-    err: err.text,
+    out: () => out.text,
+    err: () => err.text,
     pids: () => {
       remember();
       return [...seen];

@@ -6,26 +6,14 @@
 import assert from 'node:assert/strict';
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Manifest } from '../../src/config/model.ts';
 import { isRampartError } from '../../src/core/errors.ts';
 import { Launcher, type LauncherOptions } from '../../src/launcher/launcher.ts';
+import { Capture } from '../helpers/capture.ts';
 import { type CleanupContext, pidsAlive, waitForPidsGone } from '../helpers/processes.ts';
 import { FIXTURE_ENTRIES, handManifest, makeProject, type ServiceSketch } from './project.ts';
-
-/** A stream that keeps what is written to it. */
-function collector(): { stream: Writable; text: () => string } {
-  let text = '';
-  const stream = new Writable({
-    write(chunk, _encoding, done) {
-      text += String(chunk);
-      done();
-    },
-  });
-  return { stream, text: () => text };
-}
 
 interface Run {
   launcher: Launcher;
@@ -42,11 +30,11 @@ function launch(
   options: Partial<LauncherOptions> = {},
 ): Run {
   const manifest = handManifest(makeProject(t), services);
-  const out = collector();
-  const err = collector();
+  const out = new Capture();
+  const err = new Capture();
   const launcher = new Launcher(manifest, {
-    stdout: out.stream,
-    stderr: err.stream,
+    stdout: out,
+    stderr: err,
     entries: FIXTURE_ENTRIES,
     restartPolicy: { initialDelayMs: 100, jitter: 0, maxCrashes: 4, windowMs: 60_000 },
     stopGraceMs: 2_000,
@@ -64,8 +52,8 @@ function launch(
   return {
     launcher,
     manifest,
-    out: out.text,
-    err: err.text,
+    out: () => out.text,
+    err: () => err.text,
     pids: () => {
       for (const p of launcher.processes()) if (p.pid !== null) seen.add(p.pid);
       return [...seen];
@@ -187,13 +175,13 @@ test('stopping while starting starts nothing more and leaves nothing behind', as
 test('a second launcher on the same manifest refuses to start; a stale lock is taken over', async (t) => {
   const first = launch(t, { a: {} });
   await first.launcher.start();
-  const out = collector();
-  const err = collector();
-  const second = new Launcher(first.manifest, { stdout: out.stream, stderr: err.stream, entries: FIXTURE_ENTRIES });
+  const out = new Capture();
+  const err = new Capture();
+  const second = new Launcher(first.manifest, { stdout: out, stderr: err, entries: FIXTURE_ENTRIES });
   t.after(() => second.kill());
   await assert.rejects(second.start(), (e) => isRampartError(e, 'LAUNCH_ERR_START') && /pid \d+/.test(e.message));
   assert.equal(await second.done, 1);
-  assert.match(err.text(), /another `rampart start` \(pid \d+\) is running this manifest/);
+  assert.match(err.text, /another `rampart start` \(pid \d+\) is running this manifest/);
   assert.ok(
     first.launcher.processes().every((p) => p.ready),
     'the first launcher is unaffected',
@@ -201,7 +189,7 @@ test('a second launcher on the same manifest refuses to start; a stale lock is t
   await first.launcher.stop();
 
   writeFileSync(join(first.manifest.dir, '.rampart', 'launcher.pid'), '999999999\n'); // a launcher that died
-  const third = new Launcher(first.manifest, { stdout: out.stream, stderr: err.stream, entries: FIXTURE_ENTRIES });
+  const third = new Launcher(first.manifest, { stdout: out, stderr: err, entries: FIXTURE_ENTRIES });
   t.after(() => third.kill());
   await third.start();
   await third.stop();
