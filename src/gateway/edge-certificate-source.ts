@@ -4,6 +4,7 @@ import { type ControlTarget, controlRequest } from '../control/api/client.ts';
 import { SVID_RENEWAL_DEFAULTS } from '../control/api/defaults.ts';
 import type { EdgeCertificateResponse } from '../control/api/edge-routes.ts';
 import { apiError, CONTROL_API_ERRORS } from '../control/api/errors.ts';
+import { retryDelayMs } from '../control/api/renewal-schedule.ts';
 import { createRenewingCredential } from '../control/api/renewing-credential.ts';
 import { createWorkloadKey } from '../control/api/workload-key.ts';
 import { isRampartError, RampartError } from '../core/errors.ts';
@@ -148,9 +149,9 @@ export function createEdgeCertificateSource(options: EdgeCertificateSourceOption
             'control plane unreachable: waiting for the edge certificate (tls: auto); the listener opens once it is issued',
           );
         }
-        const base = Math.min(timings.retryMaxMs, timings.retryInitialMs * 2 ** (failures - 1));
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, Math.round(base * (0.5 + random() / 2)));
+          // The first wait is `retryInitialMs` (halved at random at most), as the renewals' first retry.
+          const timer = setTimeout(resolve, retryDelayMs(failures - 1, timings, random));
           wake = () => {
             clearTimeout(timer);
             resolve();
