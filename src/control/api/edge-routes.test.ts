@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { edgeCertificateNames } from '../../config/edge-certificate-names.ts';
 import type { GatewayConfig } from '../../config/model.ts';
 import { requestEdgeCertificate } from '../../gateway/edge-certificate-source.ts';
 import { CA_ERRORS } from '../ca/index.ts';
 import { openTestCa, type TestCa } from '../ca/testing.ts';
 import type { ControlTarget } from './client.ts';
-import { createEdgeRoutes, EDGE_CERTIFICATE_ROUTE, edgeCertificateNames } from './edge-routes.ts';
+import { createEdgeRoutes, EDGE_CERTIFICATE_ROUTE } from './edge-routes.ts';
 import { CONTROL_API_ERRORS } from './errors.ts';
 import type { ApiRefusal } from './server.ts';
 import {

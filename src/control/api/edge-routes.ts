@@ -6,8 +6,6 @@ import { COMPONENT_SERVICE_NAMES } from './defaults.ts';
 import { apiError, CONTROL_API_ERRORS } from './errors.ts';
 import { type ApiRoutes, apiCaller, parseJson, stringField } from './request.ts';
 
-export { edgeCertificateNames };
-
 /** The route the gateway obtains its edge certificate with (`tls: auto`). */
 export const EDGE_CERTIFICATE_ROUTE = 'POST /v1/edge-certificates';
 
