@@ -305,6 +305,25 @@ export function takeBatch(queue: Pending[], maxEvents: number): { batch: Pending
   return { batch, events };
 }
 
+/**
+ * A checkpoint signed on demand (for a proof) is rate-limited: AUDIT_ERR_RANGE with `retryAfterMs`
+ * while the latest one is younger than `minIntervalMs`.
+ */
+export function refuseEarlyCheckpoint(latest: CheckpointRow | null, now: number, minIntervalMs: number): void {
+  const since = latest === null ? Number.POSITIVE_INFINITY : now - latest.createdAt;
+  if (since < minIntervalMs) {
+    throw auditError(AUDIT_ERRORS.range, { reason: 'not_yet_checkpointed', retryAfterMs: minIntervalMs - since });
+  }
+}
+
+/** The checkpoint a consistency proof from `fromSize` ends at (the latest), or AUDIT_ERR_RANGE. */
+export function consistencyTarget(latest: CheckpointRow | null, fromSize: number): CheckpointRow {
+  if (latest === null || !Number.isSafeInteger(fromSize) || fromSize < 0 || fromSize > latest.size) {
+    throw auditError(AUDIT_ERRORS.range, { reason: 'size', fromSize: String(fromSize) });
+  }
+  return latest;
+}
+
 /** A stored checkpoint row as the API returns it. */
 export function toSigned(row: CheckpointRow): SignedCheckpoint {
   return { size: row.size, root: row.root, note: row.note, createdAt: row.createdAt };
@@ -559,13 +578,7 @@ class SqliteAuditLog implements AuditLog {
     const covering = this.#store.checkpointCovering(size);
     if (covering !== null) return covering;
     const now = this.#now();
-    const since = this.#latest === null ? Number.POSITIVE_INFINITY : now - this.#latest.createdAt;
-    if (since < this.#settings.minCheckpointIntervalMs) {
-      throw auditError(AUDIT_ERRORS.range, {
-        reason: 'not_yet_checkpointed',
-        retryAfterMs: this.#settings.minCheckpointIntervalMs - since,
-      });
-    }
+    refuseEarlyCheckpoint(this.#latest, now, this.#settings.minCheckpointIntervalMs);
     return this.#sign(now);
   }
 
@@ -586,10 +599,7 @@ class SqliteAuditLog implements AuditLog {
 
   proveConsistency(fromSize: number): ConsistencyProofResult {
     if (this.#closed) throw auditError(AUDIT_ERRORS.closed);
-    const latest = this.#latest;
-    if (latest === null || !Number.isSafeInteger(fromSize) || fromSize < 0 || fromSize > latest.size) {
-      throw auditError(AUDIT_ERRORS.range, { reason: 'size', fromSize: String(fromSize) });
-    }
+    const latest = consistencyTarget(this.#latest, fromSize);
     const proof = consistencyProof(this.#store.source(), fromSize, latest.size).map((h) => Buffer.from(h));
     return { checkpoint: toSigned(latest), fromSize, proof };
   }

@@ -15,9 +15,11 @@ import {
   type ConsistencyProofResult,
   checkLatestCheckpoint,
   checkLatestRoot,
+  consistencyTarget,
   type InclusionProofResult,
   type LoggedEvent,
   type Pending,
+  refuseEarlyCheckpoint,
   type Settings,
   type SignedCheckpoint,
   takeBatch,
@@ -407,13 +409,7 @@ class PgAuditLog implements PostgresAuditLog {
       // Another caller may have signed one while this one waited for the writer.
       if (this.#latest !== null && this.#latest.size >= size) return this.#latest;
       const now = this.#now();
-      const since = this.#latest === null ? Number.POSITIVE_INFINITY : now - this.#latest.createdAt;
-      if (since < this.#settings.minCheckpointIntervalMs) {
-        throw auditError(AUDIT_ERRORS.range, {
-          reason: 'not_yet_checkpointed',
-          retryAfterMs: this.#settings.minCheckpointIntervalMs - since,
-        });
-      }
+      refuseEarlyCheckpoint(this.#latest, now, this.#settings.minCheckpointIntervalMs);
       return this.#sign(now);
     });
   }
@@ -441,10 +437,7 @@ class PgAuditLog implements PostgresAuditLog {
 
   async proveConsistency(fromSize: number): Promise<ConsistencyProofResult> {
     if (this.#closed) throw auditError(AUDIT_ERRORS.closed);
-    const latest = this.#latest;
-    if (latest === null || !Number.isSafeInteger(fromSize) || fromSize < 0 || fromSize > latest.size) {
-      throw auditError(AUDIT_ERRORS.range, { reason: 'size', fromSize: String(fromSize) });
-    }
+    const latest = consistencyTarget(this.#latest, fromSize);
     try {
       const proof = await withFetchedNodes(this.#reader.nodes, (source) =>
         consistencyProof(source, fromSize, latest.size).map((h) => Buffer.from(h)),
