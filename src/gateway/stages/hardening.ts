@@ -18,7 +18,7 @@ const LEAKY = [
  * The gateway's HSTS policy: the manifest's `max-age`; `includeSubDomains` for the names of a `tls: auto`
  * certificate, or for any DNS name with certificate files (their names are the certificate's).
  */
-export function gatewayHstsPolicy(gateway: Pick<GatewayConfig, 'tls' | 'listen' | 'hsts'>): HstsPolicy {
+function gatewayHstsPolicy(gateway: Pick<GatewayConfig, 'tls' | 'listen' | 'hsts'>): HstsPolicy {
   const maxAge = gateway.hsts?.maxAgeSeconds ?? DEFAULTS.hstsMaxAgeSeconds;
   return hstsPolicy(maxAge, gateway.tls.mode === 'auto' ? edgeCertificateNames(gateway) : null);
 }
@@ -35,7 +35,7 @@ export function createHardening(deps: Pick<GatewayDeps, 'manifest'>): Stage {
   let lastHost: string | undefined;
   let lastHsts: string | null = null;
   const hstsFor = (host: string | undefined): string | null => {
-    if (host !== lastHost || lastHost === undefined) {
+    if (host !== lastHost) {
       lastHsts = hstsHeader(host, policy);
       lastHost = host;
     }
