@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { Agent, fetch } from 'undici';
 import { parseDocument } from 'yaml';
 import { startTestIssuer, type TestIssuer } from './helpers/issuer.ts';
-import { freePort, pgrep, spawnTracked, type Tracked, waitForLine, waitForPidsGone } from './helpers/processes.ts';
+import { freePort, pgrep, type Tracked, waitForPidsGone } from './helpers/processes.ts';
+import { startShop } from './helpers/shop.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const AUDIENCE = 'https://api.shop.local';
@@ -45,31 +46,13 @@ describe('example shop through the gateway', { timeout: 120_000 }, () => {
     const port = await freePort();
     base = `https://localhost:${port}`;
     dir = shopCopy(port, issuer);
-    // payments reads its processor key on every charge (503 until it is set), as a developer sets it.
-    const setKey = spawnTracked(
-      ctx,
-      process.execPath,
-      [join(root, 'bin', 'rampart.js'), 'secrets', 'set', 'payment-provider-key', '--create-dev-key'],
-      { cwd: dir },
-    );
-    setKey.child.stdin?.end('sk_test_shop');
-    assert.equal((await setKey.exited).code, 0, setKey.stderr());
-    launcher = spawnTracked(
-      ctx,
-      process.execPath,
-      [join(root, 'bin', 'rampart.js'), 'start', join(dir, 'rampart.yaml')],
-      {
-        cwd: root,
-        env: { ...process.env, NO_COLOR: '1' },
-      },
-    );
-    await waitForLine(launcher, /Rampart is running: \d+ processes ready/, 60_000);
+    launcher = await startShop(ctx, dir, 60_000);
     edge = new Agent({ connect: { ca: readFileSync(join(dir, '.rampart', 'control', 'bundle.pem'), 'utf8') } });
   });
 
   after(async () => {
     // Kept beside the scratch directory for the post-mortem of a failed run.
-    writeFileSync(`${dir}.log`, `${launcher.stdout()}\n--- stderr ---\n${launcher.stderr()}`);
+    writeFileSync(`${dir}.log`, `${launcher?.stdout()}\n--- stderr ---\n${launcher?.stderr()}`);
     for (const fn of cleanups.reverse()) await fn();
     await edge?.close();
     for (const pid of await pgrep(dir)) process.kill(pid, 'SIGKILL');

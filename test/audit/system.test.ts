@@ -13,7 +13,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Agent, fetch } from 'undici';
 import { parseDocument } from 'yaml';
-import { freePort, pgrep, spawnTracked, type Tracked, waitForLine } from '../helpers/processes.ts';
+import { freePort, pgrep, type Tracked } from '../helpers/processes.ts';
+import { startShop } from '../helpers/shop.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -79,24 +80,7 @@ describe('the audit log under rampart start', { timeout: 180_000 }, () => {
     doc.setIn(['gateway', 'listen', 'port'], gatewayPort);
     doc.setIn(['identity', 'builtin', 'port'], identityPort);
     writeFileSync(join(dir, 'rampart.yaml'), doc.toString());
-    const setKey = spawnTracked(
-      ctx,
-      process.execPath,
-      [join(root, 'bin', 'rampart.js'), 'secrets', 'set', 'payment-provider-key', '--create-dev-key'],
-      { cwd: dir },
-    );
-    setKey.child.stdin?.end('sk_test_shop');
-    assert.equal((await setKey.exited).code, 0, setKey.stderr());
-    launcher = spawnTracked(
-      ctx,
-      process.execPath,
-      [join(root, 'bin', 'rampart.js'), 'start', join(dir, 'rampart.yaml')],
-      {
-        cwd: root,
-        env: { ...process.env, NO_COLOR: '1' },
-      },
-    );
-    await waitForLine(launcher, /Rampart is running: \d+ processes ready/, 120_000);
+    launcher = await startShop(ctx, dir, 120_000);
     edge = new Agent({ connect: { ca: readFileSync(join(dir, '.rampart', 'control', 'bundle.pem'), 'utf8') } });
   });
 

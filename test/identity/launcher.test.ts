@@ -16,7 +16,8 @@ import { Agent as EdgeAgent, type RequestInit as EdgeInit, fetch as edgeFetch } 
 import { parseDocument } from 'yaml';
 import { type IdentityIo, runLogin, runToken, runUsers } from '../../src/cli/identity-commands.ts';
 import { currentTotp } from '../../src/identity/totp.ts';
-import { freePort, pgrep, spawnTracked, type Tracked, waitForLine } from '../helpers/processes.ts';
+import { freePort, pgrep, type Tracked } from '../helpers/processes.ts';
+import { startShop } from '../helpers/shop.ts';
 import { Agent } from './agent.ts';
 import { drivePages } from './flows.ts';
 
@@ -59,25 +60,12 @@ describe('rampart start with the built-in identity provider', { timeout: 180_000
     manifest = join(dir, 'rampart.yaml');
     writeFileSync(manifest, doc.toString());
     env = { HOME: dir, XDG_CONFIG_HOME: join(dir, 'config') };
-    // payments reads its processor key on every charge (an order fails until it is set), as in test/shop.test.ts.
-    const setKey = spawnTracked(
-      ctx,
-      process.execPath,
-      [join(root, 'bin', 'rampart.js'), 'secrets', 'set', 'payment-provider-key', '--create-dev-key'],
-      { cwd: dir },
-    );
-    setKey.child.stdin?.end('sk_test_shop');
-    assert.equal((await setKey.exited).code, 0, setKey.stderr());
-    launcher = spawnTracked(ctx, process.execPath, [join(root, 'bin', 'rampart.js'), 'start', manifest], {
-      cwd: root,
-      env: { ...process.env, NO_COLOR: '1' },
-    });
-    await waitForLine(launcher, /Rampart is running: \d+ processes ready/, 90_000);
+    launcher = await startShop(ctx, dir, 90_000);
     edge = new EdgeAgent({ connect: { ca: readFileSync(join(dir, '.rampart', 'control', 'bundle.pem'), 'utf8') } });
   });
 
   after(async () => {
-    writeFileSync(`${dir}.log`, `${launcher.stdout()}\n--- stderr ---\n${launcher.stderr()}`);
+    writeFileSync(`${dir}.log`, `${launcher?.stdout()}\n--- stderr ---\n${launcher?.stderr()}`);
     for (const fn of cleanups.reverse()) await fn();
     await edge?.close();
     for (const pid of await pgrep(dir)) process.kill(pid, 'SIGKILL');
