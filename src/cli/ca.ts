@@ -22,7 +22,7 @@ import { KEK_ENV, KEK_ERRORS, type Kek, type KekSource, loadKek } from '../core/
 import { DEFAULT_DATA_DIR, type OperatorIo, runOperatorCommand, subcommandPrefix, UsageError } from './command.ts';
 import { ControlPlaneFailure, findControlPlane, holdDataDir, operatorApi } from './control-plane-client.ts';
 import { manifestPostgresStore, offlineAuditOrigin, openOfflineAuditLog } from './offline-audit.ts';
-import { clean, oneLine } from './text.ts';
+import { clean, iso, oneLine, table } from './text.ts';
 
 /**
  * `rampart ca status|rotate`: the operator's view of the certificate authority. While a control plane
@@ -343,23 +343,6 @@ function detailText(w: CaWarning, now: number): string {
   return parts.length === 0 ? '' : ` (${parts.join(', ')})`;
 }
 
-function table(out: (line: string) => void, header: string[], rows: string[][]): void {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  for (const row of [header, ...rows]) {
-    out(
-      row
-        .map((cell, i) => cell.padEnd(widths[i]!))
-        .join('  ')
-        .trimEnd(),
-    );
-  }
-}
-
-function iso(ms: number): string {
-  const date = new Date(ms);
-  return Number.isNaN(date.getTime()) ? '?' : date.toISOString().replace(/\.\d{3}Z$/, 'Z');
-}
-
 /** "in 5h 3m" or "2m ago". */
 function relative(at: number, now: number): string {
   return at >= now ? `in ${span(at - now)}` : `${span(now - at)} ago`;
@@ -396,5 +379,3 @@ function describeError(err: unknown): string {
   }
   return `unexpected error: ${clean(oneLine(err))}`;
 }
-
-/** Text from arguments or the API, with control characters (terminal escapes) made visible. */

@@ -199,5 +199,3 @@ function describeError(err: unknown): string {
   }
   return `unexpected error: ${clean(oneLine(err))}\n  stores already re-wrapped stay so: run the same command again`;
 }
-
-/** Text from arguments, with control characters (terminal escapes) made visible. */

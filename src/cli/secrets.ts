@@ -46,7 +46,7 @@ import {
   offlineAuditOrigin,
   openOfflineAuditLog,
 } from './offline-audit.ts';
-import { clean, oneLine } from './text.ts';
+import { clean, iso, oneLine, table } from './text.ts';
 
 /**
  * `rampart secrets …`: the operator's side of the secrets module, on a control plane's data directory
@@ -595,21 +595,6 @@ function rotationText(s: SecretRecord): string {
   return `; rotate every ${every}, next due ${s.rotationDueAt === null ? '-' : iso(s.rotationDueAt)}`;
 }
 
-function table(out: (line: string) => void, header: string[], rows: string[][]): void {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  for (const row of [header, ...rows])
-    out(
-      row
-        .map((cell, i) => cell.padEnd(widths[i]!))
-        .join('  ')
-        .trimEnd(),
-    );
-}
-
-function iso(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
-}
-
 /** Hints for the codes an operator can act on. */
 const HINTS: Readonly<Record<string, string>> = {
   [SEC_ERRORS.sealed]: `check --key-file or $${KEK_ENV}: the key-encryption key is missing or is not this store's (a development key is made by rampart start, or set --create-dev-key)`,
@@ -632,5 +617,3 @@ function describeError(err: unknown): string {
   }
   return `unexpected error: ${oneLine(err)}`;
 }
-
-/** Text from arguments, with control characters (terminal escapes) made visible. */
