@@ -2,7 +2,7 @@ import { type AuditEvent, validateAuditEvent } from '../../core/audit-event.ts';
 import { isRampartError } from '../../core/errors.ts';
 import type { AnyAuditLog, SignedCheckpoint } from '../audit/log.ts';
 import { apiError, CONTROL_API_ERRORS } from './errors.ts';
-import { type ApiRoutes, apiCaller, integerField, parseJson, stringField } from './request.ts';
+import { type ApiRoutes, apiCaller, integerField, onlyFields, parseJson, stringField } from './request.ts';
 
 /** Bounds of the audit routes, each with its reason. */
 export const AUDIT_ROUTE_LIMITS = Object.freeze({
@@ -61,12 +61,6 @@ const b64 = (buf: Buffer) => buf.toString('base64');
 
 function checkpointBody(origin: string, c: SignedCheckpoint): CheckpointResponse {
   return { origin, size: c.size, root: b64(c.root), note: c.note, createdAt: c.createdAt };
-}
-
-function onlyFields(json: Record<string, unknown>, allowed: readonly string[]): void {
-  for (const key of Object.keys(json)) {
-    if (!allowed.includes(key)) throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'field', field: 'unknown' });
-  }
 }
 
 /**

@@ -4,7 +4,7 @@ import type { Logger } from '../../core/logger.ts';
 import { CA_DEFAULTS, type CertificateAuthority, type IssuedEdgeCertificate } from '../ca/index.ts';
 import { COMPONENT_SERVICE_NAMES } from './defaults.ts';
 import { apiError, CONTROL_API_ERRORS } from './errors.ts';
-import { type ApiRoutes, apiCaller, parseJson, stringField } from './request.ts';
+import { type ApiRoutes, apiCaller, onlyFields, parseJson, stringField } from './request.ts';
 
 /** The route the gateway obtains its edge certificate with (`tls: auto`). */
 export const EDGE_CERTIFICATE_ROUTE = 'POST /v1/edge-certificates';
@@ -31,7 +31,7 @@ export interface EdgeRoutesOptions {
   logger: Logger;
 }
 
-const FIELDS = new Set(['csr']);
+const FIELDS = ['csr'];
 
 /**
  * The edge-certificate route of the control plane's API (`tls: auto`), served on its listener
@@ -70,9 +70,7 @@ export function createEdgeRoutes(options: EdgeRoutesOptions): ApiRoutes {
           throw apiError(CONTROL_API_ERRORS.forbidden, { caller: caller.spiffeId.id, route: EDGE_CERTIFICATE_ROUTE });
         }
         const json = parseJson(body);
-        for (const key of Object.keys(json)) {
-          if (!FIELDS.has(key)) throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'unknown field' });
-        }
+        onlyFields(json, FIELDS);
         const csr = stringField(json, 'csr', CA_DEFAULTS.maxCsrBytes);
         const names = currentNames();
         if (names.length === 0) throw apiError(CONTROL_API_ERRORS.forbidden, { reason: 'gateway tls is not auto' });

@@ -2,7 +2,7 @@ import type { CaStatus, CertificateAuthority, RotationResult } from '../ca/index
 import { CONTROL_API_DEFAULTS } from './defaults.ts';
 import { apiError, CONTROL_API_ERRORS } from './errors.ts';
 import { createOperatorAuthorization } from './operator-access.ts';
-import { type ApiRoutes, parseJson } from './request.ts';
+import { type ApiRoutes, onlyFields, parseJson } from './request.ts';
 
 /** Options of {@link createOperatorRoutes}. */
 export interface OperatorRoutesOptions {
@@ -27,13 +27,8 @@ export interface RotateRequest {
  * The body of an operator route: absent, or a JSON object with only the fields `allowed`. Unknown
  * fields are refused: a misspelled `immediat` must not silently mean a scheduled rotation.
  */
-function operatorBody(body: Buffer | null, allowed: readonly string[]): Record<string, unknown> {
-  if (body === null) return {};
-  const json = parseJson(body);
-  for (const key of Object.keys(json)) {
-    if (!allowed.includes(key)) throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'unknown field' });
-  }
-  return json;
+export function operatorBody(body: Buffer | null, allowed: readonly string[]): Record<string, unknown> {
+  return body === null ? {} : onlyFields(parseJson(body), allowed);
 }
 
 /**

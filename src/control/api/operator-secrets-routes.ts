@@ -14,7 +14,8 @@ import {
 import type { SecretRecord } from '../secrets/store.ts';
 import { apiError, CONTROL_API_ERRORS } from './errors.ts';
 import { createOperatorAuthorization } from './operator-access.ts';
-import { type ApiRoutes, parseJson, stringField } from './request.ts';
+import { operatorBody as body } from './operator-routes.ts';
+import { type ApiRoutes, stringField } from './request.ts';
 
 /**
  * The operator's secrets routes: `rampart secrets set|rotate|promote|rollback|get|list|history` while
@@ -83,15 +84,6 @@ export function localOperator(): SecretsActor {
 }
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
-/** The body's fields, refusing any other (a misspelled `stag` must not set the value as current). */
-function body(raw: Buffer | null, allowed: readonly string[]): Record<string, unknown> {
-  const json = raw === null ? {} : parseJson(raw);
-  for (const key of Object.keys(json)) {
-    if (!allowed.includes(key)) throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'field', field: 'unknown' });
-  }
-  return json;
-}
 
 function optionalBoolean(json: Record<string, unknown>, field: string): boolean | undefined {
   const value = json[field];

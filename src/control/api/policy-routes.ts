@@ -5,7 +5,7 @@ import { POLICY_ERRORS, policyError } from '../policy/errors.ts';
 import type { ServicePolicy } from '../policy/policy-store.ts';
 import { POLICY_ROUTE, type PolicyRequest, type PolicyResponse } from '../policy/wire.ts';
 import { apiError, CONTROL_API_ERRORS } from './errors.ts';
-import { type ApiRoutes, apiCaller, integerField, parseJson } from './request.ts';
+import { type ApiRoutes, apiCaller, integerField, onlyFields, parseJson } from './request.ts';
 
 export interface PolicyRoutesOptions {
   /** The policy store (control/policy/policy-store.ts `PolicyStore`), or anything that answers the same. */
@@ -39,9 +39,7 @@ export function policyRoutes(options: PolicyRoutesOptions): ApiRoutes {
         }
         const json = parseJson(body);
         // Unknown fields are refused, not ignored: nothing in the body may look like it selects a service.
-        if (Object.keys(json).some((key) => !REQUEST_FIELDS.includes(key))) {
-          throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'unknown field' });
-        }
+        onlyFields(json, REQUEST_FIELDS);
         const held: PolicyRequest = {
           epoch: epochField(json),
           version: integerField(json, 'version'),

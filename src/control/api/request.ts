@@ -112,6 +112,18 @@ export function apiCaller(req: IncomingMessage, trustDomain: string): ApiCaller 
   return caller;
 }
 
+/**
+ * `json` if it holds no field outside `allowed`, else 400. Unknown fields are refused, not ignored: a
+ * misspelled optional field (`immediat`, `stag`) must not silently mean its default, and nothing in a
+ * body may look like it selects something the route does not read.
+ */
+export function onlyFields(json: Record<string, unknown>, allowed: readonly string[]): Record<string, unknown> {
+  for (const key of Object.keys(json)) {
+    if (!allowed.includes(key)) throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'field', field: 'unknown' });
+  }
+  return json;
+}
+
 /** A JSON object body, or 400. */
 export function parseJson(body: Buffer | null): Record<string, unknown> {
   if (body === null) throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'no body' });

@@ -2,8 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { SECRETS_API_DEFAULTS } from '../secrets/defaults.ts';
 import type { Label } from '../secrets/labels.ts';
 import { type SecretsService, wipeSecret } from '../secrets/service.ts';
-import { apiError, CONTROL_API_ERRORS } from './errors.ts';
-import { type ApiRoutes, apiCaller, parseJson, stringField } from './request.ts';
+import { type ApiRoutes, apiCaller, onlyFields, parseJson, stringField } from './request.ts';
 
 /** The answer to a granted read. `value` is the secret's bytes in base64; the rest is metadata. */
 export interface SecretReadResponse {
@@ -28,7 +27,7 @@ export interface SecretsRoutesOptions {
  */
 export const SECRETS_READ_ROUTE = 'POST /v1/secrets/read';
 
-const READ_FIELDS = new Set(['name', 'label']);
+const READ_FIELDS = ['name', 'label'];
 
 function requestId(req: IncomingMessage): string | undefined {
   const id = req.headers['x-request-id'];
@@ -59,10 +58,7 @@ export function createSecretsRoutes(options: SecretsRoutesOptions): ApiRoutes {
       handle: async (req, body): Promise<SecretReadResponse> => {
         const caller = apiCaller(req, trustDomain);
         const json = parseJson(body);
-        for (const key of Object.keys(json)) {
-          if (!READ_FIELDS.has(key))
-            throw apiError(CONTROL_API_ERRORS.badRequest, { reason: 'field', field: 'unknown' });
-        }
+        onlyFields(json, READ_FIELDS);
         const name = stringField(json, 'name', SECRETS_API_DEFAULTS.maxNameLength);
         // Any string goes to the service, which refuses what is not a label after the ACL (audited).
         const label =
