@@ -260,7 +260,7 @@ export function checkLatestRoot(latest: CheckpointRow, storedRoot: Uint8Array): 
  * invalid one (thrown before anything is queued). An event core/audit-event.ts made and validated in
  * this process (frozen, unchanged since) is not validated again: its canonical bytes were kept.
  */
-export function prepareEvents(events: readonly unknown[]): Prepared[] {
+function prepareEvents(events: readonly unknown[]): Prepared[] {
   if (!Array.isArray(events)) throw auditError(AUDIT_ERRORS.event, { field: '', reason: 'not_an_array' });
   return events.map((value) => {
     const { event, bytes } = encodeAuditEvent(value);

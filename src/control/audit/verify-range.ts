@@ -461,7 +461,7 @@ export type WorkerReply = { ok: true; result: RangeResult } | { ok: false; error
  * second on a million-entry log); a leaf's hundreds of bytes go through node:crypto (OpenSSL's SHA
  * extensions) instead.
  */
-export function nodeHashInto(scratch: Buffer, left: Uint8Array, right: Uint8Array): Buffer {
+function nodeHashInto(scratch: Buffer, left: Uint8Array, right: Uint8Array): Buffer {
   scratch[0] = 0x01;
   scratch.set(left, 1);
   scratch.set(right, 33);

@@ -67,7 +67,7 @@ export function currentWriterHolder(now: number = Date.now()): AuditWriterHolder
  * The last holder recorded in the database at `path` (opened read-only), or null when there is no
  * database yet, no record, or an unreadable one: the name is for the refusal's message only.
  */
-export function readWriterHolder(path: string): AuditWriterHolder | null {
+function readWriterHolder(path: string): AuditWriterHolder | null {
   let db: DatabaseSync;
   try {
     db = openAuditDatabase(path, { readOnly: true });
