@@ -39,8 +39,11 @@ import type { SecretsStore } from './secrets/store.ts';
  * (re-wrapped) or under neither (KEK_ERR_FOREIGN_KEY, refused before anything changes). An interrupted
  * rotation leaves every store under one of the two keys, never a value neither opens; the recovery
  * rule is to run the same command again with the same two keys, which re-wraps what is left. Until it
- * reports done, the control plane does not start under either key (each refusal names the KEK id that
- * sealed the store), so the new key is installed only afterwards and the old one kept until then.
+ * reports done, no store under the other key opens, and each refusal names the KEK id that sealed it:
+ * a CA or audit log under the other key stops the control plane's start; a secrets store does not (the
+ * control plane runs with it unavailable, every secret operation 503 SEC_ERR_SEALED: secrets/served.ts),
+ * so after an interruption that re-wrapped only the secrets it does start under the old key. The new
+ * key is installed only afterwards and the old one kept until then.
  *
  * Audited: before any change, `kek.rotate` (the operator as actor) goes to the audit log, opened under
  * the KEK its signing key is sealed by (no record, no rotation); the secrets service adds its own
