@@ -22,7 +22,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
 import { runKek } from '../../src/cli/kek.ts';
 import { runSecrets } from '../../src/cli/secrets.ts';
 import { writeControlEndpoint } from '../../src/control/api/operator-access.ts';
@@ -45,8 +44,8 @@ import type { SecretsStore } from '../../src/control/secrets/store.ts';
 import { type AuditEvent, createAuditEvent, parseAuditEntry } from '../../src/core/audit-event.ts';
 import { isRampartError, RampartError } from '../../src/core/errors.ts';
 import { createDevKek, KEK_ERRORS, type Kek, loadKek } from '../../src/core/kek.ts';
+import { postgresDatabase } from '../audit/helpers.ts';
 import { Capture } from '../helpers/capture.ts';
-import { requireService } from '../helpers/require-service.ts';
 
 const TRUST_DOMAIN = 'kek.test';
 const ORIGIN = `${TRUST_DOMAIN}/rampart/audit`;
@@ -420,19 +419,8 @@ function backends(): { name: string; setup: (t: import('node:test').TestContext)
     {
       name: 'PostgreSQL (secrets and audit log; the CA is always ca.db)',
       setup: async (t) => {
-        const server = await requireService(t, 'postgres');
-        if (server === null) return null;
-        const database = `rampart_kek_test_${randomBytes(6).toString('hex')}`;
-        const admin = new pg.Client({ connectionString: server });
-        await admin.connect();
-        await admin.query(`CREATE DATABASE ${database}`);
-        t.after(async () => {
-          await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-          await admin.end();
-        });
-        const url = new URL(server);
-        url.pathname = `/${database}`;
-        return seed(t, url.toString());
+        const url = await postgresDatabase(t);
+        return url === null ? null : seed(t, url);
       },
     },
   ];

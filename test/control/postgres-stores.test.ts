@@ -24,9 +24,9 @@ import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { postgresDatabase } from '../audit/helpers.ts';
 import { startTestIssuer } from '../helpers/issuer.ts';
 import { freePort, pgrep, spawnTracked, type Tracked, waitForLine } from '../helpers/processes.ts';
-import { requireService } from '../helpers/require-service.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const AUDIENCE = 'https://api.test.local';
@@ -110,20 +110,9 @@ function filesUnder(dir: string): string[] {
 test('control.store: postgres under rampart start: audit log and secrets in PostgreSQL', {
   timeout: 180_000,
 }, async (t) => {
-  const server = await requireService(t, 'postgres');
-  if (!server) return;
-
-  // A fresh database, dropped at the end whatever happens.
-  const database = `rampart_control_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: server });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${database}`);
-  t.after(async () => {
-    await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-    await admin.end();
-  });
-  const target = new URL(server);
-  target.pathname = `/${database}`;
+  const database = await postgresDatabase(t);
+  if (database === null) return;
+  const target = new URL(database);
   // A password in the URL, to prove it is never printed: the server's own when it needs one, else a
   // marker (a server that trusts loopback connections never asks for it).
   if (target.password === '') target.password = `pw-${randomBytes(9).toString('hex')}`;

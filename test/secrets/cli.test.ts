@@ -18,7 +18,7 @@ import { SEC_ERRORS } from '../../src/control/secrets/errors.ts';
 import type { AuditEvent } from '../../src/core/audit-event.ts';
 import { type FileLock, tryLockFile } from '../../src/core/file-lock.ts';
 import { createDevKek } from '../../src/core/kek.ts';
-import { requireService } from '../helpers/require-service.ts';
+import { postgresDatabase } from '../audit/helpers.ts';
 import { leakForms } from './fixtures.ts';
 
 const BIN = new URL('../../bin/rampart.js', import.meta.url).pathname;
@@ -232,18 +232,9 @@ describe('rampart secrets (in process)', () => {
   });
 
   test('--postgres: the store and the audit log both in that database (control.store), the log verifies', async (t) => {
-    const server = await requireService(t, 'postgres');
-    if (server === null) return;
-    const database = `rampart_cli_test_${randomBytes(6).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: server });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${database}`);
-    t.after(async () => {
-      await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-      await admin.end();
-    });
-    const url = new URL(server);
-    url.pathname = `/${database}`;
+    const database = await postgresDatabase(t);
+    if (database === null) return;
+    const url = new URL(database);
     const cwd = project(t);
     const secret = `pg-${randomBytes(8).toString('hex')}`;
     const postgres = ['--postgres', url.href];
