@@ -611,9 +611,10 @@ const HINTS: Readonly<Record<string, string>> = {
 function describeError(err: unknown): string {
   if (err instanceof CliFailure || err instanceof ControlPlaneFailure) return clean(err.message);
   if (isRampartError(err)) {
-    const reason = typeof err.detail?.['reason'] === 'string' ? ` (${err.detail['reason']})` : '';
+    // The code and reason may come from the control plane's answer: printed cleaned, as ca and kek do.
+    const reason = typeof err.detail?.['reason'] === 'string' ? ` (${clean(err.detail['reason'])})` : '';
     const hint = HINTS[err.code];
-    return `${err.message}${reason} [${err.code}]${hint ? `\n  ${hint}` : ''}`;
+    return `${clean(err.message)}${reason} [${clean(err.code)}]${hint ? `\n  ${hint}` : ''}`;
   }
   return `unexpected error: ${oneLine(err)}`;
 }
