@@ -40,11 +40,12 @@ export function pointerToPath(pointer: string, data: unknown): ConfigPath {
 }
 
 /**
- * `scheme://user:password@` with the password replaced by `***`. Up to the last `@` of the word, so a
- * password holding an unescaped `@` or `/` is hidden whole; a word that only looks like userinfo loses
- * a little more than its password, which is the safe direction.
+ * `scheme://user:password@` with the password replaced by `***`. Up to the last `@` of the first word
+ * (on the same line) that holds one, so a password holding an unescaped `@`, `/` or space (URL parsers
+ * accept a space there) is hidden whole; a word that only looks like userinfo loses a little more than
+ * its password, which is the safe direction.
  */
-const URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s@/:]*):\S*@/gi;
+const URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s@/:]*):(?:\S*[ \t]+)*?\S*@/gi;
 
 /**
  * Text with the passwords of URLs in it hidden: a store's URL may carry one, and messages end up in

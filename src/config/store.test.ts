@@ -171,12 +171,17 @@ describe('redactUrlPasswords', () => {
     ['postgres://u:p@ss@h/d', 'postgres://u:***@h/d'],
     ['postgres://u:p/ss@h/d', 'postgres://u:***@h/d'],
     ['postgres://:pw@h/d', 'postgres://:***@h/d'],
+    // A space in the password (URL parsers accept it, as %20): hidden whole, and not past its `@`.
+    ['postgres://u:pa ss@h/d', 'postgres://u:***@h/d'],
+    ['postgres://u:a  b\tc@h/d and x@y', 'postgres://u:***@h/d and x@y'],
+    ['"postgres://u:pa ss@h/d"', '"postgres://u:***@h/d"'],
     ['"redis://default:pw@127.0.0.1:6379"', '"redis://default:***@127.0.0.1:6379"'],
     ['two: postgres://a:one@h and redis://b:two@h', 'two: postgres://a:***@h and redis://b:***@h'],
     ['POSTGRES://U:PW@H/D', 'POSTGRES://U:***@H/D'],
     // Nothing to hide.
     ['postgres://u@h/d', 'postgres://u@h/d'],
     ['postgres://h:5432/d', 'postgres://h:5432/d'],
+    ['postgres://h:5432/d\nmail a@b', 'postgres://h:5432/d\nmail a@b'],
     ['https://idp.example.com/realms/a', 'https://idp.example.com/realms/a'],
     ['mailto:a@b', 'mailto:a@b'],
     ['', ''],
