@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { DEFAULTS } from '../config/defaults.ts';
 import { loadManifest } from '../config/load.ts';
 import type { DatabaseStoreConfig } from '../config/model.ts';
 import { openAuditDatabase } from '../control/audit/database.ts';
@@ -25,7 +26,7 @@ export interface OfflineAuditLog {
 
 /** The manifest of the project a data directory belongs to, as `rampart start` lays it out. */
 function projectManifest(dataDir: string): string {
-  return resolve(dataDir, '..', '..', 'rampart.yaml');
+  return resolve(dataDir, '..', '..', DEFAULTS.manifestFile);
 }
 
 /**
