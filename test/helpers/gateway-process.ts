@@ -52,13 +52,13 @@ export interface GatewayProcessOptions {
   /** The manifest text for a gateway on `port`; service `run` files may name `services/<name>.ts`. */
   manifest: (port: number) => string;
   upstreams: Record<string, string>;
-  /** Milliseconds to wait for `/readyz`. */
-  readyTimeoutMs?: number;
+  /** Milliseconds to wait for `/readyz`; `false` returns once the process is spawned (a test of a refusal). */
+  readyTimeoutMs?: number | false;
   /** Runtime fields on top of the defaults: a control plane and a join token (mTLS, audit delivery). */
   runtime?: Pick<GatewayRuntime, 'control' | 'joinToken'>;
 }
 
-/** Starts the gateway process; it is stopped (and the project removed) when the test ends. */
+/** Starts the gateway process and waits until it is ready; it is stopped (and the project removed) when the test ends. */
 export async function startGatewayProcess(t: CleanupContext, options: GatewayProcessOptions): Promise<GatewayProcess> {
   const dir = realpathSync(mkdtempSync(join(tmpdir(), 'rampart-gateway-')));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -95,10 +95,14 @@ export async function startGatewayProcess(t: CleanupContext, options: GatewayPro
     env: childEnv(runtime, {}, process.env),
   });
   const admin = `http://127.0.0.1:${runtime.adminPort}`;
-  try {
-    await waitForHttp(`${admin}/readyz`, (status) => status === 200, options.readyTimeoutMs ?? 30_000);
-  } catch (err) {
-    throw new Error(`${(err as Error).message}\n--- stdout ---\n${child.stdout()}\n--- stderr ---\n${child.stderr()}`);
+  if (options.readyTimeoutMs !== false) {
+    try {
+      await waitForHttp(`${admin}/readyz`, (status) => status === 200, options.readyTimeoutMs ?? 30_000);
+    } catch (err) {
+      throw new Error(
+        `${(err as Error).message}\n--- stdout ---\n${child.stdout()}\n--- stderr ---\n${child.stderr()}`,
+      );
+    }
   }
   return {
     dir,

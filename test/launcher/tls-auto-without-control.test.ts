@@ -7,21 +7,13 @@
  * with GW_ERR_TLS_AUTO until the pool gives up (and the launcher restarts it into the same loop).
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
 import type { Manifest } from '../../src/config/model.ts';
 import { isRampartError } from '../../src/core/errors.ts';
-import type { GatewayRuntime } from '../../src/core/runtime.ts';
-import { rampartPackageRoot, readableRoots } from '../../src/launcher/allow-list.ts';
-import { childEnv } from '../../src/launcher/child-env.ts';
-import { childCommand } from '../../src/launcher/command.ts';
 import { Launcher } from '../../src/launcher/launcher.ts';
-import type { PlannedProcess } from '../../src/launcher/plan.ts';
-import { freePort, spawnTracked } from '../helpers/processes.ts';
-import { FIXTURE_ENTRIES, FIXTURE_SERVICE, handManifest, makeProject, REPO } from './project.ts';
+import { startGatewayProcess } from '../helpers/gateway-process.ts';
+import { FIXTURE_ENTRIES, FIXTURE_SERVICE, handManifest, makeProject } from './project.ts';
 
 const auto = (m: Manifest): Manifest => ({ ...m, gateway: { ...m.gateway, tls: { mode: 'auto', names: [] } } });
 const streams = () => ({ stdout: new PassThrough(), stderr: new PassThrough() });
@@ -44,52 +36,28 @@ test('the Launcher refuses tls: auto without workload identity, before anything 
 test('the gateway process refuses tls: auto without a control plane once, exit code 2, no worker started', {
   timeout: 30_000,
 }, async (t) => {
-  const dir = realpathSync(mkdtempSync(join(tmpdir(), 'rampart-gateway-')));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(join(dir, 'package.json'), '{"name":"scratch","private":true,"type":"module"}\n');
-  mkdirSync(join(dir, 'services'));
-  writeFileSync(join(dir, 'services', 'echo.ts'), '');
-  const manifestFile = join(dir, 'rampart.yaml');
-  writeFileSync(
-    manifestFile,
-    [
-      'trustDomain: test.local',
-      'gateway:',
-      `  listen: { host: 127.0.0.1, port: ${await freePort()} }`,
-      '  tls: auto',
-      '  workers: 2',
-      'identity:',
-      '  external: { issuer: "https://issuer.test", jwksUri: "https://issuer.test/jwks" }',
-      '  audience: https://api.test',
-      'services:',
-      '  echo:',
-      '    run: services/echo.ts',
-      '    routes:',
-      '      - { id: public, path: /public/**, methods: [GET], auth: none }',
-      '',
-    ].join('\n'),
-  );
-  const dataRoot = join(dir, '.rampart');
-  const dataDir = join(dataRoot, 'gateway');
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const runtime: GatewayRuntime = {
-    kind: 'gateway',
-    name: 'gateway',
-    dataDir,
-    adminPort: await freePort(),
-    manifestFile,
-    upstreams: { echo: 'http://127.0.0.1:9' },
-  };
-  const plan: PlannedProcess = {
-    name: 'gateway',
-    kind: 'gateway',
-    entry: join(REPO, 'src', 'gateway', 'main.ts'),
-    runtime,
-    env: {},
-  };
-  const { args } = childCommand(plan, { roots: readableRoots(dir, rampartPackageRoot()), dataRoot, fromSource: true });
-  const child = spawnTracked(t, process.execPath, args, { cwd: dataDir, env: childEnv(runtime, {}, process.env) });
   const began = Date.now();
+  const { child } = await startGatewayProcess(t, {
+    manifest: (port) =>
+      [
+        'trustDomain: test.local',
+        'gateway:',
+        `  listen: { host: 127.0.0.1, port: ${port} }`,
+        '  tls: auto',
+        '  workers: 2',
+        'identity:',
+        '  external: { issuer: "https://issuer.test", jwksUri: "https://issuer.test/jwks" }',
+        '  audience: https://api.test',
+        'services:',
+        '  echo:',
+        '    run: services/echo.ts',
+        '    routes:',
+        '      - { id: public, path: /public/**, methods: [GET], auth: none }',
+        '',
+      ].join('\n'),
+    upstreams: { echo: 'http://127.0.0.1:9' },
+    readyTimeoutMs: false,
+  });
   const status = await child.exited;
   const output = child.stdout() + child.stderr();
   assert.equal(status.code, 2, output);
