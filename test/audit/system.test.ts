@@ -5,35 +5,17 @@
  * each reported by its own workload's SPIFFE ID; `rampart audit verify` passes on the running log.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Agent, fetch } from 'undici';
 import { parseDocument } from 'yaml';
 import { freePort, pgrep, type Tracked } from '../helpers/processes.ts';
+import { type LoggedEvent, queryAuditLog, runRampart, waitForAuditEvent } from '../helpers/rampart-cli.ts';
 import { startShop } from '../helpers/shop.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-
-interface Logged {
-  component: string;
-  action: string;
-  decision: string;
-  reason?: string;
-  reporter?: string;
-  resource?: string;
-}
-
-function rampart(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [join(root, 'bin', 'rampart.js'), ...args], { cwd }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
 
 describe('the audit log under rampart start', { timeout: 180_000 }, () => {
   let dir: string;
@@ -44,29 +26,8 @@ describe('the audit log under rampart start', { timeout: 180_000 }, () => {
   const cleanups: (() => unknown)[] = [];
   const ctx = { after: (fn: () => unknown) => cleanups.push(fn) };
 
-  const logged = async (): Promise<Logged[]> => {
-    const res = await rampart(
-      ['audit', 'query', '--data', join(dir, '.rampart', 'control'), '--json', '--limit', '10000'],
-      dir,
-    );
-    assert.equal(res.code, 0, res.stderr);
-    return res.stdout
-      .split('\n')
-      .filter(Boolean)
-      .map((line) => {
-        const parsed = JSON.parse(line) as Logged & { event?: Logged };
-        return parsed.event ?? parsed;
-      });
-  };
-  const waitForEvent = async (what: string, match: (e: Logged) => boolean): Promise<Logged> => {
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const found = (await logged()).find(match);
-      if (found) return found;
-      assert.ok(Date.now() < deadline, `no ${what} in the audit log`);
-      await delay(250);
-    }
-  };
+  const logged = () => queryAuditLog(['--data', join(dir, '.rampart', 'control')], dir);
+  const waitForEvent = (what: string, match: (e: LoggedEvent) => boolean) => waitForAuditEvent(logged, what, match);
 
   before(async () => {
     const gatewayPort = await freePort();
@@ -124,7 +85,7 @@ describe('the audit log under rampart start', { timeout: 180_000 }, () => {
     // The shop serves `tls: auto`: the gateway's edge certificate is a CA decision too.
     assert.ok((await logged()).some((e) => e.component === 'ca' && e.action === 'edge_certificate.issue'));
 
-    const verify = await rampart(['audit', 'verify', '--data', join(dir, '.rampart', 'control')], dir);
+    const verify = await runRampart(['audit', 'verify', '--data', join(dir, '.rampart', 'control')], dir);
     assert.equal(verify.code, 0, `${verify.stdout}\n${verify.stderr}`);
   });
 });

@@ -16,7 +16,6 @@
  * launcher gives up on it and says why, and the password is not in what it prints.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -27,19 +26,10 @@ import pg from 'pg';
 import { postgresDatabase } from '../audit/helpers.ts';
 import { startTestIssuer } from '../helpers/issuer.ts';
 import { freePort, pgrep, spawnTracked, type Tracked, waitForLine } from '../helpers/processes.ts';
+import { type LoggedEvent, queryAuditLog, runRampart, waitForAuditEvent } from '../helpers/rampart-cli.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const AUDIENCE = 'https://api.test.local';
-
-interface Logged {
-  component: string;
-  action: string;
-  decision: string;
-  reason?: string;
-  reporter?: string;
-  resource?: string;
-  actor?: { spiffeId?: string };
-}
 
 /** A service that reads `test-secret` and answers its version and digest, never the value. */
 const readerSource = (route: string) => `import { createHash } from 'node:crypto';
@@ -82,22 +72,6 @@ services:
     run: services/outsider.ts
     routes: [{ id: outsider-read, path: /outsider/read, methods: [GET], auth: none }]
 `;
-
-function rampart(
-  args: string[],
-  cwd: string,
-  stdin?: Buffer,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = execFile(
-      process.execPath,
-      [join(root, 'bin', 'rampart.js'), ...args],
-      { cwd, env: { ...process.env, NO_COLOR: '1' } },
-      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-    child.stdin?.end(stdin);
-  });
-}
 
 function filesUnder(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
@@ -155,27 +129,8 @@ test('control.store: postgres under rampart start: audit log and secrets in Post
   assert.ok(ready, 'the control plane logged that it is ready');
   assert.equal((JSON.parse(ready) as { store?: string }).store, 'postgres');
 
-  const logged = async (): Promise<Logged[]> => {
-    const res = await rampart(['audit', 'query', '--postgres', url, '--json', '--limit', '10000'], dir);
-    outputs.push(res.stdout, res.stderr);
-    assert.equal(res.code, 0, res.stderr);
-    return res.stdout
-      .split('\n')
-      .filter(Boolean)
-      .map((line) => {
-        const parsed = JSON.parse(line) as Logged & { event?: Logged };
-        return parsed.event ?? parsed;
-      });
-  };
-  const waitForEvent = async (what: string, match: (e: Logged) => boolean): Promise<Logged> => {
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const found = (await logged()).find(match);
-      if (found) return found;
-      assert.ok(Date.now() < deadline, `no ${what} in the PostgreSQL audit log`);
-      await delay(250);
-    }
-  };
+  const logged = () => queryAuditLog(['--postgres', url], dir, outputs);
+  const waitForEvent = (what: string, match: (e: LoggedEvent) => boolean) => waitForAuditEvent(logged, what, match);
   const get = async (path: string) => {
     const res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(10_000) });
     assert.equal(res.status, 200, path);
@@ -200,7 +155,7 @@ test('control.store: postgres under rampart start: audit log and secrets in Post
     }
     assert.ok(issued.every((e) => e.reporter === 'spiffe://test.local/svc/control'));
 
-    const verify = await rampart(['audit', 'verify', '--postgres', url], dir);
+    const verify = await runRampart(['audit', 'verify', '--postgres', url], dir);
     outputs.push(verify.stdout, verify.stderr);
     assert.equal(verify.code, 0, `${verify.stdout}\n${verify.stderr}`);
     // The log is the run's database's, in its own schema beside the secrets store's.
@@ -222,7 +177,7 @@ test('control.store: postgres under rampart start: audit log and secrets in Post
   await t.test('a secret set with the CLI while the system runs is read by the granted service only', async () => {
     assert.deepEqual(await get('/reader/read'), { error: 'SEC_ERR_NOT_FOUND', status: 404 });
     const value = Buffer.from(`pg-secret-${randomBytes(24).toString('hex')}`);
-    const set = await rampart(['secrets', 'set', 'test-secret', '--raw', '--data-dir', controlDir], dir, value);
+    const set = await runRampart(['secrets', 'set', 'test-secret', '--raw', '--data-dir', controlDir], dir, value);
     outputs.push(set.stdout, set.stderr);
     assert.equal(set.code, 0, set.stderr);
     const digest = createHash('sha256').update(value).digest('hex');
