@@ -46,8 +46,8 @@ Options:
 Each store is re-wrapped in one transaction, in the order secrets, CA, audit log; the rotation is
 recorded in the audit log (kek.rotate, kek.rotated) with you as actor. If the command is interrupted,
 run it again with the same two keys: keys already under the new one are kept, the rest re-wrapped.
-Until it reports done the control plane starts under neither key; install the new key (and keep the
-old one) only afterwards.
+Until it reports done, a store under the other key does not open (the control plane does not start,
+or runs without secrets); install the new key (and keep the old one) only afterwards.
 
 Exit codes: 0 done, 1 refused or failed (the code is printed), 2 usage.
 `;
