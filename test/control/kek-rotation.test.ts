@@ -374,7 +374,7 @@ async function interruptedThenFinished(system: System, store: 'secrets' | 'ca' |
   const { auditActive: _, ...found } = await states(system);
   assert.deepEqual(found, expected, 'each store wholly under one of the two keys');
 
-  // Meanwhile the control plane starts under neither key, and each refusal names the KEK that sealed the store.
+  // Meanwhile a store under the other key does not open, and each refusal names the KEK that sealed it.
   const oldId = await idOf(system.oldKeyFile);
   const newId = await idOf(system.newKeyFile);
   if (store !== 'audit') {
